@@ -8,16 +8,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from detectors.mgps import Hyperparameters
 from detectors.mgps_fit import Squash, fit_hyperparameters, negative_log_likelihood
 from pvsignal.casetable import Columns, PairTable, count_pairs, read_case_table
 from pvsignal.errors import InputError
-from pvsignal.scoring import EXPORT_COLUMNS, ScoringConfig, score
-
-_COUNT_COLUMNS = ("a", "n_product", "n_event", "n_total")
-_FLAG_COLUMNS = ("signal_prr", "signal_ror", "signal_ic", "signal_ebgm")
+from pvsignal.export import FLAG_COLUMNS, export_table, write_csv
+from pvsignal.scoring import ScoringConfig, score
 
 
 @dataclass(frozen=True)
@@ -45,6 +42,7 @@ class AnalyzeSummary:
     out: Path
     fit_path: Path
     rejects_path: Path | None
+    warnings: tuple[str, ...] = ()
 
 
 def parse_theta(text: str) -> Hyperparameters:
@@ -96,15 +94,14 @@ def analyze(request: AnalyzeRequest) -> AnalyzeSummary:
     lap("fit")
     statistics = score(pairs.counts, theta, request.config)
     lap("score")
-    frame = _export_frame(pairs, statistics)
     request.out.parent.mkdir(parents=True, exist_ok=True)
-    write_pairs_csv(frame, request.out)
+    write_csv(export_table(pairs.product, pairs.event, statistics), request.out)
     rejects_path = None
     if not table.rejects.empty:
         rejects_path = rejects_path_for(request.out)
         table.rejects.to_csv(rejects_path, index=False)
     lap("write")
-    signals = {column: int(statistics[column].sum()) for column in _FLAG_COLUMNS}
+    signals = {column: int(statistics[column].sum()) for column in FLAG_COLUMNS}
     document = {
         **fit_report,
         "counts": {
@@ -131,6 +128,7 @@ def analyze(request: AnalyzeRequest) -> AnalyzeSummary:
         out=request.out,
         fit_path=fit_path,
         rejects_path=rejects_path,
+        warnings=tuple(fit_report.get("warnings", ())),
     )
 
 
@@ -144,23 +142,6 @@ def _fit(pairs: PairTable, request: AnalyzeRequest) -> dict[str, object]:
         }
     fit = fit_hyperparameters(a, e, squashing=Squash() if request.squash else None)
     return {"theta_source": "fitted", **fit.report()}
-
-
-def _export_frame(pairs: PairTable, statistics: dict[str, np.ndarray]) -> pd.DataFrame:
-    data: dict[str, object] = {"product": pairs.product, "event": pairs.event}
-    for column in EXPORT_COLUMNS[2:]:
-        values = statistics[column]
-        if column in _COUNT_COLUMNS:
-            values = values.astype(np.int64)
-        elif column in _FLAG_COLUMNS:
-            values = np.where(values, "true", "false")
-        data[column] = values
-    return pd.DataFrame(data, columns=list(EXPORT_COLUMNS))
-
-
-def write_pairs_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write the export: floats unrounded (shortest repr that round-trips), nan as 'nan'."""
-    frame.to_csv(path, index=False, na_rep="nan")
 
 
 def _config_report(config: ScoringConfig) -> dict[str, object]:

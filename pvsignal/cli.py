@@ -7,11 +7,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from detectors.rules import EbgmRule, IcRule, PrrRule, RorRule
 from pvsignal.analyze import AnalyzeRequest, analyze, parse_theta
 from pvsignal.casetable import Columns
 from pvsignal.errors import PvsignalError
-from pvsignal.scoring import ScoringConfig
+from pvsignal.scoring import ScoringConfig, with_rule_overrides
 
 
 def _level(text: str) -> float:
@@ -61,7 +60,12 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
         "--no-yates", action="store_true", help="chi-square without Yates' correction"
     )
     parser.add_argument(
-        "--min-a", type=int, default=3, help="minimum reports for a PRR or ROR signal (default 3)"
+        "--rule",
+        action="append",
+        default=[],
+        metavar="MEASURE.FIELD=VALUE",
+        help="change a signal threshold, e.g. prr.min_a=5, ror.min_a=5, ebgm.min_eb05=2.5 "
+        "(fields: prr.min_prr/min_chi2/min_a, ror.min_lower/min_a, ic.min_lower, ebgm.min_eb05)",
     )
     parser.add_argument(
         "--fdr",
@@ -74,16 +78,15 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
-    config = ScoringConfig(
-        prr_level=args.prr_level,
-        ror_level=args.ror_level,
-        ic_level=args.ic_level,
-        yates=not args.no_yates,
-        fdr_q=args.fdr,
-        prr_rule=PrrRule(min_a=args.min_a),
-        ror_rule=RorRule(min_a=args.min_a),
-        ic_rule=IcRule(),
-        ebgm_rule=EbgmRule(),
+    config = with_rule_overrides(
+        ScoringConfig(
+            prr_level=args.prr_level,
+            ror_level=args.ror_level,
+            ic_level=args.ic_level,
+            yates=not args.no_yates,
+            fdr_q=args.fdr,
+        ),
+        args.rule,
     )
     request = AnalyzeRequest(
         cases=args.cases,
@@ -109,6 +112,8 @@ def _run_analyze(args: argparse.Namespace) -> int:
         "signals: "
         + ", ".join(f"{k.removeprefix('signal_')} {v}" for k, v in summary.signals.items())
     )
+    for warning in summary.warnings:
+        print(f"warning: MGPS fit: {warning}", file=sys.stderr)
     print(f"wrote {summary.out} and {summary.fit_path}")
     return 0
 

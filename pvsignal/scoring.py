@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -12,6 +12,7 @@ from detectors.frequentist import chi_square, prr, ror
 from detectors.mgps import Hyperparameters, posterior
 from detectors.rules import EbgmRule, IcRule, PrrRule, RorRule, false_discovery
 from detectors.table import cells
+from pvsignal.errors import InputError
 
 # The columns of `pvsignal analyze` and `pvsignal signals export`, in order.
 EXPORT_COLUMNS = (
@@ -61,6 +62,34 @@ class ScoringConfig:
     ebgm_rule: EbgmRule = field(default_factory=EbgmRule)
     # When set, a PRR signal also needs its BH-adjusted chi-square p-value <= fdr_q.
     fdr_q: float | None = None
+
+
+_RULE_FIELDS = {"prr": "prr_rule", "ror": "ror_rule", "ic": "ic_rule", "ebgm": "ebgm_rule"}
+
+
+def with_rule_overrides(config: ScoringConfig, overrides: list[str]) -> ScoringConfig:
+    """Apply ``measure.field=value`` threshold changes (``prr.min_a=5``), naming any bad one."""
+    for override in overrides:
+        target, _, text = override.partition("=")
+        measure, _, name = target.strip().partition(".")
+        if measure not in _RULE_FIELDS:
+            raise InputError(
+                f"rule {override!r}: unknown measure {measure!r}; "
+                f"use one of {', '.join(_RULE_FIELDS)}"
+            )
+        rule = getattr(config, _RULE_FIELDS[measure])
+        known = {f.name: f.type for f in fields(rule)}
+        if name not in known:
+            raise InputError(
+                f"rule {override!r}: {measure} has no threshold {name!r}; "
+                f"its thresholds are {', '.join(known)}"
+            )
+        try:
+            value = int(text) if known[name] in (int, "int") else float(text)
+        except ValueError:
+            raise InputError(f"rule {override!r}: {text!r} is not a valid {known[name]}") from None
+        config = replace(config, **{_RULE_FIELDS[measure]: replace(rule, **{name: value})})
+    return config
 
 
 @dataclass(frozen=True)

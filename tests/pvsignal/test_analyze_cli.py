@@ -197,3 +197,54 @@ def test_caers_end_to_end(shared_data, tmp_path):
     pairs = pd.read_csv(out)
     assert len(pairs) == 17189
     assert (pairs["eb05"] <= pairs["ebgm"]).all() and (pairs["ebgm"] <= pairs["eb95"]).all()
+
+
+def test_rule_thresholds_are_configurable(tmp_path):
+    cases, out = _example(tmp_path), tmp_path / "pairs.csv"
+    assert _analyze(cases, out, "--theta", THETA, "--rule", "ic.min_lower=-10") == 0
+    assert pd.read_csv(out)["signal_ic"].all()
+    fit = json.loads((tmp_path / "pairs.fit.json").read_text())
+    assert fit["config"]["ic_rule"] == {"min_lower": -10.0}
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("xyz.min_a=3", "unknown measure 'xyz'"),
+        (
+            "prr.min_b=3",
+            "prr has no threshold 'min_b'; its thresholds are min_prr, min_chi2, min_a",
+        ),
+        ("ror.min_a=three", "'three' is not a valid int"),
+    ],
+)
+def test_bad_rules_are_named(tmp_path, capsys, rule, message):
+    assert _analyze(_example(tmp_path), tmp_path / "p.csv", "--rule", rule) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_fit_on_a_bound_warns_on_stderr(shared_data, tmp_path, capsys):
+    out = tmp_path / "vaers.csv"
+    cases = shared_data / "derived" / "vaers2020.csv"
+    assert (
+        main(
+            [
+                "analyze",
+                str(cases),
+                "--id-col",
+                "id",
+                "--product-col",
+                "var1",
+                "--event-col",
+                "var2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert (
+        "warning: MGPS fit: theta sits on a bound of the search (alpha1)" in capsys.readouterr().err
+    )
+    fit = json.loads((tmp_path / "vaers.fit.json").read_text())
+    assert fit["on_bound"] == ["alpha1"] and fit["counts"]["reports"] == 43588
