@@ -29,22 +29,14 @@ def _example(tmp_path, extra=()):
     return _write(tmp_path, rows + list(extra))
 
 
-def _analyze(cases, out, *extra):
-    return main(
-        [
-            "analyze",
-            str(cases),
-            "--id-col",
-            "id",
-            "--product-col",
-            "drug",
-            "--event-col",
-            "pt",
-            "--out",
-            str(out),
-            *extra,
-        ]
-    )
+def _analyze_shared(cases, out):
+    """Analyze a shared data table with the openEBGM column names (id, var1, var2)."""
+    return _analyze(cases, out, product="var1", event="var2")
+
+
+def _analyze(cases, out, *extra, product="drug", event="pt"):
+    argv = ["analyze", str(cases), "--id-col", "id", "--product-col", product]
+    return main([*argv, "--event-col", event, "--out", str(out), *extra])
 
 
 def test_openebgm_example_counts_and_columns(tmp_path):
@@ -173,23 +165,7 @@ def test_missing_and_unreadable_files_are_named(tmp_path, capsys):
 
 def test_caers_end_to_end(shared_data, tmp_path):
     out = tmp_path / "caers.csv"
-    assert (
-        main(
-            [
-                "analyze",
-                str(shared_data / "caers" / "caers.csv"),
-                "--id-col",
-                "id",
-                "--product-col",
-                "var1",
-                "--event-col",
-                "var2",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert _analyze_shared(str(shared_data / "caers" / "caers.csv"), out) == 0
     fit = json.loads((tmp_path / "caers.fit.json").read_text())
     assert fit["neg_log_likelihood"] <= 4162.456 + 0.001
     assert fit["counts"]["reports"] == 3356 and fit["counts"]["pairs"] == 17189
@@ -226,23 +202,7 @@ def test_bad_rules_are_named(tmp_path, capsys, rule, message):
 def test_fit_on_a_bound_warns_on_stderr(shared_data, tmp_path, capsys):
     out = tmp_path / "vaers.csv"
     cases = shared_data / "derived" / "vaers2020.csv"
-    assert (
-        main(
-            [
-                "analyze",
-                str(cases),
-                "--id-col",
-                "id",
-                "--product-col",
-                "var1",
-                "--event-col",
-                "var2",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert _analyze_shared(str(cases), out) == 0
     assert (
         "warning: MGPS fit: theta sits on a bound of the search (alpha1)" in capsys.readouterr().err
     )
