@@ -153,7 +153,7 @@ def count_pairs(table: CaseTable) -> PairTable:
     per_stratum_total = np.bincount(stratum_of_report, minlength=n_strata)
     n_product, n_event = per_product.sum(axis=1), per_event.sum(axis=1)
     if columns.strata:
-        e = _stratified_expectation(
+        e = stratified_expectation(
             per_product, per_event, per_stratum_total, pair_product, pair_event
         )
     else:
@@ -182,13 +182,14 @@ def _per_stratum(
     return np.bincount(flat, minlength=n_items * n_strata).reshape(n_items, n_strata)
 
 
-def _stratified_expectation(
+def stratified_expectation(
     per_product: np.ndarray,
     per_event: np.ndarray,
     per_stratum_total: np.ndarray,
     pair_product: np.ndarray,
     pair_event: np.ndarray,
 ) -> np.ndarray:
+    """Stratified E of each pair from dense (items x strata) margins and stratum totals."""
     result = np.empty(pair_product.size)
     for start in range(0, pair_product.size, _STRATA_BLOCK):
         block = slice(start, start + _STRATA_BLOCK)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pvsignal.analyze import AnalyzeRequest, analyze, parse_theta
 from pvsignal.casetable import Columns
+from pvsignal.cli_store import add_store_commands
 from pvsignal.errors import PvsignalError
 from pvsignal.scoring import ScoringConfig, with_rule_overrides
 
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_analyze(commands)
+    add_store_commands(commands)
     return parser
 
 

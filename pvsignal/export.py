@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -34,12 +35,19 @@ def export_table(
     return pa.table(columns)
 
 
-def write_csv(table: pa.Table, path: Path) -> None:
+def write_csv(table: pa.Table, target: Path | BinaryIO) -> None:
     """Write the header unquoted, then the rows; floats in their shortest exact form.
 
     Arrow's writer is ~9x faster than pandas' here (1M pairs in ~3 s instead of ~27 s); it
     quotes every text field, which any CSV reader accepts.
     """
-    with path.open("wb") as sink:
-        sink.write((",".join(table.column_names) + "\n").encode())
-        pa_csv.write_csv(table, sink, write_options=pa_csv.WriteOptions(include_header=False))
+    if not isinstance(target, Path):
+        _write(table, target)
+        return
+    with target.open("wb") as sink:
+        _write(table, sink)
+
+
+def _write(table: pa.Table, sink: BinaryIO) -> None:
+    sink.write((",".join(table.column_names) + "\n").encode())
+    pa_csv.write_csv(table, sink, write_options=pa_csv.WriteOptions(include_header=False))

@@ -1,0 +1,210 @@
+"""Commands over the state store: ingest, products, signals export, rejects."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from pvsignal.errors import InputError
+from pvsignal.export import export_table, write_csv
+from pvsignal.ingest import Ingestor, IngestSummary
+from pvsignal.products import load_products
+from pvsignal.readers import RawRecord
+from pvsignal.scopes import load_scope_config
+from pvsignal.store import DEFAULT_URL, open_store
+
+FORMATS = ("jsonl", "e2b", "faers", "vaers")
+
+
+def _store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("PVSIGNAL_STORE_URL", DEFAULT_URL),
+        help=f"store URL (default $PVSIGNAL_STORE_URL or {DEFAULT_URL})",
+    )
+
+
+def reader_for(name: str) -> Callable[[list[Path]], Iterator[RawRecord]]:
+    """The reader of a source format."""
+    if name == "jsonl":
+        from pvsignal.readers.jsonl import read_jsonl
+
+        return read_jsonl
+    if name == "e2b":
+        from pvsignal.readers.e2b import read_e2b
+
+        return read_e2b
+    if name == "faers":
+        from pvsignal.readers.faers import read_faers
+
+        return read_faers
+    if name == "vaers":
+        from pvsignal.readers.vaers import read_vaers
+
+        return read_vaers
+    raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {name!r}")
+
+
+def add_store_commands(commands: argparse._SubParsersAction) -> None:
+    ingest = commands.add_parser(
+        "ingest",
+        help="ingest reports into the store",
+        description="Read reports, apply case versions, count them.",
+    )
+    ingest.add_argument("paths", nargs="+", type=Path, help="files (or folders for faers/vaers)")
+    ingest.add_argument("--format", choices=FORMATS, default="jsonl")
+    ingest.add_argument("--scope-config", type=Path, help="YAML file declaring the scopes")
+    ingest.add_argument("--batch-size", type=int, default=5_000)
+    _store_argument(ingest)
+    ingest.set_defaults(run=_run_ingest)
+
+    products = commands.add_parser("products", help="the product registry")
+    product_commands = products.add_subparsers(dest="products_command", required=True)
+    load = product_commands.add_parser("load", help="load products from YAML or CSV")
+    load.add_argument("file", type=Path)
+    _store_argument(load)
+    load.set_defaults(run=_run_products_load)
+    listing = product_commands.add_parser("list", help="list registered products")
+    _store_argument(listing)
+    listing.set_defaults(run=_run_products_list)
+
+    signals = commands.add_parser("signals", help="signals from the store")
+    signal_commands = signals.add_subparsers(dest="signals_command", required=True)
+    export = signal_commands.add_parser(
+        "export", help="every pair of a scope with the statistics of `pvsignal analyze`"
+    )
+    export.add_argument("--scope", default="all")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    export.add_argument("--theta", help="fixed MGPS prior a1,b1,a2,b2,p (no fit)")
+    export.add_argument("--scope-config", type=Path, help="YAML scope file (its stratify flag)")
+    _store_argument(export)
+    export.set_defaults(run=_run_signals_export)
+
+    rejects = commands.add_parser("rejects", help="records refused, with their reasons")
+    rejects.add_argument("--limit", type=int, default=50)
+    rejects.add_argument("--offset", type=int, default=0)
+    _store_argument(rejects)
+    rejects.set_defaults(run=_run_rejects)
+
+
+def _run_ingest(args: argparse.Namespace) -> int:
+    for path in args.paths:
+        if not path.exists():
+            raise InputError(f"input {str(path)!r} does not exist")
+    read = reader_for(args.format)
+    store = open_store(args.store)
+    try:
+        ingestor = Ingestor(
+            store,
+            load_scope_config(args.scope_config),
+            source=args.format,
+            batch_size=args.batch_size,
+        )
+        summary = ingestor.ingest(read(list(args.paths)))
+    finally:
+        store.close()
+    print(describe_ingest(summary, args.store))
+    return 0
+
+
+def describe_ingest(summary: IngestSummary, url: str) -> str:
+    """The ingest summary a person reads."""
+    o = summary.outcomes
+    lines = [
+        f"received {summary.received} records into {url}",
+        f"new cases {o['new']}, follow-ups applied {o['follow_up']}, "
+        f"stale versions ignored {o['stale']}, resent unchanged {o['resent']}",
+        f"withdrawn: nullified {o['nullified']}, duplicates {summary.duplicates_withdrawn}; "
+        f"refused (versions of withdrawn cases) {o['refused']}",
+        f"rejected {summary.rejected}"
+        + (
+            " (kept with their reasons: `pvsignal rejects`)"
+            if summary.rejected or o["refused"]
+            else ""
+        ),
+    ]
+    if summary.touched_scopes:
+        lines.append(f"scopes updated: {', '.join(sorted(summary.touched_scopes))}")
+    return "\n".join(lines)
+
+
+def _run_products_load(args: argparse.Namespace) -> int:
+    products = load_products(args.file)
+    store = open_store(args.store)
+    try:
+        store.save_products(products)
+    finally:
+        store.close()
+    print(f"loaded {len(products)} products into {args.store}")
+    return 0
+
+
+def _run_products_list(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    try:
+        for product in store.load_products():
+            print(
+                f"{product.product_id}\t{product.names[0]}\t{product.kind.value}\t"
+                f"{product.pathway.value}\t{product.mah_id}"
+            )
+    finally:
+        store.close()
+    return 0
+
+
+def _run_signals_export(args: argparse.Namespace) -> int:
+    from pvsignal.analyze import parse_theta
+    from pvsignal.signals import scope_statistics
+
+    theta = parse_theta(args.theta) if args.theta is not None else None
+    stratify = load_scope_config(args.scope_config).stratify
+    store = open_store(args.store)
+    try:
+        result = scope_statistics(store, args.scope, theta=theta, stratify=stratify)
+    finally:
+        store.close()
+    table = export_table(result.pairs.product, result.pairs.event, result.statistics)
+    if args.format == "csv":
+        write_csv(table, args.out if args.out is not None else sys.stdout.buffer)
+    else:
+        document = orjson.dumps(
+            {"scope": args.scope, "fit": result.fit, "pairs": table.to_pylist()},
+            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2,
+        )
+        if args.out is None:
+            sys.stdout.buffer.write(document + b"\n")
+        else:
+            args.out.write_bytes(document + b"\n")
+    if args.out is not None:
+        signals = {
+            k: int(np.sum(v)) for k, v in result.statistics.items() if k.startswith("signal_")
+        }
+        print(
+            f"wrote {result.pairs.counts.a.size} pairs of scope {args.scope!r} to {args.out}; "
+            + ", ".join(f"{k} {v}" for k, v in signals.items()),
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _run_rejects(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    try:
+        rows = store.rejects(limit=args.limit, offset=args.offset)
+        total = store.count_rejects()
+    finally:
+        store.close()
+    for row in rows:
+        print(
+            f"{row['id']}\t{row['source']}\t{row['location']}\t{row['field']}\t"
+            f"{row['value']}\t{row['reason']}"
+        )
+    print(f"({len(rows)} of {total} rejects shown)", file=sys.stderr)
+    return 0

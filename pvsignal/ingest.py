@@ -1,0 +1,218 @@
+"""The ingest engine: records in, case semantics applied, counts and rejects out, per batch.
+
+Each batch is validated, resolved against the product registry, applied to the case states it
+touches (loaded from the store) and written back in one store transaction. The same engine
+serves `pvsignal ingest`, the HTTP API and the Kafka consumer.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import orjson
+from pydantic import ValidationError
+
+from pvsignal.cases import CaseBook, Contribution, Outcome, Version
+from pvsignal.products import Registry
+from pvsignal.readers import RawRecord
+from pvsignal.reports import Report, problems_of
+from pvsignal.scopes import ScopeConfig, stratum_of
+from pvsignal.store import BatchWrite, Reject, SqlStore
+
+# A record's payload is kept with its reject up to this size, so it can be corrected and resent.
+_KEPT_PAYLOAD = 65_536
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did, record by record."""
+
+    received: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    rejected: int = 0
+    duplicates_withdrawn: int = 0
+    touched_scopes: set[str] = field(default_factory=set)
+
+    def merge(self, other: IngestSummary) -> None:
+        self.received += other.received
+        self.outcomes.update(other.outcomes)
+        self.rejected += other.rejected
+        self.duplicates_withdrawn += other.duplicates_withdrawn
+        self.touched_scopes |= other.touched_scopes
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    """The outcome of one record: an Outcome value, or 'rejected', with the reason if any."""
+
+    location: str
+    outcome: str
+    case_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class BatchResult:
+    summary: IngestSummary
+    results: list[RecordResult]
+
+
+class Ingestor:
+    """Applies batches of records to a store under one registry and scope configuration."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        scopes: ScopeConfig,
+        *,
+        registry: Registry | None = None,
+        source: str = "ingest",
+        batch_size: int = 5_000,
+    ) -> None:
+        self.store, self.scopes, self.source, self.batch_size = store, scopes, source, batch_size
+        self.registry = registry if registry is not None else Registry(store.load_products())
+        self._scope_list = scopes.all_scopes()
+        self._roles = scopes.counted_roles()
+
+    def ingest(self, records: Iterable[RawRecord]) -> IngestSummary:
+        """Ingest all records in batches; each batch is one transaction."""
+        summary = IngestSummary()
+        for batch in _batches(records, self.batch_size):
+            summary.merge(self.apply(batch).summary)
+        return summary
+
+    def apply(
+        self, records: list[RawRecord], offsets: dict[tuple[str, int], int] | None = None
+    ) -> BatchResult:
+        """Validate and apply one batch, writing it (and the given offsets) in one transaction."""
+        rejects: list[Reject] = []
+        results: list[RecordResult | None] = []
+        versions: list[tuple[int, Version]] = []
+        for record in records:
+            version, reject = self._version(record)
+            if reject is not None:
+                rejects.append(reject)
+                results.append(
+                    RecordResult(
+                        record.location,
+                        "rejected",
+                        None,
+                        f"{reject.field}: {reject.reason} ({reject.value})",
+                    )
+                )
+            else:
+                versions.append((len(results), version))
+                results.append(None)
+        invalid = len(rejects)
+        wanted = {v.case_id for _, v in versions}
+        wanted.update(other for _, v in versions for other in v.duplicate_of_ids)
+        with self.store.batch() as session:
+            book = CaseBook(session.load_cases(wanted))
+            summary = self._apply_versions(book, versions, records, results, rejects)
+            summary.received, summary.rejected = len(records), invalid
+            session.write(
+                BatchWrite(
+                    cases=book.changed_states(),
+                    deltas=book.deltas,
+                    rejects=rejects,
+                    offsets=offsets or {},
+                )
+            )
+        return BatchResult(summary, [r for r in results if r is not None])
+
+    def _apply_versions(
+        self,
+        book: CaseBook,
+        versions: list[tuple[int, Version]],
+        records: list[RawRecord],
+        results: list[RecordResult | None],
+        rejects: list[Reject],
+    ) -> IngestSummary:
+        summary = IngestSummary()
+        for index, version in versions:
+            outcome, reason = book.apply(version)
+            summary.outcomes[outcome.value] += 1
+            location = records[index].location
+            results[index] = RecordResult(location, outcome.value, version.case_id, reason)
+            if outcome is Outcome.refused:
+                rejects.append(
+                    Reject(
+                        self.source,
+                        location,
+                        "case_id",
+                        repr(version.case_id),
+                        reason or "refused",
+                        version.report_json[:_KEPT_PAYLOAD],
+                    )
+                )
+        summary.duplicates_withdrawn = book.duplicates_withdrawn
+        summary.touched_scopes = set(book.deltas.touched)
+        return summary
+
+    def _version(self, record: RawRecord) -> tuple[Version | None, Reject | None]:
+        if record.error is not None or record.payload is None:
+            return None, self._reject(record, "(record)", "", record.error or "empty record")
+        try:
+            if isinstance(record.payload, dict):
+                report = Report.model_validate(record.payload)
+            else:
+                report = Report.model_validate_json(record.payload)
+        except ValidationError as error:
+            problem = problems_of(error)[0]
+            reasons = "; ".join(str(p) for p in problems_of(error))
+            return None, self._reject(record, problem.field, problem.value, reasons)
+        return self._to_version(report), None
+
+    def _reject(self, record: RawRecord, field_: str, value: str, reason: str) -> Reject:
+        payload = record.payload
+        if isinstance(payload, dict):
+            text = orjson.dumps(payload, default=str).decode()
+        elif isinstance(payload, bytes):
+            text = payload.decode("utf-8", errors="replace")
+        else:
+            text = payload
+        return Reject(
+            self.source,
+            record.location,
+            field_,
+            value,
+            reason,
+            None if text is None else text[:_KEPT_PAYLOAD],
+        )
+
+    def _to_version(self, report: Report) -> Version:
+        return Version(
+            case_id=report.case_id,
+            report_id=report.report_id,
+            version=report.version,
+            nullified=report.nullified,
+            duplicate_of_ids=tuple(report.duplicate_of_ids),
+            contribution=self.contribution(report),
+            report_json=report.model_dump_json(),
+        )
+
+    def contribution(self, report: Report) -> Contribution:
+        """The counted products and events of the report, per scope it belongs to."""
+        resolved = [
+            self.registry.resolve(entry) for entry in report.products if entry.role in self._roles
+        ]
+        events = tuple(sorted({reaction.pt for reaction in report.reactions}))
+        scopes = []
+        for scope in self._scope_list:
+            if not scope.filter.admits_report(report):
+                continue
+            products = tuple(
+                sorted({p.product_id for p in resolved if scope.filter.admits_product(p)})
+            )
+            if products and events:
+                scopes.append((scope.name, products, events))
+        return Contribution(stratum_of(report), tuple(scopes))
+
+
+def _batches(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+    iterator = iter(records)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch

@@ -1,0 +1,171 @@
+"""The product registry: ids, names and aliases in any language, kind, pathway and MAH.
+
+A report names a product by registry id or by text; text resolves through the aliases after
+Unicode NFKC normalisation, case folding and whitespace collapsing (so full-width and
+half-width forms, capitals and stray spaces all match). A product the registry does not know
+is still counted, under an ``unregistered:`` id made from its normalised name: a report is
+never dropped because its product is not registered.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from pvsignal.errors import InputError
+from pvsignal.reports import Product, problems_of
+
+UNREGISTERED = "unregistered:"
+
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class Kind(StrEnum):
+    drug = "drug"
+    biologic = "biologic"
+    vaccine = "vaccine"
+    device = "device"
+    cell_gene_therapy = "cell_gene_therapy"
+
+
+class Pathway(StrEnum):
+    innovative = "innovative"
+    lecheng_special_import = "lecheng_special_import"
+    gba_hkmacao_connect = "gba_hkmacao_connect"
+    rare_disease_pilot = "rare_disease_pilot"
+    conventional = "conventional"
+
+
+class RegisteredProduct(BaseModel):
+    """One registry entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    product_id: Identifier
+    names: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]] = Field(
+        min_length=1, description="names and aliases, any language; the first is the display name"
+    )
+    kind: Kind
+    pathway: Pathway
+    mah_id: Identifier = Field(description="the marketing-authorisation holder")
+    approved: dt.date | None = Field(default=None, description="permit or approval date")
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedProduct:
+    """The product a report's entry counts as."""
+
+    product_id: str
+    registered: bool
+    kind: Kind | None = None
+    pathway: Pathway | None = None
+    mah_id: str | None = None
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_name(text: str) -> str:
+    """NFKC, case-folded, whitespace collapsed: the key aliases are matched on."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+class Registry:
+    """Products by id and by alias; resolves report entries, registered or not."""
+
+    def __init__(self, products: Iterable[RegisteredProduct] = ()) -> None:
+        self._by_id: dict[str, RegisteredProduct] = {}
+        self._by_alias: dict[str, str] = {}
+        for product in products:
+            self.add(product)
+
+    def add(self, product: RegisteredProduct) -> None:
+        """Add or replace a product; an alias claimed by another product is an error."""
+        for name in (product.product_id, *product.names):
+            key = normalize_name(name)
+            owner = self._by_alias.get(key)
+            if owner is not None and owner != product.product_id:
+                raise InputError(
+                    f"product {product.product_id!r}: alias {name!r} already names {owner!r}"
+                )
+        previous = self._by_id.get(product.product_id)
+        if previous is not None:
+            for name in (previous.product_id, *previous.names):
+                self._by_alias.pop(normalize_name(name), None)
+        self._by_id[product.product_id] = product
+        for name in (product.product_id, *product.names):
+            self._by_alias[normalize_name(name)] = product.product_id
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self):
+        return iter(self._by_id.values())
+
+    def get(self, product_id: str) -> RegisteredProduct | None:
+        return self._by_id.get(product_id)
+
+    def resolve(self, entry: Product) -> ResolvedProduct:
+        """The registered product the entry names (by id, else by name), or an unregistered id."""
+        for text in (entry.product_id, entry.name):
+            if text is None:
+                continue
+            product_id = self._by_alias.get(normalize_name(text))
+            if product_id is not None:
+                found = self._by_id[product_id]
+                return ResolvedProduct(product_id, True, found.kind, found.pathway, found.mah_id)
+        key = entry.name if entry.name is not None else entry.product_id
+        return ResolvedProduct(UNREGISTERED + normalize_name(key), False)
+
+
+def load_products(path: Path) -> list[RegisteredProduct]:
+    """Read a registry file: YAML (a list of products) or CSV (names separated by '|').
+
+    Raises
+    ------
+    InputError
+        Naming the file, the entry (YAML index or CSV line), the field and the value.
+    """
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".yaml", ".yml"):
+            entries = list(enumerate(yaml.safe_load(path.read_text(encoding="utf-8")) or []))
+            where = "entry"
+        elif suffix == ".csv":
+            entries = list(_csv_entries(path))
+            where = "line"
+        else:
+            raise InputError(f"products file {str(path)!r}: use .yaml, .yml or .csv")
+    except FileNotFoundError:
+        raise InputError(f"products file {str(path)!r} does not exist") from None
+    except (yaml.YAMLError, UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"cannot parse products file {str(path)!r}: {error}") from None
+    products = []
+    for position, entry in entries:
+        if not isinstance(entry, dict):
+            raise InputError(f"products file {str(path)!r} {where} {position}: not a mapping")
+        try:
+            products.append(RegisteredProduct.model_validate(entry))
+        except ValidationError as error:
+            detail = "; ".join(str(problem) for problem in problems_of(error))
+            raise InputError(f"products file {str(path)!r} {where} {position}: {detail}") from None
+    return products
+
+
+def _csv_entries(path: Path) -> Iterable[tuple[int, dict[str, object]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            entry: dict[str, object] = {k: v for k, v in row.items() if v not in ("", None)}
+            if "names" in entry:
+                entry["names"] = [name for name in str(entry["names"]).split("|") if name.strip()]
+            yield line, entry

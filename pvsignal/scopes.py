@@ -1,0 +1,139 @@
+"""Scopes (named filters over reports) and strata (age band x sex x received year).
+
+A scope keeps its own counts. Report-level filters (region, institution, sender type,
+country, age, received dates) decide whether a report belongs to the scope at all;
+product-level filters (kind, pathway, registered) decide which of its products count there.
+The scope ``all`` always exists and counts every report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from pvsignal.errors import InputError
+from pvsignal.products import Kind, Pathway, ResolvedProduct
+from pvsignal.reports import Report, Role, SenderType, problems_of
+
+ALL = "all"
+
+ScopeName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+
+# Age bands of the default stratification (years; upper bounds exclusive).
+AGE_BANDS: tuple[tuple[float, str], ...] = (
+    (18, "0-17"),
+    (45, "18-44"),
+    (65, "45-64"),
+    (75, "65-74"),
+    (float("inf"), "75+"),
+)
+
+
+class ScopeFilter(BaseModel):
+    """Conditions a report (and its products) must meet; an empty list means any."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    regions: list[str] = []
+    institutions: list[str] = []
+    sender_types: list[SenderType] = []
+    countries: list[str] = []
+    age_min: float | None = None
+    age_max: float | None = None
+    received_from: dt.date | None = None
+    received_to: dt.date | None = None
+    product_kinds: list[Kind] = []
+    pathways: list[Pathway] = []
+    registered_only: bool = False
+
+    def admits_report(self, report: Report) -> bool:
+        sender = report.sender
+        age = report.patient.age_years
+        checks = (
+            not self.regions or report.region in self.regions,
+            not self.institutions
+            or (sender is not None and sender.institution_id in self.institutions),
+            not self.sender_types or (sender is not None and sender.type in self.sender_types),
+            not self.countries or report.country in self.countries,
+            self.age_min is None or (age is not None and age >= self.age_min),
+            self.age_max is None or (age is not None and age <= self.age_max),
+            self.received_from is None
+            or (report.received is not None and report.received >= self.received_from),
+            self.received_to is None
+            or (report.received is not None and report.received <= self.received_to),
+        )
+        return all(checks)
+
+    def admits_product(self, product: ResolvedProduct) -> bool:
+        return (
+            (not self.registered_only or product.registered)
+            and (not self.product_kinds or product.kind in self.product_kinds)
+            and (not self.pathways or product.pathway in self.pathways)
+        )
+
+
+class Scope(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: ScopeName
+    description: str = ""
+    filter: ScopeFilter = Field(default_factory=ScopeFilter)
+
+
+class ScopeConfig(BaseModel):
+    """The scopes to count and what counts: product roles, stratification."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scopes: list[Scope] = []
+    count_concomitant: bool = Field(
+        default=False, description="count concomitant products too (suspect and interacting always)"
+    )
+    stratify: bool = Field(default=True, description="use stratified expected counts")
+
+    def all_scopes(self) -> list[Scope]:
+        """The configured scopes, with ``all`` first (added when not configured)."""
+        named = [scope for scope in self.scopes if scope.name != ALL]
+        configured_all = [scope for scope in self.scopes if scope.name == ALL]
+        return [configured_all[0] if configured_all else Scope(name=ALL), *named]
+
+    def counted_roles(self) -> frozenset[Role]:
+        roles = {Role.suspect, Role.interacting}
+        if self.count_concomitant:
+            roles.add(Role.concomitant)
+        return frozenset(roles)
+
+
+def load_scope_config(path: Path | None) -> ScopeConfig:
+    """Read the YAML scope configuration; no file means the default (``all`` only)."""
+    if path is None:
+        return ScopeConfig()
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise InputError(f"scope config {str(path)!r} does not exist") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot parse scope config {str(path)!r}: {error}") from None
+    try:
+        config = ScopeConfig.model_validate(document)
+    except ValidationError as error:
+        detail = "; ".join(str(problem) for problem in problems_of(error))
+        raise InputError(f"scope config {str(path)!r}: {detail}") from None
+    names = [scope.name for scope in config.scopes]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise InputError(f"scope config {str(path)!r}: scope names repeat: {', '.join(duplicated)}")
+    return config
+
+
+def stratum_of(report: Report) -> str:
+    """Age band | sex | received year, with 'unknown' where the report does not say."""
+    age = report.patient.age_years
+    band = "unknown" if age is None else next(label for bound, label in AGE_BANDS if age < bound)
+    sex = report.patient.sex.value if report.patient.sex is not None else "U"
+    year = str(report.received.year) if report.received is not None else "unknown"
+    return f"{band}|{sex}|{year}"

@@ -1,0 +1,29 @@
+"""The state store: cases, counts, rejects, offsets, the registry and MGPS fits.
+
+``open_store(url)`` gives the implementation the URL names: ``sqlite:///file.db`` (the
+embedded default) or ``postgresql://user@host:port/db`` (production). Both run the same SQL
+and pass the same contract tests.
+"""
+
+from __future__ import annotations
+
+from pvsignal.errors import InputError
+from pvsignal.store.sql import BatchWrite, Reject, ScopeCounts, SqlStore
+
+DEFAULT_URL = "sqlite:///pvsignal.db"
+
+__all__ = ["DEFAULT_URL", "BatchWrite", "Reject", "ScopeCounts", "SqlStore", "open_store"]
+
+
+def open_store(url: str) -> SqlStore:
+    """Open (and migrate) the store at ``url``."""
+    if url.startswith("sqlite://"):
+        from pvsignal.store.sqlite import SqliteStore
+
+        path = url.removeprefix("sqlite://").removeprefix("/") or ":memory:"
+        return SqliteStore(url, path)
+    if url.startswith(("postgresql://", "postgres://")):
+        from pvsignal.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise InputError(f"store URL {url!r}: use sqlite:///FILE or postgresql://USER@HOST:PORT/DB")

@@ -1,0 +1,43 @@
+"""PostgreSQL store (psycopg 3): the production store, shared by several consumers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from pvsignal.store.schema import migrations
+from pvsignal.store.sql import Dialect, SqlStore
+
+# Key of the advisory lock that serialises batch writers ("pvsig" in ASCII).
+_BATCH_LOCK = 0x7076736967
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+    schema = migrations("BIGSERIAL PRIMARY KEY")
+
+    def sql(self, statement: str) -> str:
+        # The shared statements use qmark placeholders; psycopg uses the format style.
+        return statement.replace("?", "%s")
+
+    def in_clause(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [list(values)]
+
+
+class PostgresStore(SqlStore):
+    """``postgresql://user@host:port/database``."""
+
+    def __init__(self, url: str) -> None:
+        connection = psycopg.connect(url, autocommit=True)
+        super().__init__(url, connection, PostgresDialect())
+
+    @contextmanager
+    def _transaction(self, *, exclusive: bool = False) -> Iterator[Any]:
+        with self._connection.transaction(), self._connection.cursor() as cursor:
+            if exclusive:
+                # Batch writers take one transaction-scoped advisory lock (see SqlStore.batch).
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_BATCH_LOCK,))
+            yield cursor

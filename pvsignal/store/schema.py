@@ -1,0 +1,63 @@
+"""Schema migrations, in order; each entry is applied once and recorded in schema_version.
+
+The statements are written once; the two dialects differ only in the type of generated keys.
+"""
+
+from __future__ import annotations
+
+_V1 = """
+CREATE TABLE products (product_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE cases (
+    case_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    version INTEGER,
+    report_id TEXT,
+    duplicate_of TEXT,
+    contribution TEXT,
+    report TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE pair_counts (
+    scope TEXT NOT NULL, product TEXT NOT NULL, event TEXT NOT NULL, a INTEGER NOT NULL,
+    PRIMARY KEY (scope, product, event)
+);
+CREATE TABLE product_counts (
+    scope TEXT NOT NULL, stratum TEXT NOT NULL, product TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (scope, stratum, product)
+);
+CREATE TABLE event_counts (
+    scope TEXT NOT NULL, stratum TEXT NOT NULL, event TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (scope, stratum, event)
+);
+CREATE TABLE scope_totals (
+    scope TEXT NOT NULL, stratum TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (scope, stratum)
+);
+CREATE TABLE rejects (
+    id {serial},
+    received_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    location TEXT NOT NULL,
+    field TEXT NOT NULL,
+    value TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    payload TEXT
+);
+CREATE TABLE consumer_offsets (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset BIGINT NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
+CREATE TABLE fits (
+    id {serial},
+    scope TEXT NOT NULL,
+    fitted_at TEXT NOT NULL,
+    report TEXT NOT NULL
+)
+"""
+
+MIGRATIONS = (_V1,)
+
+
+def migrations(serial: str) -> tuple[str, ...]:
+    """The migrations with the dialect's auto-increment primary key type filled in."""
+    return tuple(migration.replace("{serial}", serial) for migration in MIGRATIONS)

@@ -1,0 +1,370 @@
+"""The state store over SQL: one implementation, two dialects (SQLite and PostgreSQL).
+
+Everything a batch changes — case states, count deltas, rejects and consumed offsets — is
+written in one transaction, so a crash leaves all of a batch or none of it. Counts are kept
+as running sums (``ON CONFLICT ... DO UPDATE SET n = n + excluded.n``), which both dialects
+support with the same statement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from pvsignal.cases import CaseState, Contribution, Deltas, Status
+from pvsignal.products import RegisteredProduct
+
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A record that was refused, kept with where it came from and why."""
+
+    source: str
+    location: str
+    field: str
+    value: str
+    reason: str
+    payload: str | None = None
+
+
+@dataclass
+class BatchWrite:
+    """Everything one batch changes, written in one transaction."""
+
+    cases: list[CaseState] = field(default_factory=list)
+    deltas: Deltas = field(default_factory=Deltas)
+    rejects: list[Reject] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> next
+
+
+@dataclass(frozen=True)
+class ScopeCounts:
+    """Every count of one scope, as arrays (labels as object arrays)."""
+
+    pair_product: np.ndarray
+    pair_event: np.ndarray
+    a: np.ndarray
+    product_rows: tuple[np.ndarray, np.ndarray, np.ndarray]  # product, stratum, n
+    event_rows: tuple[np.ndarray, np.ndarray, np.ndarray]  # event, stratum, n
+    totals: tuple[np.ndarray, np.ndarray]  # stratum, n
+
+
+class Dialect:
+    """What differs between the SQL engines."""
+
+    name = "sql"
+    schema: Sequence[str] = ()
+
+    def sql(self, statement: str) -> str:
+        return statement
+
+    def in_clause(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
+
+_UPSERT_PAIRS = (
+    "INSERT INTO pair_counts (scope, product, event, a) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (scope, product, event) DO UPDATE SET a = pair_counts.a + excluded.a"
+)
+_UPSERT_PRODUCTS = (
+    "INSERT INTO product_counts (scope, stratum, product, n) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (scope, stratum, product) DO UPDATE SET n = product_counts.n + excluded.n"
+)
+_UPSERT_EVENTS = (
+    "INSERT INTO event_counts (scope, stratum, event, n) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (scope, stratum, event) DO UPDATE SET n = event_counts.n + excluded.n"
+)
+_UPSERT_TOTALS = (
+    "INSERT INTO scope_totals (scope, stratum, n) VALUES (?, ?, ?) "
+    "ON CONFLICT (scope, stratum) DO UPDATE SET n = scope_totals.n + excluded.n"
+)
+_UPSERT_CASES = (
+    "INSERT INTO cases (case_id, status, version, report_id, duplicate_of, contribution, "
+    "report, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (case_id) DO UPDATE SET status = excluded.status, "
+    "version = excluded.version, report_id = excluded.report_id, "
+    "duplicate_of = excluded.duplicate_of, contribution = excluded.contribution, "
+    "report = excluded.report, updated_at = excluded.updated_at"
+)
+_INSERT_REJECT = (
+    "INSERT INTO rejects (received_at, source, location, field, value, reason, payload) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_OFFSET = (
+    "INSERT INTO consumer_offsets (topic, partition, next_offset) VALUES (?, ?, ?) "
+    "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = "
+    "CASE WHEN excluded.next_offset > consumer_offsets.next_offset "
+    "THEN excluded.next_offset ELSE consumer_offsets.next_offset END"
+)
+
+
+class SqlStore:
+    """The store over a DB-API connection; subclasses open it and name the dialect."""
+
+    def __init__(self, url: str, connection: Any, dialect: Dialect) -> None:
+        self.url, self._connection, self._dialect = url, connection, dialect
+        self._migrate()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, *, exclusive: bool = False) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def _execute(self, cursor: Any, statement: str, parameters: Sequence[Any] = ()) -> Any:
+        return cursor.execute(self._dialect.sql(statement), parameters)
+
+    def _executemany(self, cursor: Any, statement: str, rows: list[Sequence[Any]]) -> None:
+        if rows:
+            cursor.executemany(self._dialect.sql(statement), rows)
+
+    def _query(self, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._transaction() as cursor:
+            self._execute(cursor, statement, parameters)
+            return list(cursor.fetchall())
+
+    def _migrate(self) -> None:
+        with self._transaction() as cursor:
+            self._execute(cursor, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+            self._execute(cursor, "SELECT MAX(version) FROM schema_version")
+            current = cursor.fetchone()[0] or 0
+            for number, statements in enumerate(self._dialect.schema, start=1):
+                if number <= current:
+                    continue
+                for statement in statements.split(";"):
+                    if statement.strip():
+                        self._execute(cursor, statement)
+                self._execute(cursor, "INSERT INTO schema_version (version) VALUES (?)", (number,))
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            self._query("SELECT 1")
+        except Exception:  # any failure means "not reachable"
+            return False
+        return True
+
+    # -- products ---------------------------------------------------------------------------
+
+    def save_products(self, products: Iterable[RegisteredProduct]) -> int:
+        rows = [(p.product_id, p.model_dump_json()) for p in products]
+        with self._transaction() as cursor:
+            self._executemany(
+                cursor,
+                "INSERT INTO products (product_id, doc) VALUES (?, ?) "
+                "ON CONFLICT (product_id) DO UPDATE SET doc = excluded.doc",
+                rows,
+            )
+        return len(rows)
+
+    def load_products(self) -> list[RegisteredProduct]:
+        return [
+            RegisteredProduct.model_validate_json(doc)
+            for (doc,) in self._query("SELECT doc FROM products ORDER BY product_id")
+        ]
+
+    # -- cases ------------------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[BatchSession]:
+        """One batch's transaction: load the cases it touches, apply, write — atomically.
+
+        Batch writers are serialised (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock),
+        so two consumers can never both take a case for new, even when the versions of one
+        case reach different consumers.
+        """
+        with self._transaction(exclusive=True) as cursor:
+            yield BatchSession(self, cursor)
+
+    def load_cases(self, case_ids: Iterable[str]) -> dict[str, CaseState]:
+        with self._transaction() as cursor:
+            return BatchSession(self, cursor).load_cases(case_ids)
+
+    def case(self, case_id: str) -> CaseState | None:
+        return self.load_cases([case_id]).get(case_id)
+
+    def count_cases(self) -> dict[str, int]:
+        rows = self._query("SELECT status, COUNT(*) FROM cases GROUP BY status")
+        return {status: int(n) for status, n in rows}
+
+    # -- counts -----------------------------------------------------------------------------
+
+    def scopes(self) -> list[str]:
+        return [
+            scope
+            for (scope,) in self._query(
+                "SELECT DISTINCT scope FROM scope_totals WHERE n > 0 ORDER BY scope"
+            )
+        ]
+
+    def scope_counts(self, scope: str) -> ScopeCounts:
+        with self._transaction() as cursor:
+            pairs = self._columns(
+                cursor,
+                "SELECT product, event, a FROM pair_counts "
+                "WHERE scope = ? AND a > 0 ORDER BY product, event",
+                scope,
+                3,
+            )
+            products = self._columns(
+                cursor,
+                "SELECT product, stratum, n FROM product_counts WHERE scope = ? AND n > 0",
+                scope,
+                3,
+            )
+            events = self._columns(
+                cursor,
+                "SELECT event, stratum, n FROM event_counts WHERE scope = ? AND n > 0",
+                scope,
+                3,
+            )
+            totals = self._columns(
+                cursor, "SELECT stratum, n FROM scope_totals WHERE scope = ? AND n > 0", scope, 2
+            )
+        return ScopeCounts(
+            pairs[0],
+            pairs[1],
+            pairs[2].astype(np.float64),
+            (products[0], products[1], products[2].astype(np.float64)),
+            (events[0], events[1], events[2].astype(np.float64)),
+            (totals[0], totals[1].astype(np.float64)),
+        )
+
+    def _columns(self, cursor: Any, statement: str, scope: str, width: int) -> list[np.ndarray]:
+        self._execute(cursor, statement, (scope,))
+        rows = cursor.fetchall()
+        if not rows:
+            return [np.empty(0, dtype=object) for _ in range(width - 1)] + [np.empty(0)]
+        columns = list(zip(*rows, strict=True))
+        return [np.array(c, dtype=object) for c in columns[:-1]] + [np.array(columns[-1])]
+
+    # -- rejects, offsets, fits -------------------------------------------------------------
+
+    def rejects(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT id, received_at, source, location, field, value, reason "
+            "FROM rejects ORDER BY id LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        names = ("id", "received_at", "source", "location", "field", "value", "reason")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def count_rejects(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM rejects")[0][0])
+
+    def offsets(self, topic: str) -> dict[int, int]:
+        rows = self._query(
+            "SELECT partition, next_offset FROM consumer_offsets WHERE topic = ?", (topic,)
+        )
+        return {int(partition): int(offset) for partition, offset in rows}
+
+    def record_fit(self, scope: str, report: dict[str, Any]) -> None:
+        with self._transaction() as cursor:
+            self._execute(
+                cursor,
+                "INSERT INTO fits (scope, fitted_at, report) VALUES (?, ?, ?)",
+                (
+                    scope,
+                    dt.datetime.now(dt.UTC).isoformat(),
+                    orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+                ),
+            )
+
+    def fits(self, scope: str | None = None) -> list[dict[str, Any]]:
+        where, parameters = ("WHERE scope = ?", (scope,)) if scope else ("", ())
+        rows = self._query(
+            f"SELECT scope, fitted_at, report FROM fits {where} ORDER BY id", parameters
+        )
+        return [{"scope": s, "fitted_at": at, **orjson.loads(report)} for s, at, report in rows]
+
+
+def _case_row(state: CaseState, now: str) -> tuple[Any, ...]:
+    contribution = None if state.contribution is None else state.contribution.to_json()
+    return (
+        state.case_id,
+        state.status.value,
+        state.version,
+        state.report_id,
+        state.duplicate_of,
+        contribution,
+        state.report_json,
+        now,
+    )
+
+
+def _case_from_row(row: Sequence[Any]) -> CaseState:
+    case_id, status, version, report_id, duplicate_of, contribution, report = row
+    return CaseState(
+        case_id,
+        Status(status),
+        version,
+        report_id,
+        duplicate_of,
+        None if contribution is None else Contribution.from_json(contribution),
+        report,
+    )
+
+
+class BatchSession:
+    """The store as seen from inside one batch transaction."""
+
+    def __init__(self, store: SqlStore, cursor: Any) -> None:
+        self._store, self._cursor = store, cursor
+
+    def load_cases(self, case_ids: Iterable[str]) -> dict[str, CaseState]:
+        ids = sorted(set(case_ids))
+        states: dict[str, CaseState] = {}
+        dialect, cursor = self._store._dialect, self._cursor
+        for start in range(0, len(ids), _CHUNK):
+            clause, parameters = dialect.in_clause("case_id", ids[start : start + _CHUNK])
+            self._store._execute(
+                cursor,
+                "SELECT case_id, status, version, report_id, duplicate_of, contribution, report "
+                f"FROM cases WHERE {clause}",
+                parameters,
+            )
+            for row in cursor.fetchall():
+                states[row[0]] = _case_from_row(row)
+        return states
+
+    def write(self, batch: BatchWrite) -> None:
+        """Write the batch's case states, count deltas, rejects and offsets.
+
+        Rows go in key order, so that concurrent writers lock rows in the same order.
+        """
+        now = dt.datetime.now(dt.UTC).isoformat()
+        deltas = batch.deltas.nonzero()
+        run = self._store._executemany
+        cursor = self._cursor
+        run(cursor, _UPSERT_CASES, [_case_row(state, now) for state in batch.cases])
+        run(cursor, _UPSERT_PAIRS, [(*k, v) for k, v in sorted(deltas.pairs.items())])
+        run(cursor, _UPSERT_PRODUCTS, [(*k, v) for k, v in sorted(deltas.products.items())])
+        run(cursor, _UPSERT_EVENTS, [(*k, v) for k, v in sorted(deltas.events.items())])
+        run(cursor, _UPSERT_TOTALS, [(*k, v) for k, v in sorted(deltas.totals.items())])
+        run(
+            cursor,
+            _INSERT_REJECT,
+            [
+                (now, r.source, r.location, r.field, r.value, r.reason, r.payload)
+                for r in batch.rejects
+            ],
+        )
+        run(
+            cursor,
+            _UPSERT_OFFSET,
+            [
+                (topic, partition, offset)
+                for (topic, partition), offset in sorted(batch.offsets.items())
+            ],
+        )

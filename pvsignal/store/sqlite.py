@@ -1,0 +1,50 @@
+"""SQLite store: the embedded default. One file, WAL mode, nothing to install."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pvsignal.store.schema import migrations
+from pvsignal.store.sql import Dialect, SqlStore
+
+
+class SqliteDialect(Dialect):
+    name = "sqlite"
+    schema = migrations("INTEGER PRIMARY KEY AUTOINCREMENT")
+
+
+class SqliteStore(SqlStore):
+    """``sqlite:///path/to/file.db`` (or ``sqlite://`` for a private in-memory store)."""
+
+    def __init__(self, url: str, path: str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE) per batch.
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in (
+            "journal_mode = WAL",
+            "synchronous = NORMAL",
+            "foreign_keys = ON",
+            "temp_store = MEMORY",
+            "cache_size = -65536",
+            "busy_timeout = 30000",
+        ):
+            connection.execute(f"PRAGMA {pragma}")
+        super().__init__(url, connection, SqliteDialect())
+
+    @contextmanager
+    def _transaction(self, *, exclusive: bool = False) -> Iterator[Any]:
+        # IMMEDIATE takes the write lock at once, so a batch's read-apply-write is serialised
+        # with other writers; plain reads use a deferred (shared) transaction.
+        cursor = self._connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
+        try:
+            yield cursor
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
