@@ -11,6 +11,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -164,16 +165,10 @@ class Ingestor:
             problem = problems_of(error)[0]
             reasons = "; ".join(str(p) for p in problems_of(error))
             return None, self._reject(record, problem.field, problem.value, reasons)
-        return self._to_version(report), None
+        return self._to_version(report, _payload_text(record.payload)), None
 
     def _reject(self, record: RawRecord, field_: str, value: str, reason: str) -> Reject:
-        payload = record.payload
-        if isinstance(payload, dict):
-            text = orjson.dumps(payload, default=str).decode()
-        elif isinstance(payload, bytes):
-            text = payload.decode("utf-8", errors="replace")
-        else:
-            text = payload
+        text = None if record.payload is None else _payload_text(record.payload)
         return Reject(
             self.source,
             record.location,
@@ -183,7 +178,7 @@ class Ingestor:
             None if text is None else text[:_KEPT_PAYLOAD],
         )
 
-    def _to_version(self, report: Report) -> Version:
+    def _to_version(self, report: Report, text: str) -> Version:
         return Version(
             case_id=report.case_id,
             report_id=report.report_id,
@@ -191,7 +186,7 @@ class Ingestor:
             nullified=report.nullified,
             duplicate_of_ids=tuple(report.duplicate_of_ids),
             contribution=self.contribution(report),
-            report_json=report.model_dump_json(),
+            report_json=text,
         )
 
     def contribution(self, report: Report) -> Contribution:
@@ -216,3 +211,12 @@ def _batches(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord
     iterator = iter(records)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
+
+
+def _payload_text(payload: bytes | str | dict[str, Any]) -> str:
+    """The record as received, as text: what the store keeps of a case's latest version."""
+    if isinstance(payload, dict):
+        return orjson.dumps(payload, default=str).decode()
+    if isinstance(payload, bytes):
+        return payload.decode("utf-8", errors="replace").rstrip("\n")
+    return payload

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -75,8 +76,10 @@ class ResolvedProduct:
 _SPACES = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=65_536)
 def normalize_name(text: str) -> str:
-    """NFKC, case-folded, whitespace collapsed: the key aliases are matched on."""
+    """NFKC, case-folded, whitespace collapsed: the key aliases are matched on (cached: report
+    streams repeat the same few thousand names)."""
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
@@ -86,6 +89,7 @@ class Registry:
     def __init__(self, products: Iterable[RegisteredProduct] = ()) -> None:
         self._by_id: dict[str, RegisteredProduct] = {}
         self._by_alias: dict[str, str] = {}
+        self._resolved: dict[tuple[str | None, str | None], ResolvedProduct] = {}
         for product in products:
             self.add(product)
 
@@ -98,6 +102,7 @@ class Registry:
                 raise InputError(
                     f"product {product.product_id!r}: alias {name!r} already names {owner!r}"
                 )
+        self._resolved.clear()
         previous = self._by_id.get(product.product_id)
         if previous is not None:
             for name in (previous.product_id, *previous.names):
@@ -117,6 +122,13 @@ class Registry:
 
     def resolve(self, entry: Product) -> ResolvedProduct:
         """The registered product the entry names (by id, else by name), or an unregistered id."""
+        key = (entry.product_id, entry.name)
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._resolved[key] = self._lookup(entry)
+        return found
+
+    def _lookup(self, entry: Product) -> ResolvedProduct:
         for text in (entry.product_id, entry.name):
             if text is None:
                 continue
