@@ -91,46 +91,21 @@ def test_export_equals_analyze_of_the_same_cases(tmp_path, ingested, stratify):
     )
 
 
+def _line(case_id, report_id, version=1, pt="Rash", **extra):
+    body = {"products": [{"name": "x"}], "reactions": [{"pt": pt}]}
+    return json.dumps(
+        {"case_id": case_id, "report_id": report_id, "version": version, **body, **extra}
+    )
+
+
 def test_ingest_summary_and_rejects(tmp_path, capsys):
     lines = [
-        json.dumps(
-            {
-                "case_id": "A",
-                "report_id": "1",
-                "version": 1,
-                "products": [{"name": "x"}],
-                "reactions": [{"pt": "Rash"}],
-            }
-        ),
-        json.dumps(
-            {
-                "case_id": "A",
-                "report_id": "2",
-                "version": 2,
-                "products": [{"name": "x"}],
-                "reactions": [{"pt": "Itch"}],
-            }
-        ),
+        _line("A", "1"),
+        _line("A", "2", version=2, pt="Itch"),
         "{broken",
-        json.dumps(
-            {
-                "case_id": "B",
-                "report_id": "3",
-                "received": "2026-13-01",
-                "products": [{"name": "x"}],
-                "reactions": [{"pt": "Rash"}],
-            }
-        ),
+        _line("B", "3", received="2026-13-01"),
         json.dumps({"case_id": "A", "report_id": "4", "version": 3, "nullified": True}),
-        json.dumps(
-            {
-                "case_id": "A",
-                "report_id": "5",
-                "version": 4,
-                "products": [{"name": "x"}],
-                "reactions": [{"pt": "Rash"}],
-            }
-        ),
+        _line("A", "5", version=4),
     ]
     path = tmp_path / "r.jsonl"
     path.write_text("\n".join(lines) + "\n")
