@@ -115,7 +115,12 @@ class Report(_Model):
         description="C.1.8.1 worldwide unique case id, stable across versions"
     )
     report_id: Identifier = Field(description="C.1.1 sender's safety report id")
-    version: int = Field(default=1, ge=0, le=1_000_000, description="follow-up number")
+    version: int = Field(
+        default=1,
+        ge=0,
+        le=10**15,
+        description="follow-up number; E2B(R3) sources use C.1.5 as YYYYMMDDhhmmss",
+    )
     received: dt.date | None = Field(
         default=None, description="C.1.5 date the most recent information was received"
     )
