@@ -29,9 +29,13 @@ def run_ingest(path: Path, url: str) -> tuple[float, float, str]:
     environment = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     began = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pvsignal.cli", "ingest", str(path),
-                           "--store", url], capture_output=True, text=True, env=environment,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pvsignal.cli", "ingest", str(path), "--store", url],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=True,
+    )
     seconds = time.perf_counter() - began
     peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
     return seconds, peak, done.stdout
@@ -54,31 +58,41 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=1_000_000)
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python "
-          f"{platform.python_version()}, sqlite {sqlite3.sqlite_version}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, python "
+        f"{platform.python_version()}, sqlite {sqlite3.sqlite_version}"
+    )
     with tempfile.TemporaryDirectory(prefix="pvsignal-bench-") as folder:
         work = Path(folder)
         reports = work / "reports.jsonl"
         began = time.perf_counter()
         summary = write_simulation(SimulationConfig(reports=args.reports, seed=1), reports)
         lines = sum(1 for _ in reports.open("rb"))
-        print(f"simulated {lines:,} lines ({reports.stat().st_size / 2**20:.0f} MiB) in "
-              f"{time.perf_counter() - began:.1f} s: {summary}")
+        print(
+            f"simulated {lines:,} lines ({reports.stat().st_size / 2**20:.0f} MiB) in "
+            f"{time.perf_counter() - began:.1f} s: {summary}"
+        )
 
         floor = raw_sqlite_floor(reports, work / "raw.db")
-        print(f"\nfloor, raw lines into one SQLite table: {floor:.1f} s "
-              f"({lines / floor:,.0f} lines/s)")
+        print(
+            f"\nfloor, raw lines into one SQLite table: {floor:.1f} s "
+            f"({lines / floor:,.0f} lines/s)"
+        )
         seconds, peak, output = run_ingest(reports, f"sqlite:///{work}/store.db")
-        print(f"pvsignal ingest into SQLite: {seconds:.1f} s, {lines / seconds:,.0f} reports/s, "
-              f"peak {peak:,.0f} MiB, {seconds / floor:.1f}x the floor")
+        print(
+            f"pvsignal ingest into SQLite: {seconds:.1f} s, {lines / seconds:,.0f} reports/s, "
+            f"peak {peak:,.0f} MiB, {seconds / floor:.1f}x the floor"
+        )
         print("  " + output.strip().replace("\n", "\n  "))
         if args.no_postgres:
             return
         with cluster() as maintenance:
             url = create_database(maintenance, "bench")
             seconds, peak, output = run_ingest(reports, url)
-        print(f"pvsignal ingest into PostgreSQL 15 (local, fsync off): {seconds:.1f} s, "
-              f"{lines / seconds:,.0f} reports/s, peak {peak:,.0f} MiB")
+        print(
+            f"pvsignal ingest into PostgreSQL 15 (local, fsync off): {seconds:.1f} s, "
+            f"{lines / seconds:,.0f} reports/s, peak {peak:,.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

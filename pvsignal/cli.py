@@ -12,6 +12,7 @@ from pvsignal.casetable import Columns
 from pvsignal.cli_store import add_store_commands
 from pvsignal.errors import PvsignalError
 from pvsignal.scoring import ScoringConfig, with_rule_overrides
+from pvsignal.simulate import add_simulate_command
 
 
 def _level(text: str) -> float:
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_analyze(commands)
     add_store_commands(commands)
+    add_simulate_command(commands)
     return parser
 
 
