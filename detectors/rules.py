@@ -12,7 +12,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from statsmodels.stats.multitest import multipletests
 
 BoolArray = NDArray[np.bool_]
 
@@ -108,6 +107,9 @@ def false_discovery(
     >>> reject.tolist(), [round(float(x), 3) for x in adjusted]
     ([True, False, False, False], [0.04, 0.053, 0.053, 0.5])
     """
+    # statsmodels takes a third of a second to import: only pay for it when FDR is asked for.
+    from statsmodels.stats.multitest import multipletests
+
     pvalues = np.asarray(pvalues, dtype=np.float64)
     defined = np.isfinite(pvalues)
     reject = np.zeros(pvalues.shape, dtype=bool)

@@ -13,8 +13,9 @@ writes the changed states and the count deltas back in one transaction.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
+import itertools
+from collections import Counter
+from dataclasses import dataclass
 from enum import StrEnum
 
 import orjson
@@ -68,41 +69,62 @@ class CaseState:
     report_json: str | None = None
 
 
-@dataclass
 class Deltas:
-    """Count changes of a batch, keyed as the store's count tables."""
+    """Count changes of a batch, keyed as the store's count tables.
 
-    pairs: defaultdict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
-    products: defaultdict[tuple[str, str, str], int] = field(
-        default_factory=lambda: defaultdict(int)
-    )
-    events: defaultdict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
-    totals: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    # Scopes whose counts changed in this batch (the detectors rerun over these).
-    touched: set[str] = field(default_factory=set)
+    Additions and withdrawals are tallied in separate Counters fed by ``itertools.product``:
+    the cross products are then built and counted in C, which keeps the per-report cost of
+    a bulk import low. ``pairs`` etc. give the net changes (possibly zero).
+    """
+
+    def __init__(self) -> None:
+        self._added = _Tally()
+        self._withdrawn = _Tally()
+        # Scopes whose counts changed in this batch (the detectors rerun over these).
+        self.touched: set[str] = set()
 
     def add(self, contribution: Contribution, sign: int) -> None:
-        stratum = contribution.stratum
-        pairs, products, events = self.pairs, self.products, self.events
-        for scope, scope_products, scope_events in contribution.scopes:
-            self.touched.add(scope)
-            self.totals[scope, stratum] += sign
-            for product in scope_products:
-                products[scope, stratum, product] += sign
-                for event in scope_events:
-                    pairs[scope, product, event] += sign
-            for event in scope_events:
-                events[scope, stratum, event] += sign
+        tally = self._added if sign > 0 else self._withdrawn
+        tally.count(contribution)
+        self.touched.update(scope for scope, _, _ in contribution.scopes)
 
-    def nonzero(self) -> Deltas:
-        """The same deltas without entries that cancelled out."""
-        return Deltas(
-            pairs=defaultdict(int, {k: v for k, v in self.pairs.items() if v}),
-            products=defaultdict(int, {k: v for k, v in self.products.items() if v}),
-            events=defaultdict(int, {k: v for k, v in self.events.items() if v}),
-            totals=defaultdict(int, {k: v for k, v in self.totals.items() if v}),
-            touched=set(self.touched),
-        )
+    @property
+    def pairs(self) -> Counter[tuple[str, str, str]]:
+        return self._net("pairs")
+
+    @property
+    def products(self) -> Counter[tuple[str, str, str]]:
+        return self._net("products")
+
+    @property
+    def events(self) -> Counter[tuple[str, str, str]]:
+        return self._net("events")
+
+    @property
+    def totals(self) -> Counter[tuple[str, ...]]:
+        return self._net("totals")
+
+    def _net(self, table: str) -> Counter:
+        net = Counter(getattr(self._added, table))
+        net.subtract(getattr(self._withdrawn, table))
+        return net
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.pairs: Counter[tuple[str, str, str]] = Counter()
+        self.products: Counter[tuple[str, str, str]] = Counter()
+        self.events: Counter[tuple[str, str, str]] = Counter()
+        self.totals: Counter[tuple[str, ...]] = Counter()
+
+    def count(self, contribution: Contribution) -> None:
+        stratum = (contribution.stratum,)
+        for scope, products, events in contribution.scopes:
+            where = (scope,)
+            self.totals[scope, contribution.stratum] += 1
+            self.products.update(itertools.product(where, stratum, products))
+            self.events.update(itertools.product(where, stratum, events))
+            self.pairs.update(itertools.product(where, products, events))
 
 
 @dataclass(frozen=True, slots=True)

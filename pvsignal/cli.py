@@ -7,8 +7,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pvsignal.analyze import AnalyzeRequest, analyze, parse_theta
-from pvsignal.casetable import Columns
 from pvsignal.cli_store import add_store_commands
 from pvsignal.errors import PvsignalError
 from pvsignal.scoring import ScoringConfig, with_rule_overrides
@@ -80,6 +78,10 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
+    # Imported here: pandas and scipy are not needed by the other commands' start-up.
+    from pvsignal.analyze import AnalyzeRequest, analyze, parse_theta
+    from pvsignal.casetable import Columns
+
     config = with_rule_overrides(
         ScoringConfig(
             prr_level=args.prr_level,

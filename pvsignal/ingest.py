@@ -135,9 +135,9 @@ class Ingestor:
         summary = IngestSummary()
         for index, version in versions:
             outcome, reason = book.apply(version)
-            summary.outcomes[outcome.value] += 1
+            summary.outcomes[outcome] += 1
             location = records[index].location
-            results[index] = RecordResult(location, outcome.value, version.case_id, reason)
+            results[index] = RecordResult(location, outcome, version.case_id, reason)
             if outcome is Outcome.refused:
                 rejects.append(
                     Reject(
@@ -191,17 +191,20 @@ class Ingestor:
 
     def contribution(self, report: Report) -> Contribution:
         """The counted products and events of the report, per scope it belongs to."""
-        resolved = [
-            self.registry.resolve(entry) for entry in report.products if entry.role in self._roles
-        ]
-        events = tuple(sorted({reaction.pt for reaction in report.reactions}))
+        resolve, roles = self.registry.resolve, self._roles
+        resolved = [resolve(entry) for entry in report.products if entry.role in roles]
+        events = tuple(dict.fromkeys(reaction.pt for reaction in report.reactions))
         scopes = []
         for scope in self._scope_list:
-            if not scope.filter.admits_report(report):
+            admits = scope.filter
+            if admits.admits_everything:
+                products = tuple(dict.fromkeys(p.product_id for p in resolved))
+            elif admits.admits_report(report):
+                products = tuple(
+                    dict.fromkeys(p.product_id for p in resolved if admits.admits_product(p))
+                )
+            else:
                 continue
-            products = tuple(
-                sorted({p.product_id for p in resolved if scope.filter.admits_product(p)})
-            )
             if products and events:
                 scopes.append((scope.name, products, events))
         return Contribution(stratum_of(report), tuple(scopes))

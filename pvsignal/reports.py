@@ -7,7 +7,8 @@ One JSON object per report; bulk files hold one object per line (JSONL).
 from __future__ import annotations
 
 import datetime as dt
-import re
+import functools
+import time
 from enum import StrEnum
 from typing import Annotated
 
@@ -23,7 +24,15 @@ from pydantic import (
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
-_REGION = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
+
+def _latest_plausible_date() -> dt.date:
+    """Tomorrow (time zones): no report can have been received later. Cached per hour."""
+    return _tomorrow(int(time.time() // 3600))
+
+
+@functools.lru_cache(maxsize=2)
+def _tomorrow(hour: int) -> dt.date:
+    return dt.date.today() + dt.timedelta(days=1)
 
 
 class SenderType(StrEnum):
@@ -134,7 +143,7 @@ class Report(_Model):
     country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
         default=None, description="C.2.r.3 / E.i.9 country (ISO 3166-1 alpha-2)"
     )
-    region: str | None = Field(
+    region: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}-[A-Z0-9]{1,3}$")] | None = Field(
         default=None, description="subdivision (ISO 3166-2, e.g. CN-HI for Hainan)"
     )
     patient: Patient = Field(default_factory=Patient, description="D patient")
@@ -147,13 +156,9 @@ class Report(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Report:
-        if self.region is not None and not _REGION.match(self.region):
-            raise ValueError(
-                f"region must be an ISO 3166-2 code such as CN-HI, got {self.region!r}"
-            )
         if not self.nullified and (not self.products or not self.reactions):
             raise ValueError("a report that is not a nullification needs products and reactions")
-        if self.received is not None and self.received > dt.date.today() + dt.timedelta(days=1):
+        if self.received is not None and self.received > _latest_plausible_date():
             raise ValueError(f"received {self.received.isoformat()} lies in the future")
         return self
 

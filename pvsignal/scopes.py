@@ -9,6 +9,7 @@ The scope ``all`` always exists and counts every report.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -49,6 +50,11 @@ class ScopeFilter(BaseModel):
     product_kinds: list[Kind] = []
     pathways: list[Pathway] = []
     registered_only: bool = False
+
+    @functools.cached_property
+    def admits_everything(self) -> bool:
+        """True for a filter with no condition (the scope ``all``): skip the checks."""
+        return self == ScopeFilter()
 
     def admits_report(self, report: Report) -> bool:
         sender = report.sender

@@ -339,19 +339,18 @@ class BatchSession:
         return states
 
     def write(self, batch: BatchWrite) -> None:
-        """Write the batch's case states, count deltas, rejects and offsets.
-
-        Rows go in key order, so that concurrent writers lock rows in the same order.
-        """
+        """Write the batch's case states, count deltas (those that did not cancel out),
+        rejects and offsets. Batch writers hold the store's write lock (see SqlStore.batch),
+        so row order cannot deadlock them."""
         now = dt.datetime.now(dt.UTC).isoformat()
-        deltas = batch.deltas.nonzero()
+        deltas = batch.deltas
         run = self._store._executemany
         cursor = self._cursor
         run(cursor, _UPSERT_CASES, [_case_row(state, now) for state in batch.cases])
-        run(cursor, _UPSERT_PAIRS, [(*k, v) for k, v in sorted(deltas.pairs.items())])
-        run(cursor, _UPSERT_PRODUCTS, [(*k, v) for k, v in sorted(deltas.products.items())])
-        run(cursor, _UPSERT_EVENTS, [(*k, v) for k, v in sorted(deltas.events.items())])
-        run(cursor, _UPSERT_TOTALS, [(*k, v) for k, v in sorted(deltas.totals.items())])
+        run(cursor, _UPSERT_PAIRS, [(*k, v) for k, v in deltas.pairs.items() if v])
+        run(cursor, _UPSERT_PRODUCTS, [(*k, v) for k, v in deltas.products.items() if v])
+        run(cursor, _UPSERT_EVENTS, [(*k, v) for k, v in deltas.events.items() if v])
+        run(cursor, _UPSERT_TOTALS, [(*k, v) for k, v in deltas.totals.items() if v])
         run(
             cursor,
             _INSERT_REJECT,
@@ -363,8 +362,5 @@ class BatchSession:
         run(
             cursor,
             _UPSERT_OFFSET,
-            [
-                (topic, partition, offset)
-                for (topic, partition), offset in sorted(batch.offsets.items())
-            ],
+            [(topic, partition, offset) for (topic, partition), offset in batch.offsets.items()],
         )
