@@ -1,5 +1,7 @@
 """Real public data through `pvsignal ingest`: FAERS and VAERS, checked independently."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -92,3 +94,22 @@ def test_vaers_equals_analyze_of_the_equivalent_case_table(shared_data, vaers_st
     analyzed = analyzed.sort_values(key).reset_index(drop=True)
     assert len(exported) == 23_119 and exported["n_total"].iloc[0] == 43_588
     pd.testing.assert_frame_equal(exported, analyzed, check_exact=False, rtol=1e-9)
+
+
+def test_e2b_batch_and_hostile_xml_through_ingest(tmp_path, capsys):
+    data = Path(__file__).parent / "readers" / "data"
+    url = f"sqlite:///{tmp_path}/e2b.db"
+    files = [data / "e2b_batch.xml", data / "billion_laughs.xml", data / "xxe.xml"]
+    assert main(["ingest", *map(str, files), "--format", "e2b", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert "rejected 2" in out  # the bomb and the XXE file, each refused whole
+    store = open_store(url)
+    try:
+        reasons = [row["reason"] for row in store.rejects()]
+        assert [r.split(":")[0] for r in reasons[:2]] == ["refused", "refused"]
+        # The Boao report names the MAH's case as its duplicate: the MAH's nullification of
+        # that case comes after and is refused, kept with its reason.
+        assert "was withdrawn as a duplicate of 'CN-BOAO-2024-000123'" in reasons[2]
+        assert store.count_cases() == {"active": 1, "duplicate": 1}
+    finally:
+        store.close()
