@@ -20,13 +20,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from pvsignal.simulate import SimulationConfig, write_simulation
+from pvsignal.simulate import SimulationConfig, sidecar_paths, write_simulation
 from tests.support.postgres import cluster, create_database
 
 
 def run_ingest(path: Path, url: str) -> tuple[float, float, str]:
-    """Seconds, peak resident MiB and the summary of one `pvsignal ingest` child process."""
+    """Seconds, peak resident MiB and the summary of one `pvsignal ingest` child process
+    (after loading the simulation's product registry into the store)."""
     environment = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    registry = sidecar_paths(path)[0]
+    subprocess.run(
+        [sys.executable, "-m", "pvsignal.cli", "products", "load", str(registry), "--store", url],
+        capture_output=True,
+        check=True,
+        env=environment,
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     began = time.perf_counter()
     done = subprocess.run(

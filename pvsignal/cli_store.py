@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -99,6 +100,9 @@ def _run_ingest(args: argparse.Namespace) -> int:
         if not path.exists():
             raise InputError(f"input {str(path)!r} does not exist")
     read = reader_for(args.format)
+    # A bulk import allocates many short-lived objects and makes few reference cycles:
+    # collecting less often saves about a tenth of its time.
+    gc.set_threshold(100_000, 50, 100)
     store = open_store(args.store)
     try:
         ingestor = Ingestor(

@@ -14,7 +14,7 @@ from pvsignal.store.sql import Dialect, SqlStore
 
 class SqliteDialect(Dialect):
     name = "sqlite"
-    schema = migrations("INTEGER PRIMARY KEY AUTOINCREMENT")
+    schema = migrations("INTEGER PRIMARY KEY AUTOINCREMENT", "WITHOUT ROWID")
 
 
 class SqliteStore(SqlStore):
@@ -30,7 +30,8 @@ class SqliteStore(SqlStore):
             "synchronous = NORMAL",
             "foreign_keys = ON",
             "temp_store = MEMORY",
-            "cache_size = -65536",
+            "wal_autocheckpoint = 8192",
+            "cache_size = -262144",
             "busy_timeout = 30000",
         ):
             connection.execute(f"PRAGMA {pragma}")
