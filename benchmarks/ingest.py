@@ -38,7 +38,17 @@ def run_ingest(path: Path, url: str) -> tuple[float, float, str]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     began = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "pvsignal.cli", "ingest", str(path), "--store", url],
+        [
+            sys.executable,
+            "-m",
+            "pvsignal.cli",
+            "ingest",
+            str(path),
+            "--store",
+            url,
+            "--detect",
+            "off",
+        ],
         capture_output=True,
         text=True,
         env=environment,
@@ -74,11 +84,13 @@ def main() -> None:
         work = Path(folder)
         reports = work / "reports.jsonl"
         began = time.perf_counter()
-        summary = write_simulation(SimulationConfig(reports=args.reports, seed=1), reports)
-        lines = sum(1 for _ in reports.open("rb"))
+        truth = write_simulation(SimulationConfig(reports=args.reports, seed=1), reports).truth
+        lines = truth.lines
         print(
             f"simulated {lines:,} lines ({reports.stat().st_size / 2**20:.0f} MiB) in "
-            f"{time.perf_counter() - began:.1f} s: {summary}"
+            f"{time.perf_counter() - began:.1f} s: {truth.cases:,} cases, {truth.follow_ups:,} "
+            f"follow-ups, {truth.nullifications:,} nullifications, {truth.duplicates:,} "
+            f"duplicates, {truth.live_cases:,} live cases"
         )
 
         floor = raw_sqlite_floor(reports, work / "raw.db")

@@ -14,7 +14,7 @@ import orjson
 
 from pvsignal.errors import InputError
 from pvsignal.export import export_table, write_csv
-from pvsignal.ingest import Ingestor, IngestSummary
+from pvsignal.ingest import Ingestor, IngestSummary, batches
 from pvsignal.products import load_products
 from pvsignal.readers import RawRecord
 from pvsignal.scopes import load_scope_config
@@ -62,6 +62,13 @@ def add_store_commands(commands: argparse._SubParsersAction) -> None:
     ingest.add_argument("--format", choices=FORMATS, default="jsonl")
     ingest.add_argument("--scope-config", type=Path, help="YAML file declaring the scopes")
     ingest.add_argument("--batch-size", type=int, default=5_000)
+    ingest.add_argument(
+        "--detect",
+        choices=("end", "batch", "off"),
+        default="end",
+        help="update signal states and alerts after the whole ingest (default), after every "
+        "batch, or not at all",
+    )
     _store_argument(ingest)
     ingest.set_defaults(run=_run_ingest)
 
@@ -96,6 +103,8 @@ def add_store_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_ingest(args: argparse.Namespace) -> int:
+    from pvsignal.detection import Detector
+
     for path in args.paths:
         if not path.exists():
             raise InputError(f"input {str(path)!r} does not exist")
@@ -103,18 +112,24 @@ def _run_ingest(args: argparse.Namespace) -> int:
     # A bulk import allocates many short-lived objects and makes few reference cycles:
     # collecting less often saves about a tenth of its time.
     gc.set_threshold(100_000, 50, 100)
+    scopes = load_scope_config(args.scope_config)
     store = open_store(args.store)
     try:
-        ingestor = Ingestor(
-            store,
-            load_scope_config(args.scope_config),
-            source=args.format,
-            batch_size=args.batch_size,
-        )
-        summary = ingestor.ingest(read(list(args.paths)))
+        ingestor = Ingestor(store, scopes, source=args.format, batch_size=args.batch_size)
+        detector = Detector(store, scopes)
+        summary, alerts = IngestSummary(), 0
+        for batch in batches(read(list(args.paths)), args.batch_size):
+            result = ingestor.apply(batch).summary
+            summary.merge(result)
+            if args.detect == "batch":
+                alerts += len(detector.update(result.touched_scopes))
+        if args.detect == "end":
+            alerts += len(detector.update(summary.touched_scopes))
     finally:
         store.close()
     print(describe_ingest(summary, args.store))
+    if args.detect != "off":
+        print(f"signal transitions (alerts) recorded: {alerts}")
     return 0
 
 

@@ -81,7 +81,7 @@ class Ingestor:
     def ingest(self, records: Iterable[RawRecord]) -> IngestSummary:
         """Ingest all records in batches; each batch is one transaction."""
         summary = IngestSummary()
-        for batch in _batches(records, self.batch_size):
+        for batch in batches(records, self.batch_size):
             summary.merge(self.apply(batch).summary)
         return summary
 
@@ -210,7 +210,7 @@ class Ingestor:
         return Contribution(stratum_of(report), tuple(scopes))
 
 
-def _batches(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+def batches(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
     iterator = iter(records)
     while batch := list(itertools.islice(iterator, size)):
         yield batch

@@ -57,7 +57,31 @@ CREATE TABLE fits (
 )
 """
 
-MIGRATIONS = (_V1,)
+_V2 = """
+CREATE TABLE signal_states (
+    scope TEXT NOT NULL, product TEXT NOT NULL, event TEXT NOT NULL, measure TEXT NOT NULL,
+    status TEXT NOT NULL, since TEXT NOT NULL, reference DOUBLE PRECISION NOT NULL,
+    failures INTEGER NOT NULL, last_a INTEGER NOT NULL, last_level DOUBLE PRECISION,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (scope, product, event, measure)
+) {without_rowid};
+CREATE TABLE signal_history (
+    id {serial},
+    scope TEXT NOT NULL, product TEXT NOT NULL, event TEXT NOT NULL, at TEXT NOT NULL,
+    a INTEGER NOT NULL, statistics TEXT NOT NULL
+);
+CREATE INDEX signal_history_pair ON signal_history (scope, product, event, id);
+CREATE TABLE alerts (
+    alert_id {serial},
+    created_at TEXT NOT NULL,
+    scope TEXT NOT NULL, product TEXT NOT NULL, event TEXT NOT NULL, measure TEXT NOT NULL,
+    transition TEXT NOT NULL, mah_id TEXT, payload TEXT NOT NULL, published_at TEXT
+);
+CREATE INDEX alerts_unpublished ON alerts (published_at, alert_id);
+CREATE INDEX alerts_pair ON alerts (scope, product, event, alert_id)
+"""
+
+MIGRATIONS = (_V1, _V2)
 
 
 def migrations(serial: str, without_rowid: str = "") -> tuple[str, ...]:

@@ -249,6 +249,130 @@ class SqlStore:
         columns = list(zip(*rows, strict=True))
         return [np.array(c, dtype=object) for c in columns[:-1]] + [np.array(columns[-1])]
 
+    # -- signals, history, alerts -----------------------------------------------------------
+
+    def signal_states(self, scope: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """(product, event, measure) -> status, since, reference, failures, last_a, last_level."""
+        rows = self._query(
+            "SELECT product, event, measure, status, since, reference, failures, last_a, "
+            "last_level FROM signal_states WHERE scope = ?",
+            (scope,),
+        )
+        names = ("status", "since", "reference", "failures", "last_a", "last_level")
+        return {(p, e, m): dict(zip(names, rest, strict=True)) for p, e, m, *rest in rows}
+
+    def write_detection(
+        self,
+        scope: str,
+        states: dict[tuple[str, str, str], dict[str, Any]],
+        history: list[tuple[str, str, int, dict[str, Any]]],
+        alerts: list[dict[str, Any]],
+        now: str,
+    ) -> None:
+        """Signal states, history points and alerts of one update, in one transaction."""
+        with self._transaction() as cursor:
+            self._executemany(
+                cursor,
+                _UPSERT_SIGNAL,
+                [
+                    (
+                        scope,
+                        p,
+                        e,
+                        m,
+                        s["status"],
+                        s["since"],
+                        s["reference"],
+                        s["failures"],
+                        s["last_a"],
+                        s["last_level"],
+                        now,
+                    )
+                    for (p, e, m), s in states.items()
+                ],
+            )
+            self._executemany(
+                cursor,
+                _INSERT_HISTORY,
+                [(scope, p, e, now, a, orjson.dumps(stats).decode()) for p, e, a, stats in history],
+            )
+            self._executemany(
+                cursor,
+                _INSERT_ALERT,
+                [
+                    (
+                        now,
+                        scope,
+                        x["product_id"],
+                        x["pt"],
+                        x["measure"],
+                        x["transition"],
+                        x["mah_id"],
+                        orjson.dumps(x).decode(),
+                    )
+                    for x in alerts
+                ],
+            )
+
+    def pending_alerts(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Alerts not yet published, oldest first, with their ids in the payload."""
+        rows = self._query(
+            "SELECT alert_id, product, payload FROM alerts "
+            "WHERE published_at IS NULL ORDER BY alert_id LIMIT ?",
+            (limit,),
+        )
+        return [
+            {
+                "alert_id": int(i),
+                "product_id": product,
+                "payload": {"alert_id": int(i), **orjson.loads(payload)},
+            }
+            for i, product, payload in rows
+        ]
+
+    def mark_alerts_published(self, alert_ids: list[int]) -> None:
+        now = dt.datetime.now(dt.UTC).isoformat()
+        with self._transaction() as cursor:
+            self._executemany(
+                cursor,
+                "UPDATE alerts SET published_at = ? WHERE alert_id = ?",
+                [(now, int(i)) for i in alert_ids],
+            )
+
+    def alerts(
+        self,
+        *,
+        scope: str | None = None,
+        product: str | None = None,
+        event: str | None = None,
+        after: int = 0,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Past alerts (newest last) with optional filters."""
+        where, parameters = ["alert_id > ?"], [after]
+        for column, value in (("scope", scope), ("product", product), ("event", event)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                parameters.append(value)
+        rows = self._query(
+            f"SELECT alert_id, payload, published_at FROM alerts WHERE "
+            f"{' AND '.join(where)} ORDER BY alert_id LIMIT ?",
+            (*parameters, limit),
+        )
+        return [
+            {"alert_id": int(i), **orjson.loads(payload), "published_at": published}
+            for i, payload, published in rows
+        ]
+
+    def history(self, scope: str, product: str, event: str) -> list[dict[str, Any]]:
+        """The trend of one pair: statistics at each recorded point, oldest first."""
+        rows = self._query(
+            "SELECT at, statistics FROM signal_history WHERE scope = ? AND "
+            "product = ? AND event = ? ORDER BY id",
+            (scope, product, event),
+        )
+        return [{"at": at, **orjson.loads(statistics)} for at, statistics in rows]
+
     # -- rejects, offsets, fits -------------------------------------------------------------
 
     def rejects(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
@@ -287,6 +411,23 @@ class SqlStore:
             f"SELECT scope, fitted_at, report FROM fits {where} ORDER BY id", parameters
         )
         return [{"scope": s, "fitted_at": at, **orjson.loads(report)} for s, at, report in rows]
+
+
+_UPSERT_SIGNAL = (
+    "INSERT INTO signal_states (scope, product, event, measure, status, since, reference, "
+    "failures, last_a, last_level, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (scope, product, event, measure) DO UPDATE SET status = excluded.status, "
+    "since = excluded.since, reference = excluded.reference, failures = excluded.failures, "
+    "last_a = excluded.last_a, last_level = excluded.last_level, updated_at = excluded.updated_at"
+)
+_INSERT_HISTORY = (
+    "INSERT INTO signal_history (scope, product, event, at, a, statistics) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_INSERT_ALERT = (
+    "INSERT INTO alerts (created_at, scope, product, event, measure, transition, mah_id, "
+    "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _case_row(state: CaseState, now: str) -> tuple[Any, ...]:

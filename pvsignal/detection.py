@@ -1,0 +1,290 @@
+"""Continuous detection: statistics kept current, a lifecycle per signal, alerts once.
+
+After each checkpoint the scopes a batch touched are scored again (the vectorised detectors
+over all their pairs). Each (scope, product, event, measure) follows a lifecycle::
+
+    new -> ongoing -> (strengthened | weakened)* -> closed  (-> new again later)
+
+- A signal opens (``new``) when the measure's rule holds; at its next evaluation while it
+  still holds it becomes ``ongoing``.
+- ``strengthened`` / ``weakened``: the measure's level (log2 of PRR, of the ROR lower bound,
+  of EB05; IC025 itself) moved by at least ``change_log2`` since the last transition.
+- Hysteresis against flicker: a signal closes only after its rule has failed in
+  ``close_after`` consecutive evaluations, so a pair hovering at the threshold does not alert
+  on every report; the same state never alerts twice. A pair is evaluated only when its count
+  or its level moved since its last evaluation: an update with nothing new changes nothing.
+
+Every transition is written with the statistics of that moment to the history and to an
+alerts outbox, in the same transaction as the new states; publishers (Kafka, webhooks, SSE)
+read the outbox. The MGPS prior is refitted on a schedule (every ``refit_cases`` new cases or
+``refit_seconds``), warm-started from the previous fit, and each fit is recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from detectors.mgps import Hyperparameters
+from detectors.mgps_fit import DEFAULT_STARTS, fit_hyperparameters
+from pvsignal.casetable import PairTable
+from pvsignal.products import Registry
+from pvsignal.scopes import ScopeConfig
+from pvsignal.scoring import ScoringConfig, score
+from pvsignal.signals import pair_table
+from pvsignal.store import SqlStore
+
+# The statistic whose level tracks each measure, and how to put it on a log2 scale.
+MEASURES: dict[str, tuple[str, str]] = {
+    "prr": ("signal_prr", "prr"),
+    "ror": ("signal_ror", "ror_lower"),
+    "ic": ("signal_ic", "ic025"),
+    "ebgm": ("signal_ebgm", "eb05"),
+}
+# Statistics carried by every history point and alert.
+REPORTED = (
+    "a",
+    "n_product",
+    "n_event",
+    "n_total",
+    "expected",
+    "prr",
+    "prr_lower",
+    "chi2",
+    "ror",
+    "ror_lower",
+    "ic",
+    "ic025",
+    "ebgm",
+    "eb05",
+    "eb95",
+)
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    close_after: int = 3
+    change_log2: float = 0.585  # a factor of 1.5 on the ratio scale
+    refit_cases: int = 10_000
+    refit_seconds: float = 3_600.0
+
+
+@dataclass
+class SignalState:
+    """Where one (scope, product, event, measure) stands."""
+
+    status: str  # new, ongoing, strengthened, weakened, closed
+    since: str
+    reference: float  # the level at the last transition
+    failures: int = 0  # consecutive evaluations in which the rule failed
+
+
+def level(measure: str, value: float) -> float:
+    """The measure's statistic on a log2 scale (IC025 already is)."""
+    if measure == "ic":
+        return float(value)
+    return float(np.log2(value)) if value > 0 else float("-inf")
+
+
+def next_state(
+    state: SignalState | None,
+    flagged: bool,
+    value: float,
+    measure: str,
+    config: DetectionConfig,
+    now: str,
+) -> tuple[SignalState | None, str | None]:
+    """The state after one evaluation, and the transition it makes (None if none)."""
+    current = level(measure, value)
+    if state is None or state.status == "closed":
+        if not flagged:
+            return state, None
+        return SignalState("new", now, current), "new"
+    if not flagged:
+        failures = state.failures + 1
+        if failures >= config.close_after:
+            return SignalState("closed", now, current), "closed"
+        return SignalState(state.status, state.since, state.reference, failures), None
+    if state.status == "new":
+        return SignalState("ongoing", now, current), "ongoing"
+    if current >= state.reference + config.change_log2:
+        return SignalState("strengthened", now, current), "strengthened"
+    if current <= state.reference - config.change_log2:
+        return SignalState("weakened", now, current), "weakened"
+    if state.failures:
+        return SignalState(state.status, state.since, state.reference), None
+    return state, None
+
+
+class Detector:
+    """Scores touched scopes, advances signal lifecycles and fills the alerts outbox."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        scopes: ScopeConfig,
+        config: DetectionConfig | None = None,
+        scoring: ScoringConfig | None = None,
+    ) -> None:
+        self.store, self.scopes = store, scopes
+        self.config = config or DetectionConfig()
+        self.scoring = scoring or ScoringConfig()
+        self._theta: dict[str, Hyperparameters] = {}
+        self._fitted_at: dict[str, tuple[float, int]] = {}  # scope -> (monotonic time, cases)
+
+    def update(self, scopes: Iterable[str]) -> list[dict[str, Any]]:
+        """Bring the given scopes up to date; return the alerts this made (also stored)."""
+        alerts: list[dict[str, Any]] = []
+        registry = Registry(self.store.load_products())
+        for scope in sorted(set(scopes)):
+            counts = self.store.scope_counts(scope)
+            if counts.a.size == 0:
+                continue
+            pairs = pair_table(counts, stratify=self.scopes.stratify)
+            theta = self._prior(scope, pairs)
+            statistics = score(pairs.counts, theta, self.scoring)
+            alerts += self._advance(scope, pairs, statistics, theta, registry)
+        return alerts
+
+    def _prior(self, scope: str, pairs: PairTable) -> Hyperparameters:
+        """The scope's prior: refitted (warm-started, recorded) when due, else the last one."""
+        last = self._fitted_at.get(scope)
+        cases = pairs.reports
+        due = (
+            last is None
+            or cases - last[1] >= self.config.refit_cases
+            or time.monotonic() - last[0] >= self.config.refit_seconds
+        )
+        if due:
+            previous = self._theta.get(scope)
+            starts = DEFAULT_STARTS if previous is None else (previous, *DEFAULT_STARTS)
+            fit = fit_hyperparameters(pairs.counts.a, pairs.counts.expected, starts=starts)
+            self.store.record_fit(
+                scope,
+                {
+                    "theta_source": "fitted",
+                    "cases": cases,
+                    "warm_start": previous is not None,
+                    **fit.report(),
+                },
+            )
+            self._theta[scope] = fit.theta
+            self._fitted_at[scope] = (time.monotonic(), cases)
+        return self._theta[scope]
+
+    def _advance(
+        self,
+        scope: str,
+        pairs: PairTable,
+        stats: dict[str, np.ndarray],
+        theta: Hyperparameters,
+        registry: Registry,
+    ) -> list[dict[str, Any]]:
+        stored = self.store.signal_states(scope)
+        now = dt.datetime.now(dt.UTC).isoformat()
+        index = {key: i for i, key in enumerate(zip(pairs.product, pairs.event, strict=True))}
+        changed: dict[tuple[str, str, str], dict[str, Any]] = {}
+        alerts: list[dict[str, Any]] = []
+        points: dict[tuple[str, str], int] = {}
+        for measure, (flag_column, value_column) in MEASURES.items():
+            flags, values = stats[flag_column], stats[value_column]
+            # Only pairs that signal now or have an open state can change.
+            candidates = {(pairs.product[i], pairs.event[i]) for i in np.flatnonzero(flags)}
+            candidates |= {
+                (p, e)
+                for (p, e, m), s in stored.items()
+                if m == measure and s["status"] != "closed"
+            }
+            for product, event in sorted(candidates):
+                key = (product, event, measure)
+                i = index.get((product, event))
+                a = int(stats["a"][i]) if i is not None else 0
+                value = float(values[i]) if i is not None else float("nan")
+                old = stored.get(key)
+                if old is not None and not _moved(old, a, level(measure, value)):
+                    continue  # nothing new about this pair: no evaluation, no transition
+                previous = (
+                    None
+                    if old is None
+                    else SignalState(old["status"], old["since"], old["reference"], old["failures"])
+                )
+                flagged = bool(flags[i]) if i is not None else False
+                state, transition = next_state(previous, flagged, value, measure, self.config, now)
+                if state is not None:
+                    changed[key] = {**vars(state), "last_a": a, "last_level": level(measure, value)}
+                if i is not None and (old is None or old["last_a"] != a or transition):
+                    points[product, event] = i
+                if transition is not None:
+                    alerts.append(
+                        self._alert(
+                            scope,
+                            product,
+                            event,
+                            measure,
+                            transition,
+                            registry,
+                            stats,
+                            i,
+                            theta,
+                            now,
+                        )
+                    )
+        history = [
+            (p, e, int(stats["a"][i]), _statistics_at(stats, i)) for (p, e), i in points.items()
+        ]
+        self.store.write_detection(scope, changed, history, alerts, now)
+        return alerts
+
+    @staticmethod
+    def _alert(
+        scope: str,
+        product: str,
+        event: str,
+        measure: str,
+        transition: str,
+        registry: Registry,
+        stats: dict[str, np.ndarray],
+        i: int | None,
+        theta: Hyperparameters,
+        now: str,
+    ) -> dict[str, Any]:
+        registered = registry.get(product)
+        return {
+            "scope": scope,
+            "product_id": product,
+            "pt": event,
+            "measure": measure,
+            "transition": transition,
+            "at": now,
+            "mah_id": None if registered is None else registered.mah_id,
+            "pathway": None if registered is None else registered.pathway.value,
+            "kind": None if registered is None else registered.kind.value,
+            "statistics": {} if i is None else _statistics_at(stats, i),
+            "theta": theta._asdict(),
+        }
+
+
+def _moved(old: dict[str, Any], a: int, current: float) -> bool:
+    """Has the pair's count or the measure's level changed since its last evaluation?"""
+    previous = old["last_level"]
+    if old["last_a"] != a or previous is None:
+        return True
+    if not (np.isfinite(current) and np.isfinite(previous)):
+        return np.isfinite(current) != np.isfinite(previous)
+    return abs(current - previous) > 1e-12
+
+
+def _statistics_at(stats: dict[str, np.ndarray], i: int) -> dict[str, float | int | None]:
+    return {name: _plain(stats[name][i]) for name in REPORTED}
+
+
+def _plain(value: Any) -> float | int | None:
+    number = float(value)
+    if not np.isfinite(number):
+        return None
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number

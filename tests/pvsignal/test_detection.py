@@ -1,0 +1,101 @@
+"""Signal lifecycle, hysteresis, alerts outbox and history."""
+
+import json
+
+import pytest
+
+from pvsignal.cli_store import reader_for
+from pvsignal.detection import DetectionConfig, Detector, SignalState, next_state
+from pvsignal.ingest import Ingestor
+from pvsignal.products import load_products
+from pvsignal.scopes import ScopeConfig
+from pvsignal.simulate import SimulationConfig, sidecar_paths, write_simulation
+
+CONFIG = DetectionConfig(close_after=3, change_log2=1.0)
+
+
+def _run(sequence, measure="ebgm"):
+    """Feed (flagged, value) evaluations; return the transitions made."""
+    state, made = None, []
+    for step, (flagged, value) in enumerate(sequence):
+        state, transition = next_state(state, flagged, value, measure, CONFIG, str(step))
+        if transition:
+            made.append(transition)
+    return made, state
+
+
+def test_lifecycle_new_ongoing_strengthened_weakened_closed():
+    made, state = _run(
+        [(True, 2), (True, 2.2), (True, 5), (True, 2), (False, 1), (False, 1), (False, 1)]
+    )
+    assert made == ["new", "ongoing", "strengthened", "weakened", "closed"]
+    assert state.status == "closed"
+
+
+def test_a_pair_flickering_at_the_threshold_alerts_once():
+    flicker = [(True, 2.0), (False, 1.9)] * 20
+    made, state = _run(flicker)
+    assert made == ["new", "ongoing"]
+    assert state.status == "ongoing"
+
+
+def test_a_closed_signal_can_open_again():
+    made, _ = _run([(True, 3), (False, 1), (False, 1), (False, 1), (True, 3)])
+    assert made == ["new", "closed", "new"]
+
+
+def test_ic_levels_are_on_their_own_scale():
+    state = SignalState("ongoing", "0", 0.5)
+    _, transition = next_state(state, True, 1.6, "ic", CONFIG, "1")
+    assert transition == "strengthened"
+
+
+@pytest.fixture(scope="module")
+def simulation(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "reports.jsonl"
+    write_simulation(SimulationConfig(reports=12_000, seed=11), out)
+    products, signals, _ = sidecar_paths(out)
+    return out, load_products(products), json.loads(signals.read_text())
+
+
+def test_planted_signal_raises_exactly_one_new_alert(simulation, new_store):
+    path, products, signals = simulation
+    store = new_store("sqlite")
+    store.save_products(products)
+    ingestor = Ingestor(store, ScopeConfig(), batch_size=1_000)
+    detector = Detector(store, ScopeConfig(), DetectionConfig(refit_cases=4_000))
+    records = list(reader_for("jsonl")([path]))
+    for start in range(0, len(records), 1_000):
+        touched = ingestor.apply(records[start : start + 1_000]).summary.touched_scopes
+        detector.update(touched)
+    pilot = signals[0]
+    alerts = store.alerts(product=pilot["product_id"], event=pilot["pt"], limit=10_000)
+    prr_transitions = [a["transition"] for a in alerts if a["measure"] == "prr"]
+    assert prr_transitions.count("new") == 1, prr_transitions
+    assert alerts[0]["mah_id"] is not None and alerts[0]["statistics"]["a"] >= 3
+    # The same state never alerts twice: an update with nothing new adds no alert.
+    before = len(store.alerts(limit=100_000))
+    assert detector.update(["all"]) == []
+    assert len(store.alerts(limit=100_000)) == before
+    # The pair's trend is kept, and every fit was recorded with its convergence report.
+    history = store.history("all", pilot["product_id"], pilot["pt"])
+    assert history and history[-1]["a"] == alerts[-1]["statistics"]["a"]
+    fits = store.fits("all")
+    assert len(fits) >= 2 and fits[-1]["warm_start"] and fits[-1]["converged"]
+
+
+def test_outbox_publication_marks(new_store):
+    store = new_store("sqlite")
+    alert = {
+        "product_id": "P",
+        "pt": "E",
+        "measure": "prr",
+        "transition": "new",
+        "mah_id": "M",
+        "scope": "all",
+    }
+    store.write_detection("all", {}, [], [alert, {**alert, "pt": "F"}], "now")
+    pending = store.pending_alerts()
+    assert [p["payload"]["pt"] for p in pending] == ["E", "F"]
+    store.mark_alerts_published([pending[0]["alert_id"]])
+    assert [p["payload"]["pt"] for p in store.pending_alerts()] == ["F"]
