@@ -35,7 +35,7 @@ from detectors.mgps_fit import DEFAULT_STARTS, fit_hyperparameters
 from pvsignal.casetable import PairTable
 from pvsignal.products import Registry
 from pvsignal.scopes import ScopeConfig
-from pvsignal.scoring import ScoringConfig, score
+from pvsignal.scoring import EXPORT_COLUMNS, ScoringConfig, score
 from pvsignal.signals import pair_table
 from pvsignal.store import SqlStore
 
@@ -46,24 +46,8 @@ MEASURES: dict[str, tuple[str, str]] = {
     "ic": ("signal_ic", "ic025"),
     "ebgm": ("signal_ebgm", "eb05"),
 }
-# Statistics carried by every history point and alert.
-REPORTED = (
-    "a",
-    "n_product",
-    "n_event",
-    "n_total",
-    "expected",
-    "prr",
-    "prr_lower",
-    "chi2",
-    "ror",
-    "ror_lower",
-    "ic",
-    "ic025",
-    "ebgm",
-    "eb05",
-    "eb95",
-)
+# Statistics carried by every history point and alert: the export's, without labels and flags.
+REPORTED = tuple(c for c in EXPORT_COLUMNS[2:] if not c.startswith("signal_"))
 
 
 @dataclass(frozen=True)
