@@ -17,6 +17,7 @@ from pvsignal.export import export_table, write_csv
 from pvsignal.ingest import Ingestor, IngestSummary, batches
 from pvsignal.products import load_products
 from pvsignal.readers import RawRecord
+from pvsignal.rebuild import effective_scopes, rebuild
 from pvsignal.scopes import load_scope_config
 from pvsignal.store import DEFAULT_URL, open_store
 
@@ -95,6 +96,13 @@ def add_store_commands(commands: argparse._SubParsersAction) -> None:
     _store_argument(export)
     export.set_defaults(run=_run_signals_export)
 
+    rebuild_parser = commands.add_parser(
+        "rebuild", help="recount every case under a (new) scope configuration and the registry"
+    )
+    rebuild_parser.add_argument("--scope-config", type=Path, help="the new scopes (YAML)")
+    _store_argument(rebuild_parser)
+    rebuild_parser.set_defaults(run=_run_rebuild)
+
     rejects = commands.add_parser("rejects", help="records refused, with their reasons")
     rejects.add_argument("--limit", type=int, default=50)
     rejects.add_argument("--offset", type=int, default=0)
@@ -112,9 +120,9 @@ def _run_ingest(args: argparse.Namespace) -> int:
     # A bulk import allocates many short-lived objects and makes few reference cycles:
     # collecting less often saves about a tenth of its time.
     gc.set_threshold(100_000, 50, 100)
-    scopes = load_scope_config(args.scope_config)
     store = open_store(args.store)
     try:
+        scopes = effective_scopes(store, args.scope_config)
         ingestor = Ingestor(store, scopes, source=args.format, batch_size=args.batch_size)
         detector = Detector(store, scopes)
         summary, alerts = IngestSummary(), 0
@@ -159,9 +167,28 @@ def _run_products_load(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     try:
         store.save_products(products)
+        print(f"loaded {len(products)} products into {args.store}")
+        if store.count_cases().get("active"):
+            # New names or aliases may resolve reports to other products: recount.
+            summary = rebuild(store, effective_scopes(store, None))
+            print(f"recounted {summary.cases} cases under the new registry")
     finally:
         store.close()
-    print(f"loaded {len(products)} products into {args.store}")
+    return 0
+
+
+def _run_rebuild(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    try:
+        scopes = (
+            load_scope_config(args.scope_config)
+            if args.scope_config is not None
+            else effective_scopes(store, None)
+        )
+        summary = rebuild(store, scopes)
+    finally:
+        store.close()
+    print(f"recounted {summary.cases} cases into scopes {', '.join(summary.scopes)}")
     return 0
 
 
@@ -183,9 +210,9 @@ def _run_signals_export(args: argparse.Namespace) -> int:
     from pvsignal.signals import scope_statistics
 
     theta = parse_theta(args.theta) if args.theta is not None else None
-    stratify = load_scope_config(args.scope_config).stratify
     store = open_store(args.store)
     try:
+        stratify = effective_scopes(store, args.scope_config).stratify
         result = scope_statistics(store, args.scope, theta=theta, stratify=stratify)
     finally:
         store.close()

@@ -107,6 +107,12 @@ class ScopeConfig(BaseModel):
         configured_all = [scope for scope in self.scopes if scope.name == ALL]
         return [configured_all[0] if configured_all else Scope(name=ALL), *named]
 
+    def counts_like(self, other: ScopeConfig) -> bool:
+        """Would both configurations make the same counts? (``stratify`` only affects scoring.)"""
+        return self.all_scopes() == other.all_scopes() and (
+            self.count_concomitant == other.count_concomitant
+        )
+
     def counted_roles(self) -> frozenset[Role]:
         roles = {Role.suspect, Role.interacting}
         if self.count_concomitant:

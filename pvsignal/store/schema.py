@@ -58,6 +58,7 @@ CREATE TABLE fits (
 """
 
 _V2 = """
+CREATE TABLE store_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE signal_states (
     scope TEXT NOT NULL, product TEXT NOT NULL, event TEXT NOT NULL, measure TEXT NOT NULL,
     status TEXT NOT NULL, since TEXT NOT NULL, reference DOUBLE PRECISION NOT NULL,

@@ -198,6 +198,36 @@ class SqlStore:
         rows = self._query("SELECT status, COUNT(*) FROM cases GROUP BY status")
         return {status: int(n) for status, n in rows}
 
+    def active_reports(self) -> list[tuple[str, str]]:
+        """(case_id, latest report as received) of every case that counts."""
+        return self._query("SELECT case_id, report FROM cases WHERE status = 'active'")
+
+    def replace_counts(self, deltas: Deltas, contributions: dict[str, Contribution]) -> None:
+        """Replace every count, and the cases' contributions, in one transaction (a rebuild
+        after the scopes or the registry changed)."""
+        with self._transaction(exclusive=True) as cursor:
+            for table in ("pair_counts", "product_counts", "event_counts", "scope_totals"):
+                self._execute(cursor, f"DELETE FROM {table}")
+            self._executemany(
+                cursor,
+                "UPDATE cases SET contribution = ? WHERE case_id = ?",
+                [(c.to_json(), case_id) for case_id, c in contributions.items()],
+            )
+            BatchSession(self, cursor).write(BatchWrite(deltas=deltas))
+
+    def setting(self, name: str) -> str | None:
+        rows = self._query("SELECT value FROM store_settings WHERE name = ?", (name,))
+        return rows[0][0] if rows else None
+
+    def set_setting(self, name: str, value: str) -> None:
+        with self._transaction() as cursor:
+            self._execute(
+                cursor,
+                "INSERT INTO store_settings (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
     # -- counts -----------------------------------------------------------------------------
 
     def scopes(self) -> list[str]:

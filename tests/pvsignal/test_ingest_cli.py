@@ -217,3 +217,55 @@ def test_scopes_and_registry(tmp_path, capsys):
     assert set(exports["hainan"]["product"]) == {"D-1", "P-1"}
     assert exports["hainan"]["n_total"].iloc[0] == 1
     assert exports["devices"]["product"].tolist() == ["D-1"]
+
+
+def _write_reports(path, reports):
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in reports) + "\n")
+    return path
+
+
+def _export(url, scope="all"):
+    return main(["signals", "export", "--store", url, "--scope", scope, "--theta", THETA])
+
+
+def test_scope_changes_need_a_rebuild_and_products_load_recounts(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/s.db"
+    reports = _write_reports(
+        tmp_path / "r.jsonl",
+        [
+            {
+                "case_id": "1",
+                "report_id": "1",
+                "region": "CN-HI",
+                "products": [{"name": "Dupixent"}],
+                "reactions": [{"pt": "Rash"}],
+            },
+            {
+                "case_id": "2",
+                "report_id": "2",
+                "region": "CN-GD",
+                "products": [{"name": "度普利尤单抗"}],
+                "reactions": [{"pt": "Rash"}],
+            },
+        ],
+    )
+    assert main(["ingest", str(reports), "--store", url]) == 0
+    scopes = tmp_path / "scopes.yaml"
+    scopes.write_text("scopes:\n  - {name: hainan, filter: {regions: [CN-HI]}}\n")
+    assert main(["ingest", str(reports), "--store", url, "--scope-config", str(scopes)]) == 2
+    assert "run `pvsignal rebuild --scope-config" in capsys.readouterr().err
+    assert main(["rebuild", "--store", url, "--scope-config", str(scopes)]) == 0
+    assert "recounted 2 cases into scopes all, hainan" in capsys.readouterr().out
+    assert _export(url, "hainan") == 0
+    assert "unregistered:dupixent" in capsys.readouterr().out
+    # Registering the product makes both names one product: the counts follow at once.
+    registry = tmp_path / "products.yaml"
+    registry.write_text(
+        "- {product_id: P-1, names: [Dupixent, 度普利尤单抗], kind: biologic,"
+        " pathway: conventional, mah_id: M1}\n"
+    )
+    assert main(["products", "load", str(registry), "--store", url]) == 0
+    assert "recounted 2 cases" in capsys.readouterr().out
+    assert _export(url) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].startswith('"P-1","Rash",2,2,2,2,')

@@ -1,0 +1,64 @@
+"""Counts made under one scope configuration and registry stay consistent with them.
+
+The store remembers the scope configuration its counts were made with. Ingesting under a
+different one is refused; `pvsignal rebuild` recounts every case that counts (from the latest
+version kept in the store) under the new configuration and the current registry, in one
+transaction. Loading products rebuilds too, since a new alias can change which product a
+report's text names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pvsignal.cases import Contribution, Deltas
+from pvsignal.errors import InputError
+from pvsignal.ingest import Ingestor
+from pvsignal.reports import Report
+from pvsignal.scopes import ScopeConfig, load_scope_config
+from pvsignal.store import SqlStore
+
+SCOPES_SETTING = "scope_config"
+
+
+@dataclass(frozen=True)
+class RebuildSummary:
+    cases: int
+    scopes: tuple[str, ...]
+
+
+def effective_scopes(store: SqlStore, path: Path | None) -> ScopeConfig:
+    """The scope configuration to count under: the file's (first use), or the store's.
+
+    Raises
+    ------
+    InputError
+        When the file's configuration differs from the one the store's counts were made with.
+    """
+    stored = store.setting(SCOPES_SETTING)
+    if path is None and stored is not None:
+        return ScopeConfig.model_validate_json(stored)
+    config = load_scope_config(path)
+    if stored is None:
+        store.set_setting(SCOPES_SETTING, config.model_dump_json())
+    elif not ScopeConfig.model_validate_json(stored).counts_like(config):
+        raise InputError(
+            f"scope config {str(path)!r} differs from the one this store's counts were made "
+            f"with; run `pvsignal rebuild --scope-config {path}` to recount under it"
+        )
+    return config
+
+
+def rebuild(store: SqlStore, scopes: ScopeConfig) -> RebuildSummary:
+    """Recount every counting case under ``scopes`` and the store's registry."""
+    ingestor = Ingestor(store, scopes)
+    deltas = Deltas()
+    contributions: dict[str, Contribution] = {}
+    for case_id, report_json in store.active_reports():
+        contribution = ingestor.contribution(Report.model_validate_json(report_json))
+        deltas.add(contribution, +1)
+        contributions[case_id] = contribution
+    store.replace_counts(deltas, contributions)
+    store.set_setting(SCOPES_SETTING, scopes.model_dump_json())
+    return RebuildSummary(len(contributions), tuple(s.name for s in scopes.all_scopes()))
