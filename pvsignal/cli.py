@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from api.cli import add_api_commands
 from pvsignal.cli_store import add_store_commands
 from pvsignal.errors import PvsignalError
 from pvsignal.scoring import ScoringConfig, with_rule_overrides
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(commands)
     add_store_commands(commands)
     add_simulate_command(commands)
+    add_api_commands(commands)
     return parser
 
 

@@ -69,6 +69,7 @@ that the pt text is the term as sent, not a MedDRA name, unless the sender adds 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
@@ -80,7 +81,7 @@ from defusedxml import DefusedXmlException
 
 from pvsignal.readers import RawRecord
 
-__all__ = ["read_e2b"]
+__all__ = ["read_e2b", "read_e2b_bytes"]
 
 _NS = {"h": "urn:hl7-org:v3"}
 _MESSAGE = "{urn:hl7-org:v3}PORR_IN049016UV"
@@ -162,36 +163,49 @@ def read_e2b(paths: Iterable[Path]) -> Iterator[RawRecord]:
             yield from _read_file(path)
 
 
+def read_e2b_bytes(data: bytes, name: str) -> Iterator[RawRecord]:
+    """Read one E2B(R3) document held in memory (a Kafka message, an upload) like a file.
+
+    ``name`` stands for the file name in locations and reasons. The same refusals hold: a DTD,
+    entities or external references give one error record and nothing is expanded.
+    """
+    return _read_source(io.BytesIO(data), name, name)
+
+
 def _read_file(path: Path) -> Iterator[RawRecord]:
+    return _read_source(str(path), path.name, str(path))
+
+
+def _read_source(source: str | io.BytesIO, name: str, where: str) -> Iterator[RawRecord]:
     count, root = 0, None
     try:
         # Streaming: each message is mapped, then cleared, so a large batch stays small.
         for _, element in SafeET.iterparse(
-            str(path), forbid_dtd=True, forbid_entities=True, forbid_external=True
+            source, forbid_dtd=True, forbid_entities=True, forbid_external=True
         ):
             root = element.tag  # the last element to end is the root
             if element.tag == _MESSAGE:
                 count += 1
-                yield from _read_message(element, f"{path.name}:message {count}")
+                yield from _read_message(element, f"{name}:message {count}")
                 element.clear()
     except DefusedXmlException as error:
         yield RawRecord(
-            path.name,
+            name,
             None,
-            f"refused: {path.name} declares a DTD, entities or an external reference "
+            f"refused: {name} declares a DTD, entities or an external reference "
             f"({error}); it was not expanded or fetched, and no report was read",
         )
         return
     except ET.ParseError as error:
         line = error.position[0] if error.position else 0
-        yield RawRecord(f"{path.name}:{line}", None, f"not well-formed XML: {error}")
+        yield RawRecord(f"{name}:{line}", None, f"not well-formed XML: {error}")
         return
     except OSError as error:
-        yield RawRecord(str(path), None, f"cannot read {path.name}: {error}")
+        yield RawRecord(where, None, f"cannot read {name}: {error}")
         return
     if count == 0:
         yield RawRecord(
-            path.name, None, f"no PORR_IN049016UV ICSR message in {path.name} (root element {root})"
+            name, None, f"no PORR_IN049016UV ICSR message in {name} (root element {root})"
         )
 
 

@@ -82,7 +82,35 @@ CREATE INDEX alerts_unpublished ON alerts (published_at, alert_id);
 CREATE INDEX alerts_pair ON alerts (scope, product, event, alert_id)
 """
 
-MIGRATIONS = (_V1, _V2)
+_V3 = """
+CREATE TABLE api_keys (
+    key_hash TEXT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, role TEXT NOT NULL, org TEXT,
+    name TEXT, created_at TEXT NOT NULL, revoked_at TEXT
+);
+CREATE TABLE subscriptions (
+    subscription_id {serial},
+    owner_role TEXT NOT NULL, owner_org TEXT, url TEXT NOT NULL, secret TEXT NOT NULL,
+    filter TEXT NOT NULL, created_at TEXT NOT NULL, deleted_at TEXT
+);
+CREATE TABLE deliveries (
+    delivery_id {serial},
+    subscription_id BIGINT NOT NULL, alert_id BIGINT NOT NULL, status TEXT NOT NULL,
+    attempts INTEGER NOT NULL, next_attempt_at TEXT, last_error TEXT, last_status INTEGER,
+    created_at TEXT NOT NULL, delivered_at TEXT,
+    UNIQUE (subscription_id, alert_id)
+);
+CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+CREATE TABLE receipts (
+    receipt_id TEXT PRIMARY KEY, org TEXT, role TEXT NOT NULL, submitted_at TEXT NOT NULL,
+    content_type TEXT NOT NULL, records INTEGER NOT NULL, summary TEXT NOT NULL,
+    results TEXT NOT NULL
+);
+CREATE INDEX receipts_org ON receipts (org, submitted_at);
+CREATE TABLE outbox_cursors (consumer TEXT PRIMARY KEY, alert_id BIGINT NOT NULL);
+CREATE INDEX cases_updated_at ON cases (updated_at)
+"""
+
+MIGRATIONS = (_V1, _V2, _V3)
 
 
 def migrations(serial: str, without_rowid: str = "") -> tuple[str, ...]:

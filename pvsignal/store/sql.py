@@ -19,6 +19,7 @@ import orjson
 
 from pvsignal.cases import CaseState, Contribution, Deltas, Status
 from pvsignal.products import RegisteredProduct
+from pvsignal.store.access import AccessStore
 
 _CHUNK = 500
 
@@ -106,7 +107,7 @@ _UPSERT_OFFSET = (
 )
 
 
-class SqlStore:
+class SqlStore(AccessStore):
     """The store over a DB-API connection; subclasses open it and name the dialect."""
 
     def __init__(self, url: str, connection: Any, dialect: Dialect) -> None:

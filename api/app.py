@@ -1,0 +1,119 @@
+"""``create_app(settings)``: the FastAPI application, its routers, errors and lifespan.
+
+The lifespan opens the stores, starts the background loops (debounced detection, the alert
+feed, webhook delivery) and closes everything on shutdown. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.responses import HTMLResponse, JSONResponse
+
+from api.deps import get_principal
+from api.metrics import Metrics
+from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from api.problems import install_problem_handlers
+from api.routes import (
+    alerts,
+    fits,
+    health,
+    keys,
+    products,
+    receipts,
+    reports,
+    signals,
+    subscriptions,
+)
+from api.runtime import LagProbe, build_runtime
+from pvsignal.reports import Report
+from pvsignal.settings import Settings
+
+DESCRIPTION = """Pharmacovigilance signal detection for innovative and pilot-imported products.
+
+Hospitals submit reports; MAH safety teams read signals and alerts of **their own** products
+and subscribe webhooks; regulators read everything and keep the product registry. Send an API
+key (`pvsignal keys create`) or an OIDC token as `Authorization: Bearer ...`. Errors are RFC
+9457 problem details (`application/problem+json`).
+"""
+
+
+def create_app(
+    settings: Settings,
+    *,
+    lag_probe: LagProbe | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """Build the app; its lifespan does the I/O."""
+    metrics = metrics if metrics is not None else Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await asyncio.to_thread(build_runtime, settings, metrics, lag_probe)
+        app.state.runtime = runtime
+        runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="pvsignal",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.metrics = metrics
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    for module in (reports, receipts, signals, products, fits, subscriptions, alerts, keys):
+        app.include_router(module.router)
+    _documentation(app, settings)
+    # Report batches may be large; every other body stays under the general limit.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=settings.max_body_bytes,
+        per_path={"/v1/reports": settings.max_report_body_bytes},
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost
+    metrics.known_routes(_route_templates(app))
+    return app
+
+
+def _documentation(app: FastAPI, settings: Settings) -> None:
+    """/openapi.json and /docs: open in development, behind credentials in production."""
+    guard = [] if settings.environment == "development" else [Depends(get_principal)]
+    report_schema = Report.model_json_schema(ref_template="#/components/schemas/{model}")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = app.openapi()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(report_schema.pop("$defs", {}))
+            schemas["Report"] = report_schema
+        return app.openapi_schema
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guard)
+    def openapi_json() -> JSONResponse:
+        return JSONResponse(openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=guard)
+    def docs(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="pvsignal API")
+
+
+def _route_templates(app: FastAPI) -> list[tuple[str, str]]:
+    """(method, template) of every documented route, from the OpenAPI paths."""
+    return [
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    ]

@@ -1,0 +1,66 @@
+"""`pvsignal serve --demo`: a store a newcomer can explore at once.
+
+Simulated reports (with follow-ups, nullifications, duplicates and planted signals) and their
+product registry, with pilot-import products, are ingested and detection is run, so signals and
+alerts exist before the first request. Keys are made for a regulator and for the MAH of the
+first planted signal, to show what each one sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api.auth import Role, issue_key
+from pvsignal.detection import Detector
+from pvsignal.ingest import Ingestor, IngestSummary
+from pvsignal.readers import RawRecord
+from pvsignal.rebuild import effective_scopes
+from pvsignal.simulate import SimulationConfig, simulate
+from pvsignal.store import open_store
+
+DEMO_URL = "sqlite:///pvsignal-demo.db"
+
+
+@dataclass(frozen=True)
+class DemoStore:
+    reports: int
+    summary: IngestSummary
+    alerts: int
+    regulator_key: str
+    mah_key: str | None
+    mah_id: str | None
+    planted: list[tuple[str, str]]
+
+
+def load_demo(url: str, *, reports: int = 20_000, seed: int = 7) -> DemoStore:
+    """Simulate, ingest and detect into the store at ``url``; make two keys."""
+    simulation = simulate(SimulationConfig(reports=reports, seed=seed))
+    store = open_store(url)
+    try:
+        store.save_products(simulation.products)
+        scopes = effective_scopes(store, None)
+        ingestor = Ingestor(store, scopes, source="demo")
+        summary = IngestSummary()
+        for number, chunk in enumerate(simulation.chunks()):
+            records = [
+                RawRecord(f"demo:{number * len(chunk) + i + 1}", line)
+                for i, line in enumerate(chunk)
+            ]
+            summary.merge(ingestor.apply(records).summary)
+        alerts = Detector(store, scopes).update(summary.touched_scopes or {"all"})
+        regulator_key, _ = issue_key(store, Role.regulator, None, "demo regulator")
+        registry = {p.product_id: p for p in simulation.products}
+        first = simulation.signals[0] if simulation.signals else None
+        mah_id = registry[first.product_id].mah_id if first else None
+        mah_key = issue_key(store, Role.mah, mah_id, "demo MAH")[0] if mah_id else None
+    finally:
+        store.close()
+    return DemoStore(
+        reports=reports,
+        summary=summary,
+        alerts=len(alerts),
+        regulator_key=regulator_key,
+        mah_key=mah_key,
+        mah_id=mah_id,
+        planted=[(s.product_id, s.pt) for s in simulation.signals],
+    )

@@ -1,0 +1,87 @@
+"""Typed dependencies: the runtime, a pooled store, the caller and what the caller may see."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import Principal, Role
+from api.problems import ForbiddenError, NotFoundError
+from api.runtime import Runtime
+from api.tenancy import RegistrySnapshot
+from pvsignal.products import RegisteredProduct
+from pvsignal.store import SqlStore
+
+_bearer = HTTPBearer(auto_error=False, description="an API key (pvs_...) or an OIDC token")
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_store(runtime: RuntimeDep) -> Iterator[SqlStore]:
+    with runtime.pool.store() as store:
+        yield store
+
+
+StoreDep = Annotated[SqlStore, Depends(get_store)]
+
+
+def get_principal(
+    request: Request,
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    principal = runtime.authenticator.authenticate(
+        credentials.credentials if credentials is not None else None
+    )
+    request.state.principal = principal  # for the access log
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency admitting only the given roles (403 for the others)."""
+    allowed = frozenset(roles)
+
+    def check(principal: PrincipalDep) -> Principal:
+        if principal.role not in allowed:
+            raise ForbiddenError(
+                f"role {principal.role.value!r} may not do this; "
+                f"it needs {' or '.join(sorted(r.value for r in allowed))}"
+            )
+        return principal
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(require(Role.mah, Role.regulator, Role.admin))]
+Submitter = Annotated[Principal, Depends(require(Role.hospital, Role.regulator, Role.admin))]
+Regulator = Annotated[Principal, Depends(require(Role.regulator, Role.admin))]
+Admin = Annotated[Principal, Depends(require(Role.admin))]
+
+
+def get_registry(runtime: RuntimeDep) -> RegistrySnapshot:
+    return runtime.registry.current()
+
+
+RegistryDep = Annotated[RegistrySnapshot, Depends(get_registry)]
+
+
+def visible_product(product_id: str, principal: Reader, registry: RegistryDep) -> RegisteredProduct:
+    """The registered product, if the caller may see it; 404 alike for absent and foreign."""
+    product = registry.get(product_id)
+    if product is None or not registry.can_see(principal, product_id):
+        raise NotFoundError(f"no product {product_id!r}")
+    return product
+
+
+VisibleProduct = Annotated[RegisteredProduct, Depends(visible_product)]

@@ -1,0 +1,179 @@
+"""GET /v1/signals (filtered, sorted, paginated, or CSV) and one pair's detail and history."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterator
+from typing import Annotated, Literal
+
+import numpy as np
+import orjson
+import pyarrow.csv as pa_csv
+from fastapi import APIRouter, Query
+from starlette.responses import Response, StreamingResponse
+
+from api.auth import Principal
+from api.deps import Reader, RegistryDep, RuntimeDep, StoreDep
+from api.problems import NotFoundError, UnprocessableError
+from api.query import (
+    SORTABLE,
+    SignalFilter,
+    next_cursor,
+    order_of,
+    page,
+    rows,
+    selection,
+    start_position,
+)
+from api.schemas import Measure, SignalDetail, SignalPage
+from api.snapshots import STATISTICS, ScopeSnapshot
+from api.tenancy import RegistrySnapshot
+from pvsignal.detection import MEASURES
+from pvsignal.export import export_table, write_csv
+
+router = APIRouter(prefix="/v1/signals", tags=["signals"])
+
+Status = Literal["new", "ongoing", "strengthened", "weakened", "closed", "open"]
+_CSV_CHUNK = 100_000
+_SORTS = SORTABLE + tuple(f"-{name}" for name in SORTABLE if name != "product")
+
+
+def _snapshot(runtime: RuntimeDep, scope: str) -> ScopeSnapshot:
+    snapshot = runtime.signals.get(scope)
+    if snapshot is None:
+        raise NotFoundError(f"scope {scope!r} has no counted pairs")
+    return snapshot
+
+
+@router.get(
+    "",
+    response_model=SignalPage,
+    summary="List product–event pairs with their statistics and signal states",
+    description="Every filter narrows the list; an MAH only ever sees its own products. "
+    "`status` and `since` apply to `measure` if given, else to any measure; `measure` alone "
+    "lists the pairs whose rule for that measure holds now. `format=csv` returns every "
+    "matching pair with the columns of `pvsignal analyze`.",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+def list_signals(
+    principal: Reader,
+    runtime: RuntimeDep,
+    registry: RegistryDep,
+    scope: Annotated[str, Query(max_length=63)] = "all",
+    product_id: Annotated[list[str] | None, Query(max_length=100)] = None,
+    mah_id: Annotated[str | None, Query(max_length=100)] = None,
+    pathway: Annotated[str | None, Query(max_length=100)] = None,
+    kind: Annotated[str | None, Query(max_length=100)] = None,
+    pt: Annotated[list[str] | None, Query(max_length=100)] = None,
+    measure: Measure | None = None,
+    status: Status | None = None,
+    min_a: Annotated[int | None, Query(ge=0, le=2**31)] = None,
+    since: dt.datetime | None = None,
+    sort: Annotated[str, Query(description=f"one of {', '.join(_SORTS)}")] = "-eb05",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    format: Literal["json", "csv"] = "json",
+) -> Response:
+    if sort not in _SORTS:
+        raise UnprocessableError(
+            f"sort: {sort!r} is not one of {', '.join(_SORTS)}",
+            errors=[{"field": "query.sort", "reason": "unknown sort", "value": sort}],
+        )
+    snapshot = _snapshot(runtime, scope)
+    query = SignalFilter(
+        product_ids=tuple(product_id or ()),
+        mah_id=mah_id,
+        pathway=pathway,
+        kind=kind,
+        pts=tuple(pt or ()),
+        measure=measure,
+        status=status,
+        min_a=min_a,
+        since=since,
+    )
+    mask = selection(snapshot, principal, registry, query)
+    order = order_of(snapshot, sort)
+    if format == "csv":
+        return _csv(snapshot, order.permutation[mask[order.permutation]])
+    decoded = runtime.cursors.decode(cursor) if cursor is not None else None
+    start = start_position(snapshot, order, sort, decoded)
+    found = page(mask, order, start, limit)
+    document = {
+        "scope": scope,
+        "total": found.total,
+        "signals": rows(snapshot, found.rows, registry),
+        "next_cursor": next_cursor(runtime.cursors, snapshot, order, sort, found),
+        "theta": snapshot.theta._asdict(),
+        "fitted_at": snapshot.fit.get("fitted_at"),
+    }
+    return Response(orjson.dumps(document), media_type="application/json")
+
+
+def _csv(snapshot: ScopeSnapshot, indices: np.ndarray) -> StreamingResponse:
+    """Every selected pair, the export's columns and number format, streamed in chunks."""
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, max(indices.size, 1), _CSV_CHUNK):
+            part = indices[start : start + _CSV_CHUNK]
+            table = export_table(
+                snapshot.products[snapshot.product_code[part]],
+                snapshot.events[snapshot.event_code[part]],
+                {name: snapshot.statistics[name][part] for name in STATISTICS},
+            )
+            sink = io.BytesIO()
+            if start == 0:
+                write_csv(table, sink)  # the header, then the rows
+            else:
+                pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False))
+            yield sink.getvalue()
+
+    return StreamingResponse(
+        chunks(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="signals-{snapshot.scope}.csv"'},
+    )
+
+
+@router.get(
+    "/{scope}/{product_id}/{pt:path}",
+    response_model=SignalDetail,
+    summary="One pair: statistics, counts, state per measure, history and transitions",
+)
+def signal_detail(
+    scope: str,
+    product_id: str,
+    pt: str,
+    principal: Reader,
+    runtime: RuntimeDep,
+    registry: RegistryDep,
+    store: StoreDep,
+) -> Response:
+    _visible_or_404(principal, registry, product_id, pt)
+    snapshot = _snapshot(runtime, scope)
+    i = snapshot.pair_index(product_id, pt)
+    history = store.history(scope, product_id, pt)
+    if i is None and not history:
+        raise NotFoundError(f"no pair ({product_id!r}, {pt!r}) in scope {scope!r}")
+    transitions = [
+        {k: alert[k] for k in ("alert_id", "at", "measure", "transition")}
+        for alert in store.alerts_of(
+            products=None, scope=scope, product=product_id, event=pt, limit=10_000
+        )
+    ]
+    row = rows(snapshot, np.array([i]), registry)[0] if i is not None else None
+    document = {
+        "signal": row,
+        "states": {m: snapshot.state_at(m, i) if i is not None else None for m in MEASURES},
+        "history": history,
+        "transitions": transitions,
+        "theta": snapshot.theta._asdict(),
+    }
+    return Response(orjson.dumps(document), media_type="application/json")
+
+
+def _visible_or_404(
+    principal: Principal, registry: RegistrySnapshot, product_id: str, pt: str
+) -> None:
+    if not registry.can_see(principal, product_id):
+        raise NotFoundError(f"no pair ({product_id!r}, {pt!r})")

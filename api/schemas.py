@@ -1,0 +1,381 @@
+"""Request and response bodies as the OpenAPI schema documents them (with examples)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
+
+from api.auth import Role
+from pvsignal.products import Kind, Pathway
+
+Measure = Literal["prr", "ror", "ic", "ebgm"]
+Transition = Literal["new", "ongoing", "strengthened", "weakened", "closed"]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- reports ----------------------------------------------------------------------------------
+
+
+class RecordOutcome(_Model):
+    location: str = Field(description="receipt id and line (or E2B message) of the record")
+    outcome: Literal["new", "follow_up", "stale", "resent", "nullified", "refused", "rejected"] = (
+        Field(
+            description="new: accepted and counted; follow_up: follow-up applied (previous version "
+            "withdrawn); stale: an older version, ignored; resent: the same version again; "
+            "nullified: the case is withdrawn; refused: the case was withdrawn for good earlier; "
+            "rejected: invalid, see field and reason"
+        )
+    )
+    case_id: str | None = None
+    field: str | None = Field(default=None, description="the field at fault (rejected, refused)")
+    reason: str | None = None
+
+
+class SubmissionReceipt(_Model):
+    receipt_id: str
+    submitted_at: str
+    content_type: str
+    records: int
+    summary: dict[str, int] = Field(description="records per outcome")
+    results: list[RecordOutcome]
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "receipt_id": "r-5f0c1a2b3c4d5e6f7a8b",
+                    "submitted_at": "2026-11-30T08:00:00+00:00",
+                    "content_type": "application/x-ndjson",
+                    "records": 2,
+                    "summary": {"new": 1, "rejected": 1},
+                    "results": [
+                        {
+                            "location": "r-5f0c1a2b3c4d5e6f7a8b:1",
+                            "outcome": "new",
+                            "case_id": "CN-HI-2026-000123",
+                        },
+                        {
+                            "location": "r-5f0c1a2b3c4d5e6f7a8b:2",
+                            "outcome": "rejected",
+                            "case_id": None,
+                            "field": "patient.age_years",
+                            "reason": "Input should be greater than or equal to 0 (value -3)",
+                        },
+                    ],
+                }
+            ]
+        },
+    )
+
+
+class ReceiptSummary(_Model):
+    receipt_id: str
+    org: str | None
+    role: str
+    submitted_at: str
+    content_type: str
+    records: int
+    summary: dict[str, int]
+
+
+class ReceiptList(_Model):
+    receipts: list[ReceiptSummary]
+    next_before: str | None = Field(description="pass as ?before= for older receipts")
+
+
+# -- signals ----------------------------------------------------------------------------------
+
+
+class ProductInfo(_Model):
+    registered: bool
+    name: str | None
+    mah_id: str | None
+    pathway: str | None
+    kind: str | None
+
+
+class MeasureSignal(_Model):
+    flagged: bool = Field(description="the measure's signal rule holds now")
+    status: Transition | None = Field(description="lifecycle state, None if never signalled")
+    since: str | None
+
+
+class SignalRow(_Model):
+    scope: str
+    product_id: str
+    pt: str
+    product: ProductInfo
+    a: int = Field(description="cases with the product and the PT")
+    n_product: int
+    n_event: int
+    n_total: int
+    expected: float | None
+    statistics: dict[str, float | None] = Field(
+        description="prr, prr_lower, prr_upper, chi2, chi2_p, ror, ror_lower, ror_upper, ic, "
+        "ic025, ic975, ebgm, eb05, eb95, qn (non-finite values are null)"
+    )
+    signals: dict[Measure, MeasureSignal]
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "scope": "all",
+                    "product_id": "P-0001",
+                    "pt": "Hepatic failure",
+                    "product": {
+                        "registered": True,
+                        "name": "dupilumab",
+                        "mah_id": "MAH-17",
+                        "pathway": "lecheng_special_import",
+                        "kind": "biologic",
+                    },
+                    "a": 12,
+                    "n_product": 140,
+                    "n_event": 60,
+                    "n_total": 20000,
+                    "expected": 0.42,
+                    "statistics": {
+                        "prr": 29.4,
+                        "prr_lower": 16.0,
+                        "prr_upper": 53.9,
+                        "chi2": 290.1,
+                        "chi2_p": 1e-60,
+                        "ror": 31.9,
+                        "ror_lower": 16.9,
+                        "ror_upper": 60.2,
+                        "ic": 4.2,
+                        "ic025": 3.3,
+                        "ic975": 4.9,
+                        "ebgm": 14.1,
+                        "eb05": 8.6,
+                        "eb95": 22.0,
+                        "qn": 0.02,
+                    },
+                    "signals": {
+                        m: {
+                            "flagged": True,
+                            "status": "ongoing",
+                            "since": "2026-11-30T08:00:00+00:00",
+                        }
+                        for m in ("prr", "ror", "ic", "ebgm")
+                    },
+                }
+            ]
+        },
+    )
+
+
+class SignalPage(_Model):
+    scope: str
+    total: int = Field(description="pairs matching the filters (that the caller may see)")
+    signals: list[SignalRow]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+    theta: dict[str, float] = Field(description="the MGPS prior the statistics were scored with")
+    fitted_at: str | None
+
+
+class HistoryPoint(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    at: str
+    a: int
+
+
+class TransitionPoint(_Model):
+    alert_id: int
+    at: str
+    measure: Measure
+    transition: Transition
+
+
+class SignalDetail(_Model):
+    signal: SignalRow | None = Field(description="None when the pair no longer has cases")
+    states: dict[Measure, dict[str, Any] | None]
+    history: list[HistoryPoint] = Field(description="statistics at each evaluation, oldest first")
+    transitions: list[TransitionPoint]
+    theta: dict[str, float]
+
+
+# -- products ---------------------------------------------------------------------------------
+
+
+class ProductIn(_Model):
+    names: list[Label] = Field(min_length=1, max_length=100)
+    kind: Kind
+    pathway: Pathway
+    mah_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    approved: dt.date | None = None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "names": ["dupilumab", "度普利尤单抗", "Dupixent"],
+                    "kind": "biologic",
+                    "pathway": "lecheng_special_import",
+                    "mah_id": "MAH-17",
+                    "approved": "2021-06-01",
+                }
+            ]
+        },
+    )
+
+
+class ProductOut(ProductIn):
+    product_id: str
+    recounted_cases: int | None = Field(
+        default=None, description="cases recounted because names, kind or pathway changed"
+    )
+
+
+class ProductList(_Model):
+    products: list[ProductOut]
+
+
+# -- fits -------------------------------------------------------------------------------------
+
+
+class Fit(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    scope: str
+    fitted_at: str
+    theta: dict[str, float] | None = None
+    theta_source: str | None = None
+    converged: bool | None = None
+
+
+class FitList(_Model):
+    fits: list[Fit]
+
+
+# -- subscriptions and alerts -----------------------------------------------------------------
+
+
+class SubscriptionFilter(_Model):
+    products: list[Label] = Field(default_factory=list, max_length=1000)
+    pts: list[Label] = Field(default_factory=list, max_length=1000)
+    measures: list[Measure] = Field(default_factory=list)
+    transitions: list[Transition] = Field(default_factory=list)
+    scopes: list[Label] = Field(default_factory=list, max_length=100)
+
+
+class SubscriptionIn(_Model):
+    url: HttpUrl = Field(description="where alerts are POSTed (https in production)")
+    filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://safety.example.com/pvsignal/webhook",
+                    "filter": {
+                        "products": ["P-0001"],
+                        "measures": ["ebgm"],
+                        "transitions": ["new", "strengthened"],
+                    },
+                }
+            ]
+        },
+    )
+
+
+class SubscriptionOut(_Model):
+    subscription_id: int
+    url: str
+    filter: SubscriptionFilter
+    created_at: str
+    owner_role: str
+    owner_org: str | None
+
+
+class SubscriptionCreated(SubscriptionOut):
+    secret: str = Field(description="the HMAC key of the signatures; shown only this once")
+
+
+class SubscriptionList(_Model):
+    subscriptions: list[SubscriptionOut]
+
+
+class Delivery(_Model):
+    delivery_id: int
+    subscription_id: int
+    alert_id: int
+    status: Literal["pending", "delivered", "failed", "cancelled"]
+    attempts: int
+    next_attempt_at: str | None
+    last_error: str | None
+    last_status: int | None
+    created_at: str
+    delivered_at: str | None
+
+
+class DeliveryList(_Model):
+    deliveries: list[Delivery]
+
+
+class Alert(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    alert_id: int
+    scope: str
+    product_id: str
+    pt: str
+    measure: Measure
+    transition: Transition
+    at: str
+
+
+class AlertList(_Model):
+    alerts: list[Alert]
+    next_after: int | None = Field(description="pass as ?after= for the following alerts")
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+class KeyIn(_Model):
+    role: Role
+    org: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class KeyOut(_Model):
+    key_id: str
+    role: Role
+    org: str | None
+    name: str | None
+    created_at: str
+    revoked_at: str | None = None
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="the API key; shown only this once, stored as a hash")
+
+
+class KeyList(_Model):
+    keys: list[KeyOut]
+
+
+# -- health -----------------------------------------------------------------------------------
+
+
+class Liveness(_Model):
+    status: Literal["ok"]
+
+
+class Readiness(_Model):
+    status: Literal["ready"]
+    store: Literal["ok"]
+    kafka: dict[str, Any] | None = None

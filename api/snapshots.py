@@ -1,0 +1,294 @@
+"""Every pair of a scope, scored once and held in memory as arrays: what /v1/signals serves.
+
+Scoring a million pairs takes seconds; a page must take milliseconds. So each scope's counts
+are scored once (``pair_table`` + ``score`` under the scope's last recorded MGPS prior) into a
+:class:`ScopeSnapshot`, and requests filter, sort and page those arrays. A snapshot is rebuilt
+when the store's change token moves (counts, fits or signal states changed): at once after the
+in-process detector ran, otherwise on the first read after the change, in the background while
+the previous snapshot keeps answering.
+
+Pairs are held in (product, pt) order by code point, so a keyset cursor can find its place in a
+newer snapshot. Signal states are held sparsely: only pairs that ever signalled have one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from api.metrics import Metrics
+from api.pool import StorePool
+from detectors.mgps import Hyperparameters
+from detectors.mgps_fit import fit_hyperparameters
+from pvsignal.detection import MEASURES
+from pvsignal.scoring import EXPORT_COLUMNS, ScoringConfig, score
+from pvsignal.signals import pair_table
+from pvsignal.store import SqlStore
+
+STATUSES = ("new", "ongoing", "strengthened", "weakened", "closed")
+OPEN_STATUSES = STATUSES[:4]
+STATISTICS = EXPORT_COLUMNS[2:]
+log = logging.getLogger("api.signals")
+
+
+@dataclass(frozen=True)
+class MeasureStates:
+    """The signal states of one measure: pair index (sorted), status code, since (µs UTC)."""
+
+    index: np.ndarray
+    status: np.ndarray  # int8 code into STATUSES
+    since: np.ndarray  # int64 microseconds since the epoch
+    since_text: np.ndarray  # the stored timestamps, as given
+
+
+@dataclass
+class ScopeSnapshot:
+    scope: str
+    generation: int
+    token: tuple[Any, ...]
+    products: np.ndarray  # distinct product labels, sorted
+    events: np.ndarray  # distinct PT labels, sorted
+    product_code: np.ndarray  # per pair
+    event_code: np.ndarray  # per pair
+    pair_keys: np.ndarray  # product code * len(events) + event code: sorted, for lookups
+    statistics: dict[str, np.ndarray]  # per pair, the export's columns
+    states: dict[str, MeasureStates]
+    theta: Hyperparameters
+    fit: dict[str, Any]
+    built_at: float
+    # Lazily derived per sort and per registry view (dict writes are atomic in CPython).
+    derived: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.product_code.size)
+
+    def pair_index(self, product: str, event: str) -> int | None:
+        p = _find(self.products, product)
+        e = _find(self.events, event)
+        if p is None or e is None:
+            return None
+        key = p * self.events.size + e
+        i = int(np.searchsorted(self.pair_keys, key))
+        return i if i < self.pair_keys.size and self.pair_keys[i] == key else None
+
+    def state_at(self, measure: str, i: int) -> dict[str, Any] | None:
+        states = self.states.get(measure)
+        if states is None:
+            return None
+        j = int(np.searchsorted(states.index, i))
+        if j >= states.index.size or states.index[j] != i:
+            return None
+        return {"status": STATUSES[states.status[j]], "since": str(states.since_text[j])}
+
+
+def _find(sorted_labels: np.ndarray, label: str) -> int | None:
+    i = int(np.searchsorted(sorted_labels, label))
+    return i if i < sorted_labels.size and sorted_labels[i] == label else None
+
+
+def _codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct labels and each label's code (hash factorisation, then a small sort)."""
+    codes, uniques = pd.factorize(labels, sort=False)
+    uniques = np.asarray(uniques, dtype=object)
+    order = np.argsort(uniques.astype(str), kind="stable")
+    rank = np.empty(order.size, dtype=np.int32)
+    rank[order] = np.arange(order.size, dtype=np.int32)
+    return uniques[order], rank[codes]
+
+
+def build_snapshot(
+    store: SqlStore,
+    scope: str,
+    *,
+    token: tuple[Any, ...],
+    stratify: bool,
+    scoring: ScoringConfig,
+    generation: int,
+) -> ScopeSnapshot | None:
+    """Score every pair of the scope; None when the scope has no pairs."""
+    counts = store.scope_counts(scope)
+    if counts.a.size == 0:
+        return None
+    pairs = pair_table(counts, stratify=stratify)
+    theta, fit = _prior(store, scope, pairs.counts.a, pairs.counts.expected)
+    statistics = score(pairs.counts, theta, scoring)
+    products, product_code = _codes(pairs.product)
+    events, event_code = _codes(pairs.event)
+    order = np.lexsort((event_code, product_code))
+    statistics = {name: np.ascontiguousarray(statistics[name][order]) for name in STATISTICS}
+    product_code, event_code = product_code[order], event_code[order]
+    pair_keys = product_code.astype(np.int64) * events.size + event_code
+    states = _states(store.signal_states(scope), products, events, pair_keys)
+    return ScopeSnapshot(
+        scope=scope,
+        generation=generation,
+        token=token,
+        products=products,
+        events=events,
+        product_code=product_code,
+        event_code=event_code,
+        pair_keys=pair_keys,
+        statistics=statistics,
+        states=states,
+        theta=theta,
+        fit=fit,
+        built_at=time.time(),
+    )
+
+
+def _prior(
+    store: SqlStore, scope: str, a: np.ndarray, expected: np.ndarray
+) -> tuple[Hyperparameters, dict[str, Any]]:
+    """The scope's last recorded prior; fitted and recorded when none was recorded yet."""
+    fits = store.fits(scope)
+    if fits:
+        last = fits[-1]
+        return Hyperparameters(**last["theta"]), {
+            "fitted_at": last["fitted_at"],
+            "theta_source": last.get("theta_source", "fitted"),
+        }
+    fit = fit_hyperparameters(a, expected)
+    store.record_fit(scope, {"theta_source": "fitted", "fitted_by": "api", **fit.report()})
+    return fit.theta, {"fitted_at": None, "theta_source": "fitted"}
+
+
+def _states(
+    stored: dict[tuple[str, str, str], dict[str, Any]],
+    products: np.ndarray,
+    events: np.ndarray,
+    pair_keys: np.ndarray,
+) -> dict[str, MeasureStates]:
+    by_measure: dict[str, list[tuple[int, int, str]]] = {m: [] for m in MEASURES}
+    for (product, event, measure), state in stored.items():
+        p, e = _find(products, product), _find(events, event)
+        if p is None or e is None or measure not in by_measure:
+            continue  # a pair whose count fell to zero is no longer listed
+        key = p * events.size + e
+        i = int(np.searchsorted(pair_keys, key))
+        if i < pair_keys.size and pair_keys[i] == key:
+            by_measure[measure].append((i, STATUSES.index(state["status"]), state["since"]))
+    result = {}
+    for measure, rows in by_measure.items():
+        rows.sort()
+        index = np.array([r[0] for r in rows], dtype=np.int64)
+        texts = np.array([r[2] for r in rows], dtype=object)
+        since = (
+            pd.to_datetime(pd.Series(texts, dtype=object), utc=True, format="ISO8601")
+            .to_numpy(dtype="datetime64[us]")
+            .astype(np.int64)
+            if rows
+            else np.empty(0, dtype=np.int64)
+        )
+        result[measure] = MeasureStates(
+            index, np.array([r[1] for r in rows], dtype=np.int8), since, texts
+        )
+    return result
+
+
+@dataclass
+class _Entry:
+    snapshot: ScopeSnapshot | None
+    token: tuple[Any, ...]
+    checked: float
+
+
+class SignalCache:
+    """Snapshots per scope, kept fresh against the store's change token."""
+
+    def __init__(
+        self,
+        pool: StorePool,
+        *,
+        stratify: bool,
+        scoring: ScoringConfig,
+        freshness_seconds: float,
+        metrics: Metrics,
+    ) -> None:
+        self._pool, self._stratify, self._scoring = pool, stratify, scoring
+        self._freshness, self._metrics = freshness_seconds, metrics
+        self._entries: dict[str, _Entry] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._generations = itertools.count(1)
+        # One rebuild at a time: two snapshots of a million pairs are enough in memory.
+        self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signals-cache")
+        self._building: dict[str, Future[None]] = {}
+
+    def get(self, scope: str) -> ScopeSnapshot | None:
+        """The scope's snapshot (None: no pairs): fresh, or the last one while it is rebuilt."""
+        entry = self._entries.get(scope)
+        now = time.monotonic()
+        if entry is not None and now - entry.checked < self._freshness:
+            return entry.snapshot
+        with self._pool.store() as store:
+            token = store.change_token()
+        if entry is not None and entry.token == token:
+            entry.checked = now
+            return entry.snapshot
+        if entry is not None and entry.snapshot is not None:
+            self._rebuild_in_background(scope)
+            return entry.snapshot
+        self.refresh([scope])
+        return self._entries[scope].snapshot
+
+    def refresh(self, scopes: list[str] | set[str]) -> None:
+        """Rebuild the scopes' snapshots now (the detector calls this after each run)."""
+        for scope in scopes:
+            with self._lock(scope):
+                self._rebuild(scope)
+
+    def warm(self, scopes: list[str]) -> None:
+        """Build the scopes' snapshots in the background (at start, before any request)."""
+        for scope in scopes:
+            self._rebuild_in_background(scope)
+
+    def close(self) -> None:
+        self._builder.shutdown(wait=True, cancel_futures=True)
+
+    def _lock(self, scope: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(scope, threading.Lock())
+
+    def _rebuild_in_background(self, scope: str) -> None:
+        with self._guard:
+            running = self._building.get(scope)
+            if running is not None and not running.done():
+                return
+            self._building[scope] = self._builder.submit(self._rebuild_locked, scope)
+
+    def _rebuild_locked(self, scope: str) -> None:
+        try:
+            with self._lock(scope):
+                self._rebuild(scope)
+        except Exception:  # the last snapshot keeps answering; the next read tries again
+            log.exception("signals snapshot rebuild failed", extra={"scope": scope})
+
+    def _rebuild(self, scope: str) -> None:
+        started = time.perf_counter()
+        with self._pool.store() as store:
+            token = store.change_token()  # read first: a write during the build moves it again
+            snapshot = build_snapshot(
+                store,
+                scope,
+                token=token,
+                stratify=self._stratify,
+                scoring=self._scoring,
+                generation=next(self._generations),
+            )
+        self._entries[scope] = _Entry(snapshot, token, time.monotonic())
+        seconds = time.perf_counter() - started
+        self._metrics.cache_refresh.observe(seconds)
+        if snapshot is not None:
+            log.info(
+                "signals snapshot built",
+                extra={"scope": scope, "pairs": snapshot.size, "seconds": round(seconds, 3)},
+            )

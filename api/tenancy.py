@@ -1,0 +1,92 @@
+"""Who sees which product: the registry as the API holds it, and the visibility rules.
+
+- Regulators and admins see every product, registered or not.
+- An MAH sees the registered products whose ``mah_id`` is its organisation, nothing else:
+  never another MAH's product, never an unregistered one.
+- Hospitals read no signal at all (their routes refuse them before any product is looked at).
+
+The registry is re-read when its digest changes (checked at most every few seconds, and at once
+after a change made through the API), so a product moved to another MAH stops being visible to
+the first within that interval.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from api.auth import Principal, Role
+from api.pool import StorePool
+from pvsignal.products import RegisteredProduct, Registry
+
+
+@dataclass(frozen=True)
+class RegistrySnapshot:
+    digest: str
+    registry: Registry
+    mah_of: dict[str, str] = field(default_factory=dict)
+
+    def get(self, product_id: str) -> RegisteredProduct | None:
+        return self.registry.get(product_id)
+
+    def can_see(self, principal: Principal, product_id: str) -> bool:
+        if principal.sees_everything:
+            return True
+        if principal.role is Role.mah:
+            return self.mah_of.get(product_id) == principal.org
+        return False
+
+    def products_of(self, org: str | None) -> list[str]:
+        return sorted(p for p, mah in self.mah_of.items() if mah == org)
+
+    def visible_products(self, principal: Principal) -> list[str] | None:
+        """The products the principal may see, or None for every product."""
+        if principal.sees_everything:
+            return None
+        if principal.role is Role.mah:
+            return self.products_of(principal.org)
+        return []
+
+    def visibility_mask(self, principal: Principal, labels: np.ndarray) -> np.ndarray | None:
+        """Per product label, may the principal see it? None means all may be seen."""
+        if principal.sees_everything:
+            return None
+        if principal.role is not Role.mah:
+            return np.zeros(labels.size, dtype=bool)
+        mah_of = self.mah_of
+        return np.fromiter(
+            (mah_of.get(label) == principal.org for label in labels), bool, labels.size
+        )
+
+
+class RegistryCache:
+    """The registry, re-read when it changed."""
+
+    def __init__(self, pool: StorePool, freshness_seconds: float) -> None:
+        self._pool, self._freshness = pool, freshness_seconds
+        self._lock = threading.Lock()
+        self._snapshot: RegistrySnapshot | None = None
+        self._checked = 0.0
+
+    def current(self) -> RegistrySnapshot:
+        snapshot = self._snapshot
+        if snapshot is not None and time.monotonic() - self._checked < self._freshness:
+            return snapshot
+        with self._lock:
+            if self._snapshot is not None and time.monotonic() - self._checked < self._freshness:
+                return self._snapshot
+            with self._pool.store() as store:
+                digest = store.products_digest()
+                if self._snapshot is None or self._snapshot.digest != digest:
+                    products = store.load_products()
+                    self._snapshot = RegistrySnapshot(
+                        digest, Registry(products), {p.product_id: p.mah_id for p in products}
+                    )
+            self._checked = time.monotonic()
+            return self._snapshot
+
+    def invalidate(self) -> None:
+        self._checked = 0.0
