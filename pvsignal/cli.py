@@ -5,23 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
-from api.cli import add_api_commands
+from pvsignal.argtypes import level
 from pvsignal.cli_store import add_store_commands
 from pvsignal.errors import PvsignalError
 from pvsignal.scoring import ScoringConfig, with_rule_overrides
 from pvsignal.simulate import add_simulate_command
-
-
-def _level(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text!r}")
-    return value
 
 
 def _add_analyze(commands: argparse._SubParsersAction) -> None:
@@ -49,14 +40,14 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
         "--squash", action="store_true", help="squash the data before the MGPS fit (large inputs)"
     )
     parser.add_argument("--sep", default=",", help="field delimiter (default ',')")
-    parser.add_argument("--prr-level", type=_level, default=0.95, help="PRR interval level")
+    parser.add_argument("--prr-level", type=level, default=0.95, help="PRR interval level")
     parser.add_argument(
         "--ror-level",
-        type=_level,
+        type=level,
         default=0.95,
         help="ROR interval level (0.95; 0.90 is also in use)",
     )
-    parser.add_argument("--ic-level", type=_level, default=0.95, help="IC interval level")
+    parser.add_argument("--ic-level", type=level, default=0.95, help="IC interval level")
     parser.add_argument(
         "--no-yates", action="store_true", help="chi-square without Yates' correction"
     )
@@ -70,7 +61,7 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--fdr",
-        type=_level,
+        type=level,
         metavar="Q",
         help="also require the BH-adjusted chi-square p-value <= Q for PRR",
     )
@@ -131,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(commands)
     add_store_commands(commands)
     add_simulate_command(commands)
-    add_api_commands(commands)
+    for plugin in entry_points(group="pvsignal.commands"):
+        # api/ and streams/ add their commands (serve, keys, consume) through entry points,
+        # so that the core never imports them.
+        plugin.load()(commands)
     return parser
 
 

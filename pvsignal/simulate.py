@@ -40,6 +40,7 @@ import numpy as np
 import orjson
 import yaml
 
+from pvsignal.argtypes import positive_int, share
 from pvsignal.errors import InputError
 from pvsignal.products import Kind, Pathway, RegisteredProduct, normalize_name
 from pvsignal.reports import Outcome, Role, SenderType
@@ -677,7 +678,7 @@ def add_simulate_command(commands: argparse._SubParsersAction) -> None:
         "nullifications, duplicates, re-sends, planted signals) in arrival order, with the "
         "product registry, the planted signals and the truth counts beside it.",
     )
-    parser.add_argument("--reports", type=_positive, required=True, help="lines to write")
+    parser.add_argument("--reports", type=positive_int, required=True, help="lines to write")
     parser.add_argument(
         "--seed", type=int, required=True, help="random seed (same seed, same bytes)"
     )
@@ -685,7 +686,7 @@ def add_simulate_command(commands: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=Path("simulated.jsonl"), help="the JSONL file to write"
     )
     parser.add_argument(
-        "--malformed-rate", type=_share, default=0.0, help="share of lines that fail validation"
+        "--malformed-rate", type=share, default=0.0, help="share of lines that fail validation"
     )
     parser.set_defaults(run=_run_simulate)
 
@@ -705,26 +706,6 @@ def _run_simulate(args: argparse.Namespace) -> int:
     print(f"registry {summary.products_path} ({truth.products} products)")
     print(f"planted signals {summary.signals_path}; truth {summary.truth_path}")
     return 0
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return value
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text!r}")
-    return value
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import cluster
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -14,3 +16,10 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"the shared data folder {SHARED_DATA} is missing (see README)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL cluster for the whole session (its maintenance URL)."""
+    with cluster() as url:
+        yield url

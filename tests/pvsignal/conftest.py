@@ -7,15 +7,9 @@ import itertools
 import pytest
 
 from pvsignal.store import open_store
-from tests.support.postgres import cluster, create_database
+from tests.support.postgres import create_database
 
 _names = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def postgres_server():
-    with cluster() as url:
-        yield url
 
 
 @pytest.fixture

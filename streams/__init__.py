@@ -1,0 +1,10 @@
+"""Kafka in and out (kafka-python): reports consumed exactly once, poison dead-lettered,
+alerts published once. Imports pvsignal; pvsignal never imports streams.
+
+- ``streams.codec``: message -> wire-format records, or poison with its reason.
+- ``streams.dlq``: poison to ``pvsignal.reports.dlq`` with error and source headers.
+- ``streams.consumer``: the loop, its checkpoint against the store's offsets, the service.
+- ``streams.alerts``: the detector's outbox to ``pvsignal.alerts``, each alert once.
+- ``streams.metrics``: Prometheus metrics and the /metrics, /readyz, /livez endpoint.
+- ``streams.cli``: ``pvsignal consume``.
+"""

@@ -1,0 +1,129 @@
+"""``pvsignal consume``: the Kafka consumer as a command.
+
+``add_consume_command(commands)`` registers it on the ``pvsignal`` CLI's subparsers;
+``python -m streams.cli consume ...`` runs the same command without the rest of the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from pvsignal.argtypes import positive_int, seconds
+from pvsignal.scopes import load_scope_config
+from pvsignal.store import DEFAULT_URL
+from streams.alerts import ALERTS_TOPIC
+from streams.codec import DEFAULT_MAX_BYTES
+from streams.consumer import REPORTS_TOPIC, ConsumerConfig, StreamConsumer
+from streams.dlq import DLQ_TOPIC
+from streams.metrics import StreamMetrics, serve
+
+
+def add_consume_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``consume`` on the CLI's subparsers."""
+    parser = commands.add_parser(
+        "consume",
+        help="consume reports from Kafka into the store, detect, publish alerts",
+        description="Consume reports (JSON, or E2B(R3) XML batches by content-type header) "
+        "from Kafka into the store, each exactly once; send poison to the dead-letter topic; "
+        "keep signals current and publish each transition once to the alerts topic. "
+        "Runs until SIGTERM or SIGINT, then finishes its batch, leaves the group and exits 0.",
+    )
+    parser.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka brokers")
+    parser.add_argument("--topic", default=REPORTS_TOPIC, help=f"reports (default {REPORTS_TOPIC})")
+    parser.add_argument("--group", default="pvsignal", help="consumer group (default pvsignal)")
+    parser.add_argument(
+        "--no-group",
+        action="store_true",
+        help="take every partition without a consumer group (a single process)",
+    )
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("PVSIGNAL_STORE_URL", DEFAULT_URL),
+        help=f"store URL (default $PVSIGNAL_STORE_URL or {DEFAULT_URL})",
+    )
+    parser.add_argument("--scope-config", type=Path, help="YAML file declaring the scopes")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=2_000, help="records per poll and transaction"
+    )
+    parser.add_argument("--metrics-port", type=int, help="serve /metrics, /readyz, /livez here")
+    parser.add_argument("--dlq-topic", default=DLQ_TOPIC, help=f"default {DLQ_TOPIC}")
+    parser.add_argument("--alerts-topic", default=ALERTS_TOPIC, help=f"default {ALERTS_TOPIC}")
+    parser.add_argument(
+        "--max-message-bytes",
+        type=positive_int,
+        default=DEFAULT_MAX_BYTES,
+        help=f"larger messages are poison (default {DEFAULT_MAX_BYTES})",
+    )
+    parser.add_argument(
+        "--detect-interval",
+        type=seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="least time between detector runs (default 1; 0: after every batch)",
+    )
+    parser.add_argument(
+        "--no-detect",
+        action="store_true",
+        help="ingest only: do not run the detector (alerts already in the outbox still go out)",
+    )
+    parser.add_argument(
+        "--session-timeout-ms",
+        type=positive_int,
+        help="consumer group session timeout (kafka-python's default otherwise)",
+    )
+    parser.set_defaults(run=run_consume)
+
+
+def run_consume(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    config = ConsumerConfig(
+        bootstrap=args.bootstrap,
+        topic=args.topic,
+        group=None if args.no_group else args.group,
+        dlq_topic=args.dlq_topic,
+        alerts_topic=args.alerts_topic,
+        batch_size=args.batch_size,
+        max_message_bytes=args.max_message_bytes,
+        detect=not args.no_detect,
+        detect_seconds=args.detect_interval,
+        kafka={}
+        if args.session_timeout_ms is None
+        else {"session_timeout_ms": args.session_timeout_ms},
+    )
+    metrics = StreamMetrics(CollectorRegistry())
+    consumer = StreamConsumer(
+        config,
+        store_url=args.store,
+        scopes=load_scope_config(args.scope_config),
+        metrics=metrics,
+    )
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        # The handler only sets the event: the loop finishes its batch, then closes.
+        signal.signal(number, lambda *_: stop.set())
+    if args.metrics_port is not None:
+        serve(args.metrics_port, metrics.registry, lambda: consumer.ready)
+    consumer.run(stop)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pvsignal", description="pvsignal's Kafka consumer.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_consume_command(commands)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
