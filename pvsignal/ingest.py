@@ -156,6 +156,8 @@ class Ingestor:
     def _version(self, record: RawRecord) -> tuple[Version | None, Reject | None]:
         if record.error is not None or record.payload is None:
             return None, self._reject(record, "(record)", "", record.error or "empty record")
+        if record.report is not None:
+            return self._to_version(record.report, _payload_text(record.payload)), None
         try:
             if isinstance(record.payload, dict):
                 report = Report.model_validate(record.payload)

@@ -107,15 +107,15 @@ def _decode_json(value: bytes, location: str) -> Decoded:
     except UnicodeDecodeError as error:
         return _refused(location, Poison("not_utf8", str(error)[:_DETAIL]))
     record = RawRecord(location, value)
-    # Validated here as well as in the Ingestor: poison must reach the dead-letter topic
-    # before its batch (and offset) is written. The Ingestor rejects the record the same way.
+    # Validated here: poison must reach the dead-letter topic before its batch (and offset) is
+    # written. A good report travels on validated; the Ingestor rejects a bad one the same way.
     try:
-        Report.model_validate_json(value)
+        report = Report.model_validate_json(value)
     except ValidationError as error:
         if any(item["type"] == "json_invalid" for item in error.errors(include_url=False)):
             return Decoded((record,), Poison("not_json", _describe(error)))
         return Decoded((record,), Poison("invalid_report", _describe(error)))
-    return Decoded((record,))
+    return Decoded((RawRecord(location, value, report=report),))
 
 
 def _decode_e2b(value: bytes, location: str) -> Decoded:

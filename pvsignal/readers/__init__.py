@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pvsignal.reports import Report
+
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
@@ -22,6 +24,9 @@ class RawRecord:
     location: str  # where it came from: "reports.jsonl:17", "DEMO20Q3.txt:primaryid=123"
     payload: bytes | str | dict[str, Any] | None  # wire-format JSON text or dict
     error: str | None = None  # the reader's reason when it could not assemble a payload
+    # The payload already validated (the Kafka codec must validate before dead-lettering):
+    # the ingest then uses it instead of validating again.
+    report: Report | None = None
 
 
 def group_files(

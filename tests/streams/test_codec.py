@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pvsignal.ingest import Ingestor
 from pvsignal.readers import RawRecord
+from pvsignal.reports import Report
 from pvsignal.scopes import ScopeConfig
 from pvsignal.simulate import SimulationConfig, simulate
 from pvsignal.store import open_store
@@ -35,7 +36,10 @@ def test_a_valid_report_is_passed_on_as_received():
     value = orjson.dumps(REPORT)
     decoded = decode(value)
     assert decoded.poison is None
-    assert decoded.records == (RawRecord("reports:0@7", value),)
+    [record] = decoded.records
+    assert (record.location, record.payload, record.error) == ("reports:0@7", value, None)
+    # It travels on validated, so the Ingestor does not validate it a second time.
+    assert record.report == Report.model_validate_json(value)
 
 
 @pytest.mark.parametrize(
