@@ -206,21 +206,17 @@ class Detector:
                 if transition is not None:
                     alerts.append(
                         self._alert(
-                            scope,
-                            product,
-                            event,
-                            measure,
-                            transition,
-                            registry,
-                            stats,
-                            i,
-                            theta,
-                            now,
+                            scope, product, event, measure, transition, registry, i, theta, now
                         )
                     )
-        history = [
-            (p, e, int(stats["a"][i]), _statistics_at(stats, i)) for (p, e), i in points.items()
-        ]
+        # Statistics of the recorded pairs, converted column by column rather than per pair.
+        wanted = sorted(
+            {*points.values(), *(x["statistics"] for x in alerts if x["statistics"] is not None)}
+        )
+        rows = _statistics_rows(stats, wanted)
+        for alert in alerts:
+            alert["statistics"] = {} if alert["statistics"] is None else rows[alert["statistics"]]
+        history = [(p, e, rows[i]["a"], rows[i]) for (p, e), i in points.items()]
         self.store.write_detection(scope, changed, history, alerts, now)
         return alerts
 
@@ -232,7 +228,6 @@ class Detector:
         measure: str,
         transition: str,
         registry: Registry,
-        stats: dict[str, np.ndarray],
         i: int | None,
         theta: Hyperparameters,
         now: str,
@@ -248,7 +243,7 @@ class Detector:
             "mah_id": None if registered is None else registered.mah_id,
             "pathway": None if registered is None else registered.pathway.value,
             "kind": None if registered is None else registered.kind.value,
-            "statistics": {} if i is None else _statistics_at(stats, i),
+            "statistics": i,  # the pair's row: replaced by its statistics before writing
             "theta": theta._asdict(),
         }
 
@@ -263,11 +258,14 @@ def _moved(old: dict[str, Any], a: int, current: float) -> bool:
     return abs(current - previous) > 1e-12
 
 
-def _statistics_at(stats: dict[str, np.ndarray], i: int) -> dict[str, float | int | None]:
-    return {name: _plain(stats[name][i]) for name in REPORTED}
+def _statistics_rows(stats: dict[str, np.ndarray], indices: list[int]) -> dict[int, dict[str, Any]]:
+    """The reported statistics of the given pairs, as JSON-ready dicts keyed by pair index."""
+    taken = np.asarray(indices, dtype=np.intp)
+    columns = {name: [_plain(v) for v in stats[name][taken].tolist()] for name in REPORTED}
+    return {i: {name: columns[name][k] for name in REPORTED} for k, i in enumerate(indices)}
 
 
-def _plain(value: Any) -> float | int | None:
+def _plain(value: float) -> float | int | None:
     number = float(value)
     if not np.isfinite(number):
         return None
