@@ -14,6 +14,8 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, JSONResponse
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from api.deps import get_principal
 from api.metrics import Metrics
@@ -105,9 +107,21 @@ def _documentation(app: FastAPI, settings: Settings) -> None:
     def openapi_json() -> JSONResponse:
         return JSONResponse(openapi())
 
+    # Swagger UI's scripts are served from the installed bundle, not a CDN: hospital and
+    # regulator networks (and this project's machines) are often offline. Only in development:
+    # elsewhere nothing but health and metrics answers without credentials.
+    if settings.environment == "development":
+        app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
     @app.get("/docs", include_in_schema=False, dependencies=guard)
     def docs(request: Request) -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="pvsignal API")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="pvsignal API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
 
 
 def _route_templates(app: FastAPI) -> list[tuple[str, str]]:
