@@ -25,7 +25,6 @@ import os
 import platform
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,7 +39,7 @@ from pvsignal.readers import RawRecord
 from pvsignal.scopes import ScopeConfig
 from pvsignal.simulate import SimulationConfig, simulate
 from pvsignal.store import open_store
-from tests.support.kafka import create_topic, produce, tansu_broker, topic_name
+from tests.support.kafka import consume_command, create_topic, produce, tansu_broker, topic_name
 from tests.support.postgres import cluster, create_database
 
 _ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -52,29 +51,8 @@ def keyed(lines: list[bytes]) -> list[tuple[bytes | None, bytes, list]]:
 
 
 def consume(bootstrap: str, topic: str, url: str, *options: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "consume",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            topic,
-            "--no-group",
-            "--store",
-            url,
-            "--dlq-topic",
-            f"{topic}.dlq",
-            "--alerts-topic",
-            f"{topic}.alerts",
-            *options,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=_ENV,
-    )
+    command = consume_command(bootstrap, topic, url, *options)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_ENV)
 
 
 def fresh_store(url: str, products, preload: list[bytes] = ()) -> None:

@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -28,34 +27,24 @@ from tests.streams.conftest import (
     state,
     wait_for,
 )
-from tests.support.kafka import create_topic, next_offsets, produce, read_all, topic_name
+from tests.support.kafka import (
+    consume_command,
+    create_topic,
+    next_offsets,
+    produce,
+    read_all,
+    topic_name,
+)
 
 KILLS = 5
 REPO = Path(__file__).resolve().parents[2]
 
 
 def start(bootstrap: str, topic: str, url: str, log: Path) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "streams.cli",
-        "consume",
-        "--bootstrap",
-        bootstrap,
-        "--topic",
-        topic,
-        "--no-group",
-        "--store",
-        url,
-        "--dlq-topic",
-        f"{topic}.dlq",
-        "--alerts-topic",
-        f"{topic}.alerts",
-        "--batch-size",
-        "100",  # many small transactions: many places for a kill to land
-        "--detect-interval",
-        "0",
-    ]
+    # Many small transactions: many places for a kill to land.
+    command = consume_command(
+        bootstrap, topic, url, "--batch-size", "100", "--detect-interval", "0"
+    )
     with log.open("ab") as output:
         return subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
 

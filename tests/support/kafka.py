@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -143,3 +144,25 @@ def read_all(bootstrap: str, topic: str, *, timeout: float = 30.0) -> list[Consu
         return records
     finally:
         consumer.close()
+
+
+def consume_command(bootstrap: str, topic: str, url: str, *options: str) -> list[str]:
+    """`pvsignal consume` without a group, on ``topic`` and its own DLQ and alerts topics."""
+    return [
+        sys.executable,
+        "-m",
+        "streams.cli",
+        "consume",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--no-group",
+        "--store",
+        url,
+        "--dlq-topic",
+        f"{topic}.dlq",
+        "--alerts-topic",
+        f"{topic}.alerts",
+        *options,
+    ]
