@@ -7,3 +7,8 @@ class PvsignalError(Exception):
 
 class InputError(PvsignalError, ValueError):
     """An input (file, column, option, record) is unusable; the message says which and why."""
+
+
+class StaleOffsetsError(PvsignalError):
+    """A batch was read from offsets another writer has since moved past (a consumer that
+    lost its partitions in a rebalance): writing it would count records twice."""

@@ -17,11 +17,13 @@ import orjson
 from pydantic import ValidationError
 
 from pvsignal.cases import CaseBook, Contribution, Outcome, Version
+from pvsignal.errors import StaleOffsetsError
 from pvsignal.products import Registry
 from pvsignal.readers import RawRecord
 from pvsignal.reports import Report, problems_of
 from pvsignal.scopes import ScopeConfig, stratum_of
 from pvsignal.store import BatchWrite, Reject, SqlStore
+from pvsignal.store.sql import BatchSession
 
 # A record's payload is kept with its reject up to this size, so it can be corrected and resent.
 _KEPT_PAYLOAD = 65_536
@@ -86,9 +88,17 @@ class Ingestor:
         return summary
 
     def apply(
-        self, records: list[RawRecord], offsets: dict[tuple[str, int], int] | None = None
+        self,
+        records: list[RawRecord],
+        offsets: dict[tuple[str, int], int] | None = None,
+        expected: dict[tuple[str, int], int | None] | None = None,
     ) -> BatchResult:
-        """Validate and apply one batch, writing it (and the given offsets) in one transaction."""
+        """Validate and apply one batch, writing it (and the given offsets) in one transaction.
+
+        ``expected`` fences the writer: the store's next offset of each (topic, partition) the
+        batch was read from (None: none stored). If another writer has moved one since, the
+        batch is refused whole with StaleOffsetsError and nothing is written.
+        """
         rejects: list[Reject] = []
         results: list[RecordResult | None] = []
         versions: list[tuple[int, Version]] = []
@@ -111,6 +121,8 @@ class Ingestor:
         wanted = {v.case_id for _, v in versions}
         wanted.update(other for _, v in versions for other in v.duplicate_of_ids)
         with self.store.batch() as session:
+            if expected:
+                _check_fence(session, expected)
             book = CaseBook(session.load_cases(wanted))
             summary = self._apply_versions(book, versions, records, results, rejects)
             summary.received, summary.rejected = len(records), invalid
@@ -210,6 +222,17 @@ class Ingestor:
             if products and events:
                 scopes.append((scope.name, products, events))
         return Contribution(stratum_of(report), tuple(scopes))
+
+
+def _check_fence(session: BatchSession, expected: dict[tuple[str, int], int | None]) -> None:
+    stored: dict[str, dict[int, int]] = {}
+    for (topic, partition), start in expected.items():
+        now = stored.setdefault(topic, session.offsets(topic)).get(partition)
+        if now != start:
+            raise StaleOffsetsError(
+                f"{topic}[{partition}] is at offset {now} in the store, not {start} as this "
+                "batch was read: another consumer has applied it; the batch is not written"
+            )
 
 
 def batches(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:

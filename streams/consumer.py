@@ -41,6 +41,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from pvsignal.cases import Outcome
+from pvsignal.errors import StaleOffsetsError
 from pvsignal.ingest import BatchResult, Ingestor
 from pvsignal.readers import RawRecord
 from pvsignal.scopes import ScopeConfig
@@ -69,6 +70,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
     NotReadyError,
+    StaleOffsetsError,
 )
 
 log = logging.getLogger(__name__)
@@ -191,7 +193,12 @@ class Checkpoint:
         last: dict[int, int] = {}
         for record in batch:
             last[record.partition] = max(last.get(record.partition, -1), record.offset)
-        result = ingestor.apply(records, {(self.topic, p): o + 1 for p, o in last.items()})
+        # Fenced: if another member applied these partitions since we read them (we lost them
+        # in a rebalance), the store refuses the batch and the loop rewinds (see TRANSIENT).
+        expected = {(self.topic, p): self.next.get(p) for p in last}
+        result = ingestor.apply(
+            records, {(self.topic, p): o + 1 for p, o in last.items()}, expected
+        )
         for partition, offset in last.items():
             self.next[partition] = offset + 1
         return result, last

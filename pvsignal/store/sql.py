@@ -510,6 +510,15 @@ class BatchSession:
                 states[row[0]] = _case_from_row(row)
         return states
 
+    def offsets(self, topic: str) -> dict[int, int]:
+        """The stored next offsets of the topic's partitions, read inside the transaction."""
+        self._store._execute(
+            self._cursor,
+            "SELECT partition, next_offset FROM consumer_offsets WHERE topic = ?",
+            (topic,),
+        )
+        return {int(p): int(o) for p, o in self._cursor.fetchall()}
+
     def write(self, batch: BatchWrite) -> None:
         """Write the batch's case states, count deltas (those that did not cancel out),
         rejects and offsets. Batch writers hold the store's write lock (see SqlStore.batch),

@@ -92,3 +92,30 @@ def test_reopening_keeps_data_and_schema(store):
         assert again.case("C1").version == 2
     finally:
         again.close()
+
+
+def test_a_stale_writer_is_fenced(store):
+    from pvsignal.errors import StaleOffsetsError
+    from pvsignal.ingest import Ingestor
+    from pvsignal.readers import RawRecord
+    from pvsignal.scopes import ScopeConfig
+
+    def record(case_id):
+        body = {
+            "case_id": case_id,
+            "report_id": case_id,
+            "products": [{"name": "x"}],
+            "reactions": [{"pt": "Rash"}],
+        }
+        return [RawRecord(f"reports:0@{case_id}", body)]
+
+    ingestor = Ingestor(store, ScopeConfig())
+    # The partition's first batch: the store has no offset yet, as the writer believed.
+    ingestor.apply(record("A"), {("reports", 0): 1}, {("reports", 0): None})
+    # Another member applies the next batch (offsets 1..4) ...
+    ingestor.apply(record("B"), {("reports", 0): 5}, {("reports", 0): 1})
+    # ... and a member that lost the partition still holds its read from offset 1.
+    with pytest.raises(StaleOffsetsError, match=r"reports\[0\] is at offset 5 in the store, not 1"):
+        ingestor.apply(record("C"), {("reports", 0): 3}, {("reports", 0): 1})
+    assert store.offsets("reports") == {0: 5}
+    assert store.case("C") is None and store.count_cases() == {"active": 2}
