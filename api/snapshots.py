@@ -149,7 +149,7 @@ def _prior(
     store: SqlStore, scope: str, a: np.ndarray, expected: np.ndarray
 ) -> tuple[Hyperparameters, dict[str, Any]]:
     """The scope's last recorded prior; fitted and recorded when none was recorded yet."""
-    fits = store.fits(scope)
+    fits = store.fits(scope, last=1)
     if fits:
         last = fits[-1]
         return Hyperparameters(**last["theta"]), {

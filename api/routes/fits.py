@@ -47,7 +47,7 @@ def list_fits(
     scope: Annotated[str | None, Query(max_length=63)] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="the last N fits")] = 20,
 ) -> FitList:
-    fits = store.fits(scope)[-limit:]
+    fits = store.fits(scope, last=limit)
     return FitList.model_validate(
         {"fits": [{k: fit[k] for k in _SHOWN if k in fit} for fit in fits]}
     )

@@ -437,12 +437,20 @@ class SqlStore(AccessStore):
                 ),
             )
 
-    def fits(self, scope: str | None = None) -> list[dict[str, Any]]:
-        where, parameters = ("WHERE scope = ?", (scope,)) if scope else ("", ())
+    def fits(self, scope: str | None = None, *, last: int | None = None) -> list[dict[str, Any]]:
+        """Recorded MGPS fits, oldest first; ``last`` keeps only the newest that many."""
+        where, parameters = ("WHERE scope = ?", [scope]) if scope else ("", [])
+        limit = ""
+        if last is not None:
+            limit, parameters = " LIMIT ?", [*parameters, last]
         rows = self._query(
-            f"SELECT scope, fitted_at, report FROM fits {where} ORDER BY id", parameters
+            f"SELECT scope, fitted_at, report FROM fits {where} ORDER BY id DESC{limit}",
+            parameters,
         )
-        return [{"scope": s, "fitted_at": at, **orjson.loads(report)} for s, at, report in rows]
+        return [
+            {"scope": s, "fitted_at": at, **orjson.loads(report)}
+            for s, at, report in reversed(rows)
+        ]
 
 
 _UPSERT_SIGNAL = (
