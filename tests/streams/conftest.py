@@ -166,3 +166,19 @@ def reject_locations(store: SqlStore) -> list[str]:
     applied twice would show its rejects twice (re-applying a case version changes no count,
     so this is where a double application shows)."""
     return [row["location"] for row in store.rejects(limit=10_000_000)]
+
+
+def assert_equals_single_pass(
+    url: str, reference_url: str, products, lines: list[bytes]
+) -> SqlStore:
+    """The store at ``url`` holds what one clean pass of ``lines`` makes, with no batch applied
+    twice (re-applying a version changes no count; a batch applied twice shows in its rejects).
+    Returns the store, open."""
+    expected = reference(reference_url, products, lines_as_records(lines))
+    got = open_store(url)
+    assert state(got) == state(expected)
+    ids = case_ids(lines)
+    assert active_cases(got, ids) == active_cases(expected, ids)
+    locations = reject_locations(got)
+    assert len(locations) == len(set(locations)), "a batch was applied twice"
+    return got
