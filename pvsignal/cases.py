@@ -17,6 +17,7 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 import orjson
 
@@ -38,10 +39,10 @@ class Outcome(StrEnum):
     refused = "refused"
 
 
-@dataclass(frozen=True, slots=True)
-class Contribution:
+class Contribution(NamedTuple):
     """What one case version adds to the counts: its stratum, and per scope the counted
-    products and events (the pairs are their cross product)."""
+    products and events (the pairs are their cross product). A named tuple: the bulk path
+    makes one per report, and tuples are the cheapest immutable records to build."""
 
     stratum: str
     scopes: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]
@@ -58,7 +59,8 @@ class Contribution:
 @dataclass(slots=True)
 class CaseState:
     """A case as the store holds it. ``version`` is None for a placeholder withdrawn before
-    any of its versions arrived."""
+    any of its versions arrived. ``report_json`` is the payload received in this batch;
+    None for a state loaded from the store (whose stored payload a write keeps)."""
 
     case_id: str
     status: Status
@@ -72,21 +74,25 @@ class CaseState:
 class Deltas:
     """Count changes of a batch, keyed as the store's count tables.
 
-    Additions and withdrawals are tallied in separate Counters fed by ``itertools.product``:
-    the cross products are then built and counted in C, which keeps the per-report cost of
-    a bulk import low. ``pairs`` etc. give the net changes (possibly zero).
+    Additions and withdrawals only append their count keys to lists (the cross products
+    built by ``itertools.product`` in C); each table is counted once, when it is read. That
+    keeps the per-report cost of a bulk import low. ``pairs`` etc. give the net changes
+    (possibly zero).
     """
 
     def __init__(self) -> None:
-        self._added = _Tally()
-        self._withdrawn = _Tally()
-        # Scopes whose counts changed in this batch (the detectors rerun over these).
-        self.touched: set[str] = set()
+        self._added = _Keys()
+        self._withdrawn = _Keys()
 
     def add(self, contribution: Contribution, sign: int) -> None:
-        tally = self._added if sign > 0 else self._withdrawn
-        tally.count(contribution)
-        self.touched.update(scope for scope, _, _ in contribution.scopes)
+        (self._added if sign > 0 else self._withdrawn).append(contribution)
+
+    @property
+    def touched(self) -> set[str]:
+        """Scopes whose counts changed in this batch (the detectors rerun over these)."""
+        return {scope for scope, _ in self._added.totals} | {
+            scope for scope, _ in self._withdrawn.totals
+        }
 
     @property
     def pairs(self) -> Counter[tuple[str, str, str]]:
@@ -106,29 +112,30 @@ class Deltas:
 
     def _net(self, table: str) -> Counter:
         net = Counter(getattr(self._added, table))
-        net.subtract(getattr(self._withdrawn, table))
+        net.subtract(Counter(getattr(self._withdrawn, table)))
         return net
 
 
-class _Tally:
+class _Keys:
+    """The count keys of the contributions added (or withdrawn), one entry per case."""
+
     def __init__(self) -> None:
-        self.pairs: Counter[tuple[str, str, str]] = Counter()
-        self.products: Counter[tuple[str, str, str]] = Counter()
-        self.events: Counter[tuple[str, str, str]] = Counter()
-        self.totals: Counter[tuple[str, ...]] = Counter()
+        self.pairs: list[tuple[str, str, str]] = []
+        self.products: list[tuple[str, str, str]] = []
+        self.events: list[tuple[str, str, str]] = []
+        self.totals: list[tuple[str, str]] = []
 
-    def count(self, contribution: Contribution) -> None:
-        stratum = (contribution.stratum,)
+    def append(self, contribution: Contribution) -> None:
+        stratum = contribution.stratum
         for scope, products, events in contribution.scopes:
-            where = (scope,)
-            self.totals[scope, contribution.stratum] += 1
-            self.products.update(itertools.product(where, stratum, products))
-            self.events.update(itertools.product(where, stratum, events))
-            self.pairs.update(itertools.product(where, products, events))
+            where, within = (scope,), (scope, stratum)
+            self.totals.append(within)
+            self.products.extend(itertools.product(where, (stratum,), products))
+            self.events.extend(itertools.product(where, (stratum,), events))
+            self.pairs.extend(itertools.product(where, products, events))
 
 
-@dataclass(frozen=True, slots=True)
-class Version:
+class Version(NamedTuple):
     """The facts of one valid report version that case semantics need."""
 
     case_id: str

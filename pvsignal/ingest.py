@@ -77,7 +77,10 @@ class Ingestor:
     ) -> None:
         self.store, self.scopes, self.source, self.batch_size = store, scopes, source, batch_size
         self.registry = registry if registry is not None else Registry(store.load_products())
-        self._scope_list = scopes.all_scopes()
+        self._filters = [
+            (scope.name, None if scope.filter.admits_everything else scope.filter)
+            for scope in scopes.all_scopes()
+        ]
         self._roles = scopes.counted_roles()
 
     def ingest(self, records: Iterable[RawRecord]) -> IngestSummary:
@@ -207,20 +210,19 @@ class Ingestor:
         """The counted products and events of the report, per scope it belongs to."""
         resolve, roles = self.registry.resolve, self._roles
         resolved = [resolve(entry) for entry in report.products if entry.role in roles]
-        events = tuple(dict.fromkeys(reaction.pt for reaction in report.reactions))
+        events = tuple(dict.fromkeys([reaction.pt for reaction in report.reactions]))
         scopes = []
-        for scope in self._scope_list:
-            admits = scope.filter
-            if admits.admits_everything:
-                products = tuple(dict.fromkeys(p.product_id for p in resolved))
+        for name, admits in self._filters:
+            if admits is None:  # the scope admits everything
+                products = tuple(dict.fromkeys([p.product_id for p in resolved]))
             elif admits.admits_report(report):
                 products = tuple(
-                    dict.fromkeys(p.product_id for p in resolved if admits.admits_product(p))
+                    dict.fromkeys([p.product_id for p in resolved if admits.admits_product(p)])
                 )
             else:
                 continue
             if products and events:
-                scopes.append((scope.name, products, events))
+                scopes.append((name, products, events))
         return Contribution(stratum_of(report), tuple(scopes))
 
 

@@ -8,6 +8,7 @@ The scope ``all`` always exists and counts every report.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 from pathlib import Path
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from pvsignal.errors import InputError
 from pvsignal.products import Kind, Pathway, ResolvedProduct
-from pvsignal.reports import Report, Role, SenderType, problems_of
+from pvsignal.reports import Report, Role, SenderType, Sex, problems_of
 
 ALL = "all"
 
@@ -32,6 +33,8 @@ AGE_BANDS: tuple[tuple[float, str], ...] = (
     (75, "65-74"),
     (float("inf"), "75+"),
 )
+AGE_BOUNDS = tuple(bound for bound, _ in AGE_BANDS)
+AGE_LABELS = tuple(label for _, label in AGE_BANDS)
 
 
 class ScopeFilter(BaseModel):
@@ -144,8 +147,12 @@ def load_scope_config(path: Path | None) -> ScopeConfig:
 
 def stratum_of(report: Report) -> str:
     """Age band | sex | received year, with 'unknown' where the report does not say."""
-    age = report.patient.age_years
-    band = "unknown" if age is None else next(label for bound, label in AGE_BANDS if age < bound)
-    sex = report.patient.sex.value if report.patient.sex is not None else "U"
-    year = str(report.received.year) if report.received is not None else "unknown"
-    return f"{band}|{sex}|{year}"
+    patient, received = report.patient, report.received
+    return _stratum(patient.age_years, patient.sex, None if received is None else received.year)
+
+
+@functools.lru_cache(maxsize=8192)
+def _stratum(age: float | None, sex: Sex | None, year: int | None) -> str:
+    # Few distinct (age, sex, year) triples: cached, a bulk import builds each label once.
+    band = "unknown" if age is None else AGE_LABELS[bisect.bisect_right(AGE_BOUNDS, age)]
+    return f"{band}|{'U' if sex is None else sex.value}|{'unknown' if year is None else year}"

@@ -93,7 +93,7 @@ _UPSERT_CASES = (
     "ON CONFLICT (case_id) DO UPDATE SET status = excluded.status, "
     "version = excluded.version, report_id = excluded.report_id, "
     "duplicate_of = excluded.duplicate_of, contribution = excluded.contribution, "
-    "report = excluded.report, updated_at = excluded.updated_at"
+    "report = COALESCE(excluded.report, cases.report), updated_at = excluded.updated_at"
 )
 _INSERT_REJECT = (
     "INSERT INTO rejects (received_at, source, location, field, value, reason, payload) "
@@ -485,7 +485,8 @@ def _case_row(state: CaseState, now: str) -> tuple[Any, ...]:
 
 
 def _case_from_row(row: Sequence[Any]) -> CaseState:
-    case_id, status, version, report_id, duplicate_of, contribution, report = row
+    # Without the stored payload: a batch never needs it, and a write keeps it (COALESCE).
+    case_id, status, version, report_id, duplicate_of, contribution = row
     return CaseState(
         case_id,
         Status(status),
@@ -493,7 +494,6 @@ def _case_from_row(row: Sequence[Any]) -> CaseState:
         report_id,
         duplicate_of,
         None if contribution is None else Contribution.from_json(contribution),
-        report,
     )
 
 
@@ -511,7 +511,7 @@ class BatchSession:
             clause, parameters = dialect.in_clause("case_id", ids[start : start + _CHUNK])
             self._store._execute(
                 cursor,
-                "SELECT case_id, status, version, report_id, duplicate_of, contribution, report "
+                "SELECT case_id, status, version, report_id, duplicate_of, contribution "
                 f"FROM cases WHERE {clause}",
                 parameters,
             )

@@ -26,6 +26,9 @@ class SqliteStore(SqlStore):
         # Autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE) per batch.
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in (
+            # 16 KiB pages (new files only; must precede WAL): a batch's random count upserts
+            # dirty a page each, and larger pages mean a third fewer WAL frames per commit.
+            "page_size = 16384",
             "journal_mode = WAL",
             "synchronous = NORMAL",
             "foreign_keys = ON",

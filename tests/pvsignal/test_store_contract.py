@@ -46,6 +46,17 @@ def test_counts_accumulate_and_withdraw(store):
     assert store.scope_counts("all").a.size == 0  # withdrawn pairs are no longer listed
 
 
+def test_a_state_without_payload_keeps_the_stored_one(store):
+    # States loaded for a batch come without the payload; writing them back must keep it.
+    with store.batch() as session:
+        session.write(_batch())
+    loaded = store.case("C1")
+    assert loaded.report_json is None
+    with store.batch() as session:
+        session.write(BatchWrite(cases=[loaded]))
+    assert store.active_reports() == [("C1", "{}")]
+
+
 def test_offsets_only_increase(store):
     for offset in (10, 7, 12):
         with store.batch() as session:
