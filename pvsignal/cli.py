@@ -11,7 +11,6 @@ from pathlib import Path
 from pvsignal.argtypes import level
 from pvsignal.cli_store import add_store_commands
 from pvsignal.errors import PvsignalError
-from pvsignal.scoring import ScoringConfig, with_rule_overrides
 from pvsignal.simulate import add_simulate_command
 
 
@@ -73,6 +72,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
     # Imported here: pandas and scipy are not needed by the other commands' start-up.
     from pvsignal.analyze import AnalyzeRequest, analyze, parse_theta
     from pvsignal.casetable import Columns
+    from pvsignal.scoring import ScoringConfig, with_rule_overrides
 
     config = with_rule_overrides(
         ScoringConfig(

@@ -8,19 +8,21 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import orjson
 
 from pvsignal.argtypes import positive_int
 from pvsignal.errors import InputError
-from pvsignal.export import export_table, write_csv
 from pvsignal.ingest import Ingestor, IngestSummary, batches
 from pvsignal.products import load_products
 from pvsignal.readers import RawRecord
 from pvsignal.rebuild import effective_scopes, rebuild
-from pvsignal.scopes import load_scope_config
-from pvsignal.store import DEFAULT_URL, open_store
+from pvsignal.scopes import ScopeConfig, load_scope_config
+from pvsignal.store import DEFAULT_URL, SqlStore, open_store
+
+if TYPE_CHECKING:
+    from pvsignal.detection import Detector
 
 FORMATS = ("jsonl", "e2b", "faers", "vaers")
 
@@ -117,8 +119,6 @@ def add_store_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_ingest(args: argparse.Namespace) -> int:
-    from pvsignal.detection import Detector
-
     for path in args.paths:
         if not path.exists():
             raise InputError(f"input {str(path)!r} does not exist")
@@ -132,15 +132,15 @@ def _run_ingest(args: argparse.Namespace) -> int:
     try:
         scopes = effective_scopes(store, args.scope_config)
         ingestor = Ingestor(store, scopes, source=args.format, batch_size=args.batch_size)
-        detector = Detector(store, scopes)
+        detector = None if args.detect == "off" else _detector(store, scopes)
         summary, alerts = IngestSummary(), 0
         for batch in batches(read(list(args.paths)), args.batch_size):
             result = ingestor.apply(batch).summary
             summary.merge(result)
-            if args.detect == "batch":
+            if detector is not None and args.detect == "batch":
                 alerts += len(detector.update(result.touched_scopes))
             gc.collect(1)
-        if args.detect == "end":
+        if detector is not None and args.detect == "end":
             alerts += len(detector.update(summary.touched_scopes))
     finally:
         gc.enable()
@@ -149,6 +149,12 @@ def _run_ingest(args: argparse.Namespace) -> int:
     if args.detect != "off":
         print(f"signal transitions (alerts) recorded: {alerts}")
     return 0
+
+
+def _detector(store: SqlStore, scopes: ScopeConfig) -> Detector:
+    from pvsignal.detection import Detector  # scipy and the detectors: only when detecting
+
+    return Detector(store, scopes)
 
 
 def describe_ingest(summary: IngestSummary, url: str) -> str:
@@ -216,7 +222,10 @@ def _run_products_list(args: argparse.Namespace) -> int:
 
 
 def _run_signals_export(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from pvsignal.analyze import parse_theta
+    from pvsignal.export import export_table, write_csv
     from pvsignal.signals import scope_statistics
 
     theta = parse_theta(args.theta) if args.theta is not None else None

@@ -11,7 +11,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import ValidationError
@@ -47,8 +47,7 @@ class IngestSummary:
         self.touched_scopes |= other.touched_scopes
 
 
-@dataclass(frozen=True, slots=True)
-class RecordResult:
+class RecordResult(NamedTuple):
     """The outcome of one record: an Outcome value, or 'rejected', with the reason if any."""
 
     location: str

@@ -8,3 +8,8 @@ alerts published once. Imports pvsignal; pvsignal never imports streams.
 - ``streams.metrics``: Prometheus metrics and the /metrics, /readyz, /livez endpoint.
 - ``streams.cli``: ``pvsignal consume``.
 """
+
+# The topics, by default (each is configurable).
+REPORTS_TOPIC = "pvsignal.reports"
+DLQ_TOPIC = "pvsignal.reports.dlq"
+ALERTS_TOPIC = "pvsignal.alerts"

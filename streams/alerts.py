@@ -21,9 +21,9 @@ from typing import Any, Protocol
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from streams import ALERTS_TOPIC
 from streams.metrics import StreamMetrics
 
-ALERTS_TOPIC = "pvsignal.alerts"
 _PAGE = 1_000
 _FIRST_WINDOW = 256  # messages per partition read back at first; grows x8 while needed
 

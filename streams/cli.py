@@ -20,11 +20,8 @@ from prometheus_client import CollectorRegistry
 from pvsignal.argtypes import positive_int, seconds
 from pvsignal.scopes import load_scope_config
 from pvsignal.store import DEFAULT_URL
-from streams.alerts import ALERTS_TOPIC
+from streams import ALERTS_TOPIC, DLQ_TOPIC, REPORTS_TOPIC
 from streams.codec import DEFAULT_MAX_BYTES
-from streams.consumer import REPORTS_TOPIC, ConsumerConfig, StreamConsumer
-from streams.dlq import DLQ_TOPIC
-from streams.metrics import StreamMetrics, serve
 
 
 def add_consume_command(commands: argparse._SubParsersAction) -> None:
@@ -84,6 +81,10 @@ def add_consume_command(commands: argparse._SubParsersAction) -> None:
 
 
 def run_consume(args: argparse.Namespace) -> int:
+    # The consumer's imports (kafka, the detectors, scipy) are paid only by `consume`.
+    from streams.consumer import ConsumerConfig, StreamConsumer
+    from streams.metrics import StreamMetrics, serve
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     config = ConsumerConfig(

@@ -46,12 +46,12 @@ from pvsignal.ingest import BatchResult, Ingestor
 from pvsignal.readers import RawRecord
 from pvsignal.scopes import ScopeConfig
 from pvsignal.store import SqlStore, open_store
-from streams.alerts import ALERTS_TOPIC, AlertPublisher
+from streams import ALERTS_TOPIC, DLQ_TOPIC, REPORTS_TOPIC
+from streams.alerts import AlertPublisher
 from streams.codec import DEFAULT_MAX_BYTES, Codec, Poison
-from streams.dlq import DLQ_TOPIC, DeadLetters
+from streams.dlq import DeadLetters
 from streams.metrics import StreamMetrics
 
-REPORTS_TOPIC = "pvsignal.reports"
 APPLIED = frozenset(
     {Outcome.new, Outcome.follow_up, Outcome.stale, Outcome.resent, Outcome.nullified}
 )

@@ -17,9 +17,9 @@ from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import MessageSizeTooLargeError
 
+from streams import DLQ_TOPIC
 from streams.codec import Poison
 
-DLQ_TOPIC = "pvsignal.reports.dlq"
 _OURS = frozenset(
     {
         "error",

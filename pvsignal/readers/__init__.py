@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pvsignal.reports import Report
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """One report as read from a source, not yet validated."""
+class RawRecord(NamedTuple):
+    """One report as read from a source, not yet validated (a named tuple: a bulk import
+    makes one per line)."""
 
     location: str  # where it came from: "reports.jsonl:17", "DEMO20Q3.txt:primaryid=123"
     payload: bytes | str | dict[str, Any] | None  # wire-format JSON text or dict
