@@ -46,6 +46,9 @@ _DELIVERY_COLUMNS = (
 _RECEIPT_COLUMNS = ("receipt_id", "org", "role", "submitted_at", "content_type", "records")
 
 
+# Every batch write moves this mark (a store setting), so caches of counts know to rebuild.
+BATCHES_WRITTEN = "batches_written"
+
 class AccessStore:
     """Keys, subscriptions, deliveries, receipts and outbox cursors (mixed into SqlStore)."""
 
@@ -368,11 +371,12 @@ class AccessStore:
 
     def change_token(self) -> tuple[Any, ...]:
         """Cheap (indexed) marks that move whenever counts, fits or signal states change:
-        the last case write, the consumers' offsets, the last fit and the last alert."""
+        the number of batch writes, the consumers' offsets, the last fit and the last alert."""
         rows = self._query(
-            "SELECT (SELECT MAX(updated_at) FROM cases), "
+            "SELECT (SELECT value FROM store_settings WHERE name = ?), "
             "(SELECT SUM(next_offset) FROM consumer_offsets), "
-            "(SELECT MAX(id) FROM fits), (SELECT MAX(alert_id) FROM alerts)"
+            "(SELECT MAX(id) FROM fits), (SELECT MAX(alert_id) FROM alerts)",
+            (BATCHES_WRITTEN,),
         )
         return tuple(rows[0])
 

@@ -110,7 +110,13 @@ CREATE TABLE outbox_cursors (consumer TEXT PRIMARY KEY, alert_id BIGINT NOT NULL
 CREATE INDEX cases_updated_at ON cases (updated_at)
 """
 
-MIGRATIONS = (_V1, _V2, _V3)
+# The change token counts batch writes (one row per batch) instead of indexing every case's
+# write time: that index was rewritten across its width by every batch of a bulk import.
+_V4 = """
+DROP INDEX cases_updated_at
+"""
+
+MIGRATIONS = (_V1, _V2, _V3, _V4)
 
 
 def migrations(serial: str, without_rowid: str = "") -> tuple[str, ...]:

@@ -19,7 +19,7 @@ import orjson
 
 from pvsignal.cases import CaseState, Contribution, Deltas, Status
 from pvsignal.products import RegisteredProduct
-from pvsignal.store.access import AccessStore
+from pvsignal.store.access import BATCHES_WRITTEN, AccessStore
 
 _CHUNK = 500
 
@@ -94,6 +94,10 @@ _UPSERT_CASES = (
     "version = excluded.version, report_id = excluded.report_id, "
     "duplicate_of = excluded.duplicate_of, contribution = excluded.contribution, "
     "report = COALESCE(excluded.report, cases.report), updated_at = excluded.updated_at"
+)
+_COUNT_BATCH = (
+    "INSERT INTO store_settings (name, value) VALUES (?, '1') ON CONFLICT (name) DO UPDATE "
+    "SET value = CAST(CAST(store_settings.value AS BIGINT) + 1 AS TEXT)"
 )
 _INSERT_REJECT = (
     "INSERT INTO rejects (received_at, source, location, field, value, reason, payload) "
@@ -536,6 +540,7 @@ class BatchSession:
         deltas = batch.deltas
         run = self._store._executemany
         cursor = self._cursor
+        self._store._execute(cursor, _COUNT_BATCH, (BATCHES_WRITTEN,))
         run(cursor, _UPSERT_CASES, [_case_row(state, now) for state in batch.cases])
         run(cursor, _UPSERT_PAIRS, [(*k, v) for k, v in deltas.pairs.items() if v])
         run(cursor, _UPSERT_PRODUCTS, [(*k, v) for k, v in deltas.products.items() if v])

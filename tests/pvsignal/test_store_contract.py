@@ -57,6 +57,16 @@ def test_a_state_without_payload_keeps_the_stored_one(store):
     assert store.active_reports() == [("C1", "{}")]
 
 
+def test_every_batch_write_moves_the_change_token(store):
+    tokens = [store.change_token()]
+    for _ in range(2):
+        with store.batch() as session:
+            session.write(_batch())
+        tokens.append(store.change_token())
+    assert tokens[0] != tokens[1] != tokens[2]
+    assert store.setting("batches_written") == "2"
+
+
 def test_offsets_only_increase(store):
     for offset in (10, 7, 12):
         with store.batch() as session:
