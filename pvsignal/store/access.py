@@ -49,6 +49,7 @@ _RECEIPT_COLUMNS = ("receipt_id", "org", "role", "submitted_at", "content_type",
 # Every batch write moves this mark (a store setting), so caches of counts know to rebuild.
 BATCHES_WRITTEN = "batches_written"
 
+
 class AccessStore:
     """Keys, subscriptions, deliveries, receipts and outbox cursors (mixed into SqlStore)."""
 
