@@ -7,7 +7,9 @@ serves `pvsignal ingest`, the HTTP API and the Kafka consumer.
 
 from __future__ import annotations
 
+import gc
 import itertools
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -223,6 +225,33 @@ class Ingestor:
             if products and events:
                 scopes.append((name, products, events))
         return Contribution(stratum_of(report), tuple(scopes))
+
+
+class BatchCollector:
+    """Runs the cyclic garbage collector between batches instead of during them.
+
+    Validation allocates a dozen small objects per report, almost none in reference cycles.
+    With the default thresholds the collector runs every 700 allocations and rescans the live
+    batch each time (validation in the consumer was four times slower for it). So: what is
+    loaded at start (modules, the registry) is frozen out of every scan, automatic collection
+    is off, and after each batch the young generations are collected (what the batch left in
+    cycles); a long-running process also collects fully every ``full_every`` seconds.
+    """
+
+    def __init__(self, full_every: float = 600.0) -> None:
+        gc.freeze()
+        gc.disable()
+        self._full_every, self._last_full = full_every, time.monotonic()
+
+    def after_batch(self) -> None:
+        if time.monotonic() - self._last_full < self._full_every:
+            gc.collect(1)
+        else:
+            gc.collect()
+            self._last_full = time.monotonic()
+
+    def close(self) -> None:
+        gc.enable()
 
 
 def _check_fence(session: BatchSession, expected: dict[tuple[str, int], int | None]) -> None:

@@ -42,7 +42,7 @@ from kafka.structs import OffsetAndMetadata
 
 from pvsignal.cases import Outcome
 from pvsignal.errors import StaleOffsetsError
-from pvsignal.ingest import BatchResult, Ingestor
+from pvsignal.ingest import BatchCollector, BatchResult, Ingestor
 from pvsignal.readers import RawRecord
 from pvsignal.scopes import ScopeConfig
 from pvsignal.store import SqlStore, open_store
@@ -244,18 +244,23 @@ class StreamConsumer:
         """Consume until ``stop`` is set; then finish the batch, close and return."""
         first, longest = self.config.backoff
         delay = first
-        while not stop.is_set():
-            try:
-                self.step()
-            except TRANSIENT as error:
-                self._set_ready(False)
-                log.warning("not ready, retrying in %.1f s: %r", delay, error)
-                self._rewind()
-                stop.wait(delay)
-                delay = min(longest, delay * 2)
-            else:
-                self._set_ready(self._joined and not self._unpositioned)
-                delay = first
+        collector = BatchCollector()
+        try:
+            while not stop.is_set():
+                try:
+                    self.step()
+                except TRANSIENT as error:
+                    self._set_ready(False)
+                    log.warning("not ready, retrying in %.1f s: %r", delay, error)
+                    self._rewind()
+                    stop.wait(delay)
+                    delay = min(longest, delay * 2)
+                else:
+                    self._set_ready(self._joined and not self._unpositioned)
+                    delay = first
+                collector.after_batch()
+        finally:
+            collector.close()
         self.close()
 
     def step(self) -> None:

@@ -116,12 +116,27 @@ _V4 = """
 DROP INDEX cases_updated_at
 """
 
-MIGRATIONS = (_V1, _V2, _V3, _V4)
+# Case versions from E2B(R3) are C.1.5 timestamps (YYYYMMDDhhmmss): 64-bit. SQLite's
+# INTEGER always is; PostgreSQL's is 32-bit, so there the column is widened.
+_V5 = """
+{widen_case_version}
+"""
+
+MIGRATIONS = (_V1, _V2, _V3, _V4, _V5)
 
 
-def migrations(serial: str, without_rowid: str = "") -> tuple[str, ...]:
-    """The migrations with the dialect's auto-increment key type and table options filled in."""
-    return tuple(
-        migration.replace("{serial}", serial).replace("{without_rowid}", without_rowid)
-        for migration in MIGRATIONS
-    )
+def migrations(
+    serial: str, without_rowid: str = "", widen_case_version: str = ""
+) -> tuple[str, ...]:
+    """The migrations with the dialect's key type, table options and alterations filled in."""
+    fills = {
+        "{serial}": serial,
+        "{without_rowid}": without_rowid,
+        "{widen_case_version}": widen_case_version,
+    }
+    filled = []
+    for migration in MIGRATIONS:
+        for mark, text in fills.items():
+            migration = migration.replace(mark, text)
+        filled.append(migration)
+    return tuple(filled)

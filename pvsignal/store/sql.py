@@ -70,44 +70,78 @@ class Dialect:
     def in_clause(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
         return f"{column} IN ({', '.join('?' * len(values))})", list(values)
 
+    def write_rows(self, cursor: Any, spec: Rows, rows: list[Sequence[Any]]) -> None:
+        cursor.executemany(self.sql(spec.values_statement()), rows)
 
-_UPSERT_PAIRS = (
-    "INSERT INTO pair_counts (scope, product, event, a) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (scope, product, event) DO UPDATE SET a = pair_counts.a + excluded.a"
-)
-_UPSERT_PRODUCTS = (
-    "INSERT INTO product_counts (scope, stratum, product, n) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (scope, stratum, product) DO UPDATE SET n = product_counts.n + excluded.n"
-)
-_UPSERT_EVENTS = (
-    "INSERT INTO event_counts (scope, stratum, event, n) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (scope, stratum, event) DO UPDATE SET n = event_counts.n + excluded.n"
-)
-_UPSERT_TOTALS = (
-    "INSERT INTO scope_totals (scope, stratum, n) VALUES (?, ?, ?) "
-    "ON CONFLICT (scope, stratum) DO UPDATE SET n = scope_totals.n + excluded.n"
-)
-_UPSERT_CASES = (
-    "INSERT INTO cases (case_id, status, version, report_id, duplicate_of, contribution, "
-    "report, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+
+@dataclass(frozen=True)
+class Rows:
+    """A write of many rows: ``INSERT INTO table (columns) ... [conflict]``, rendered by each
+    dialect (SQLite: executemany over one VALUES row; PostgreSQL: one statement over
+    ``unnest`` of one array per column — one round trip and one plan for the whole batch).
+    ``types`` are the PostgreSQL types of the columns. The rows of one write must not repeat
+    a conflict key (PostgreSQL refuses to update a row twice in one statement)."""
+
+    table: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    conflict: str = ""
+
+    def values_statement(self) -> str:
+        marks = ", ".join("?" * len(self.columns))
+        return (
+            f"INSERT INTO {self.table} ({', '.join(self.columns)}) VALUES ({marks}) {self.conflict}"
+        )
+
+
+def _running_sum(table: str, key: tuple[str, ...], column: str) -> Rows:
+    return Rows(
+        table,
+        (*key, column),
+        ("text",) * len(key) + ("bigint",),
+        f"ON CONFLICT ({', '.join(key)}) "
+        f"DO UPDATE SET {column} = {table}.{column} + excluded.{column}",
+    )
+
+
+_UPSERT_PAIRS = _running_sum("pair_counts", ("scope", "product", "event"), "a")
+_UPSERT_PRODUCTS = _running_sum("product_counts", ("scope", "stratum", "product"), "n")
+_UPSERT_EVENTS = _running_sum("event_counts", ("scope", "stratum", "event"), "n")
+_UPSERT_TOTALS = _running_sum("scope_totals", ("scope", "stratum"), "n")
+_UPSERT_CASES = Rows(
+    "cases",
+    (
+        "case_id",
+        "status",
+        "version",
+        "report_id",
+        "duplicate_of",
+        "contribution",
+        "report",
+        "updated_at",
+    ),
+    ("text", "text", "bigint", "text", "text", "text", "text", "text"),
     "ON CONFLICT (case_id) DO UPDATE SET status = excluded.status, "
     "version = excluded.version, report_id = excluded.report_id, "
     "duplicate_of = excluded.duplicate_of, contribution = excluded.contribution, "
-    "report = COALESCE(excluded.report, cases.report), updated_at = excluded.updated_at"
+    "report = COALESCE(excluded.report, cases.report), updated_at = excluded.updated_at",
+)
+_INSERT_REJECT = Rows(
+    "rejects",
+    ("received_at", "source", "location", "field", "value", "reason", "payload"),
+    ("text",) * 7,
 )
 _COUNT_BATCH = (
     "INSERT INTO store_settings (name, value) VALUES (?, '1') ON CONFLICT (name) DO UPDATE "
     "SET value = CAST(CAST(store_settings.value AS BIGINT) + 1 AS TEXT)"
 )
-_INSERT_REJECT = (
-    "INSERT INTO rejects (received_at, source, location, field, value, reason, payload) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_UPSERT_OFFSET = (
-    "INSERT INTO consumer_offsets (topic, partition, next_offset) VALUES (?, ?, ?) "
+_UPSERT_OFFSET = Rows(
+    "consumer_offsets",
+    ("topic", "partition", "next_offset"),
+    ("text", "integer", "bigint"),
     "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = "
     "CASE WHEN excluded.next_offset > consumer_offsets.next_offset "
-    "THEN excluded.next_offset ELSE consumer_offsets.next_offset END"
+    "THEN excluded.next_offset ELSE consumer_offsets.next_offset END",
 )
 
 
@@ -130,6 +164,10 @@ class SqlStore(AccessStore):
     def _executemany(self, cursor: Any, statement: str, rows: list[Sequence[Any]]) -> None:
         if rows:
             cursor.executemany(self._dialect.sql(statement), rows)
+
+    def _write_rows(self, cursor: Any, spec: Rows, rows: list[Sequence[Any]]) -> None:
+        if rows:
+            self._dialect.write_rows(cursor, spec, rows)
 
     def _query(self, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._transaction() as cursor:
@@ -307,7 +345,7 @@ class SqlStore(AccessStore):
     ) -> None:
         """Signal states, history points and alerts of one update, in one transaction."""
         with self._transaction() as cursor:
-            self._executemany(
+            self._write_rows(
                 cursor,
                 _UPSERT_SIGNAL,
                 [
@@ -327,12 +365,12 @@ class SqlStore(AccessStore):
                     for (p, e, m), s in states.items()
                 ],
             )
-            self._executemany(
+            self._write_rows(
                 cursor,
                 _INSERT_HISTORY,
                 [(scope, p, e, now, a, orjson.dumps(stats).decode()) for p, e, a, stats in history],
             )
-            self._executemany(
+            self._write_rows(
                 cursor,
                 _INSERT_ALERT,
                 [
@@ -457,20 +495,35 @@ class SqlStore(AccessStore):
         ]
 
 
-_UPSERT_SIGNAL = (
-    "INSERT INTO signal_states (scope, product, event, measure, status, since, reference, "
-    "failures, last_a, last_level, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+_UPSERT_SIGNAL = Rows(
+    "signal_states",
+    (
+        "scope",
+        "product",
+        "event",
+        "measure",
+        "status",
+        "since",
+        "reference",
+        "failures",
+        "last_a",
+        "last_level",
+        "updated_at",
+    ),
+    ("text",) * 6 + ("double precision", "integer", "bigint", "double precision", "text"),
     "ON CONFLICT (scope, product, event, measure) DO UPDATE SET status = excluded.status, "
     "since = excluded.since, reference = excluded.reference, failures = excluded.failures, "
-    "last_a = excluded.last_a, last_level = excluded.last_level, updated_at = excluded.updated_at"
+    "last_a = excluded.last_a, last_level = excluded.last_level, updated_at = excluded.updated_at",
 )
-_INSERT_HISTORY = (
-    "INSERT INTO signal_history (scope, product, event, at, a, statistics) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_HISTORY = Rows(
+    "signal_history",
+    ("scope", "product", "event", "at", "a", "statistics"),
+    ("text", "text", "text", "text", "bigint", "text"),
 )
-_INSERT_ALERT = (
-    "INSERT INTO alerts (created_at, scope, product, event, measure, transition, mah_id, "
-    "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ALERT = Rows(
+    "alerts",
+    ("created_at", "scope", "product", "event", "measure", "transition", "mah_id", "payload"),
+    ("text",) * 8,
 )
 
 
@@ -538,7 +591,7 @@ class BatchSession:
         so row order cannot deadlock them."""
         now = dt.datetime.now(dt.UTC).isoformat()
         deltas = batch.deltas
-        run = self._store._executemany
+        run = self._store._write_rows
         cursor = self._cursor
         self._store._execute(cursor, _COUNT_BATCH, (BATCHES_WRITTEN,))
         run(cursor, _UPSERT_CASES, [_case_row(state, now) for state in batch.cases])

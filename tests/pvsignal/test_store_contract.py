@@ -67,6 +67,14 @@ def test_every_batch_write_moves_the_change_token(store):
     assert store.setting("batches_written") == "2"
 
 
+def test_versions_as_e2b_timestamps_fit(store):
+    # E2B(R3) has no follow-up number: its versions are C.1.5 as YYYYMMDDhhmmss.
+    case = CaseState("C1", Status.active, 20_260_314_093_000, "R1", contribution=CONTRIBUTION)
+    with store.batch() as session:
+        session.write(BatchWrite(cases=[case]))
+    assert store.case("C1").version == 20_260_314_093_000
+
+
 def test_offsets_only_increase(store):
     for offset in (10, 7, 12):
         with store.batch() as session:
