@@ -23,6 +23,7 @@ read the outbox. The MGPS prior is refitted on a schedule (every ``refit_cases``
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from pvsignal.scopes import ScopeConfig
 from pvsignal.scoring import EXPORT_COLUMNS, ScoringConfig, score
 from pvsignal.signals import pair_table
 from pvsignal.store import SqlStore
+from pvsignal.store.access import PRODUCTS_WRITTEN
 
 # The statistic whose level tracks each measure, and how to put it on a log2 scale.
 MEASURES: dict[str, tuple[str, str]] = {
@@ -120,13 +122,14 @@ class Detector:
         self.scoring = scoring or ScoringConfig()
         self._theta: dict[str, Hyperparameters] = {}
         self._fitted_at: dict[str, tuple[float, int]] = {}  # scope -> (monotonic time, cases)
+        self._registry: tuple[str | None, Registry] | None = None  # (store's mark, registry)
 
     def update(self, scopes: Iterable[str]) -> list[dict[str, Any]]:
         """Bring the given scopes up to date; return the alerts this made (also stored)."""
         alerts: list[dict[str, Any]] = []
-        registry = Registry(self.store.load_products())
+        registry = self._current_registry()
         for scope in sorted(set(scopes)):
-            counts = self.store.scope_counts(scope)
+            counts = self.store.scope_counts(scope, ordered=False)
             if counts.a.size == 0:
                 continue
             pairs = pair_table(counts, stratify=self.scopes.stratify)
@@ -134,6 +137,13 @@ class Detector:
             statistics = score(pairs.counts, theta, self.scoring)
             alerts += self._advance(scope, pairs, statistics, theta, registry)
         return alerts
+
+    def _current_registry(self) -> Registry:
+        """The store's registry, reloaded only when a registry change moved its mark."""
+        mark = self.store.setting(PRODUCTS_WRITTEN)
+        if self._registry is None or self._registry[0] != mark:
+            self._registry = (mark, Registry(self.store.load_products()))
+        return self._registry[1]
 
     def _prior(self, scope: str, pairs: PairTable) -> Hyperparameters:
         """The scope's prior: refitted (warm-started, recorded) when due, else the last one."""
@@ -171,7 +181,7 @@ class Detector:
     ) -> list[dict[str, Any]]:
         stored = self.store.signal_states(scope)
         now = dt.datetime.now(dt.UTC).isoformat()
-        index = {key: i for i, key in enumerate(zip(pairs.product, pairs.event, strict=True))}
+        index = dict(zip(zip(pairs.product, pairs.event, strict=True), itertools.count()))
         changed: dict[tuple[str, str, str], dict[str, Any]] = {}
         alerts: list[dict[str, Any]] = []
         points: dict[tuple[str, str], int] = {}
@@ -200,7 +210,9 @@ class Detector:
                 flagged = bool(flags[i]) if i is not None else False
                 state, transition = next_state(previous, flagged, value, measure, self.config, now)
                 if state is not None:
-                    changed[key] = {**vars(state), "last_a": a, "last_level": level(measure, value)}
+                    row = {**vars(state), "last_a": a, "last_level": level(measure, value)}
+                    if old is None or not flagged or _differs(old, row):
+                        changed[key] = row
                 if i is not None and (old is None or old["last_a"] != a or transition):
                     points[product, event] = i
                 if transition is not None:
@@ -246,6 +258,19 @@ class Detector:
             "statistics": i,  # the pair's row: replaced by its statistics before writing
             "theta": theta._asdict(),
         }
+
+
+def _differs(old: dict[str, Any], row: dict[str, Any]) -> bool:
+    """Does the state differ from the stored one other than in its level?
+
+    A flagged pair whose level only drifted (every report moves N, so every level) keeps its
+    stored row: evaluating it again from the older level changes nothing, since a flagged
+    evaluation depends on the level only through ``reference``. An unflagged one is always
+    written, so a failure is never counted twice for the same level."""
+    return any(old[name] != row[name] for name in _STATE_FIELDS)
+
+
+_STATE_FIELDS = ("status", "since", "reference", "failures", "last_a")
 
 
 def _moved(old: dict[str, Any], a: int, current: float) -> bool:

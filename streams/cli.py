@@ -17,7 +17,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from pvsignal.argtypes import positive_int, seconds
+from pvsignal.argtypes import level, positive_int, seconds
 from pvsignal.scopes import load_scope_config
 from pvsignal.store import DEFAULT_URL
 from streams import ALERTS_TOPIC, DLQ_TOPIC, REPORTS_TOPIC
@@ -63,9 +63,18 @@ def add_consume_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--detect-interval",
         type=seconds,
-        default=1.0,
+        default=0.2,
         metavar="SECONDS",
-        help="least time between detector runs (default 1; 0: after every batch)",
+        help="least time between detector runs (default 0.2; 0: after every batch)",
+    )
+    parser.add_argument(
+        "--detect-share",
+        type=level,
+        default=0.5,
+        metavar="SHARE",
+        help="while behind (full batches), the most of the consumer's time the detector may "
+        "take, between 0 and 1 (default 0.5): after a run of t seconds the next waits "
+        "t*(1-SHARE)/SHARE longer",
     )
     parser.add_argument(
         "--no-detect",
@@ -97,6 +106,7 @@ def run_consume(args: argparse.Namespace) -> int:
         max_message_bytes=args.max_message_bytes,
         detect=not args.no_detect,
         detect_seconds=args.detect_interval,
+        detect_share=args.detect_share,
         kafka={}
         if args.session_timeout_ms is None
         else {"session_timeout_ms": args.session_timeout_ms},

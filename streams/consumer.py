@@ -96,10 +96,19 @@ class ConsumerConfig:
     poll_seconds: float = 0.5
     max_message_bytes: int = DEFAULT_MAX_BYTES
     detect: bool = True  # False: ingest only (another process keeps the signals current)
-    detect_seconds: float = 1.0  # least time between detector runs (0: after every batch)
+    # Detection runs once a batch changed counts, at most every detect_seconds. While the
+    # consumer is behind (its last poll was a full batch) detection takes at most
+    # detect_share of the time, pausing in proportion to its last run, so a slow detector on
+    # a big store cannot starve ingestion; once caught up, it runs without that pause.
+    detect_seconds: float = 0.2
+    detect_share: float = 0.5
     backoff: tuple[float, float] = (0.5, 30.0)  # first and longest wait after a failure
     health_seconds: float = 5.0  # lag, broker and store checks
     kafka: Mapping[str, Any] = field(default_factory=dict)  # more KafkaConsumer options
+
+    def __post_init__(self) -> None:
+        if not 0 < self.detect_share <= 1:
+            raise ValueError(f"detect_share must lie in (0, 1], got {self.detect_share!r}")
 
     def consumer_options(self) -> dict[str, Any]:
         return {
@@ -231,7 +240,9 @@ class StreamConsumer:
         self._touched: set[str] = set()
         self._others_seen: dict[int, int] | None = None
         self._publish_due = False
-        self._last_detect = self._next_health = 0.0
+        self._next_detect = self._next_health = 0.0
+        self._behind = False  # the last poll was a full batch: more is waiting
+        self._pause = 0.0  # after the last detector run, while behind
         self._ready = threading.Event()
 
     @property
@@ -272,6 +283,7 @@ class StreamConsumer:
             timeout_ms=int(self.config.poll_seconds * 1000), max_records=self.config.batch_size
         )
         batch, redelivered = self.checkpoint.fresh(polled)
+        self._behind = sum(map(len, polled.values())) >= self.config.batch_size
         self.metrics.redelivered.inc(redelivered)
         if batch:
             self._process(kafka, engine, batch)
@@ -484,7 +496,7 @@ class StreamConsumer:
     def _detect(self, engine: _Engine) -> None:
         if not self.config.detect:
             return
-        if time.monotonic() - self._last_detect < self.config.detect_seconds:
+        if time.monotonic() < self._next_detect + (self._pause if self._behind else 0.0):
             return
         others = self._others_offsets(engine)
         scopes = set(self._touched)
@@ -492,11 +504,15 @@ class StreamConsumer:
             scopes |= self._scope_names()
         if not scopes:
             return
-        with self.metrics.detector_run.time():
-            engine.detector.update(sorted(scopes))
+        began = time.monotonic()
+        engine.detector.update(sorted(scopes))
+        ended = time.monotonic()
+        self.metrics.detector_run.observe(ended - began)
         self._touched -= scopes
         self._others_seen = others
-        self._last_detect = time.monotonic()
+        share = self.config.detect_share
+        self._pause = (ended - began) * (1 - share) / share
+        self._next_detect = ended + self.config.detect_seconds
         self._publish_due = True
 
     def _others_offsets(self, engine: _Engine) -> dict[int, int]:

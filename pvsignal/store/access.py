@@ -46,8 +46,10 @@ _DELIVERY_COLUMNS = (
 _RECEIPT_COLUMNS = ("receipt_id", "org", "role", "submitted_at", "content_type", "records")
 
 
-# Every batch write moves this mark (a store setting), so caches of counts know to rebuild.
+# Every batch write (every registry change) moves this mark, a store setting: caches of the
+# counts (of the registry) know when to rebuild.
 BATCHES_WRITTEN = "batches_written"
+PRODUCTS_WRITTEN = "products_written"
 
 
 class AccessStore:

@@ -19,7 +19,7 @@ import orjson
 
 from pvsignal.cases import CaseState, Contribution, Deltas, Status
 from pvsignal.products import RegisteredProduct
-from pvsignal.store.access import BATCHES_WRITTEN, AccessStore
+from pvsignal.store.access import BATCHES_WRITTEN, PRODUCTS_WRITTEN, AccessStore
 
 _CHUNK = 500
 
@@ -131,7 +131,7 @@ _INSERT_REJECT = Rows(
     ("received_at", "source", "location", "field", "value", "reason", "payload"),
     ("text",) * 7,
 )
-_COUNT_BATCH = (
+_BUMP_MARK = (
     "INSERT INTO store_settings (name, value) VALUES (?, '1') ON CONFLICT (name) DO UPDATE "
     "SET value = CAST(CAST(store_settings.value AS BIGINT) + 1 AS TEXT)"
 )
@@ -209,6 +209,7 @@ class SqlStore(AccessStore):
                 "ON CONFLICT (product_id) DO UPDATE SET doc = excluded.doc",
                 rows,
             )
+            self._execute(cursor, _BUMP_MARK, (PRODUCTS_WRITTEN,))
         return len(rows)
 
     def load_products(self) -> list[RegisteredProduct]:
@@ -281,12 +282,14 @@ class SqlStore(AccessStore):
             )
         ]
 
-    def scope_counts(self, scope: str) -> ScopeCounts:
+    def scope_counts(self, scope: str, *, ordered: bool = True) -> ScopeCounts:
+        """Every count of the scope; pairs ordered by product and event unless ``ordered`` is
+        False (the detector's reads: the sort was most of PostgreSQL's time)."""
+        order = " ORDER BY product, event" if ordered else ""
         with self._transaction() as cursor:
             pairs = self._columns(
                 cursor,
-                "SELECT product, event, a FROM pair_counts "
-                "WHERE scope = ? AND a > 0 ORDER BY product, event",
+                f"SELECT product, event, a FROM pair_counts WHERE scope = ? AND a > 0{order}",
                 scope,
                 3,
             )
@@ -593,7 +596,7 @@ class BatchSession:
         deltas = batch.deltas
         run = self._store._write_rows
         cursor = self._cursor
-        self._store._execute(cursor, _COUNT_BATCH, (BATCHES_WRITTEN,))
+        self._store._execute(cursor, _BUMP_MARK, (BATCHES_WRITTEN,))
         run(cursor, _UPSERT_CASES, [_case_row(state, now) for state in batch.cases])
         run(cursor, _UPSERT_PAIRS, [(*k, v) for k, v in deltas.pairs.items() if v])
         run(cursor, _UPSERT_PRODUCTS, [(*k, v) for k, v in deltas.products.items() if v])

@@ -99,3 +99,15 @@ def test_outbox_publication_marks(new_store):
     assert [p["payload"]["pt"] for p in pending] == ["E", "F"]
     store.mark_alerts_published([pending[0]["alert_id"]])
     assert [p["payload"]["pt"] for p in store.pending_alerts()] == ["F"]
+
+
+def test_the_registry_is_reloaded_only_after_it_changed(simulation, new_store):
+    _, products, _ = simulation
+    store = new_store("sqlite")
+    store.save_products(products)
+    detector = Detector(store, ScopeConfig())
+    first = detector._current_registry()
+    assert detector._current_registry() is first  # unchanged store: the cached registry
+    changed = products[0].model_copy(update={"mah_id": "MAH-NEW"})
+    store.save_products([changed])
+    assert detector._current_registry().get(changed.product_id).mah_id == "MAH-NEW"
