@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ def level(measure: str, value: float) -> float:
     """The measure's statistic on a log2 scale (IC025 already is)."""
     if measure == "ic":
         return float(value)
-    return float(np.log2(value)) if value > 0 else float("-inf")
+    return math.log2(value) if value > 0 else float("-inf")
 
 
 def next_state(
@@ -185,8 +186,10 @@ class Detector:
         changed: dict[tuple[str, str, str], dict[str, Any]] = {}
         alerts: list[dict[str, Any]] = []
         points: dict[tuple[str, str], int] = {}
+        # Python lists: the loop reads single values, which numpy arrays hand out slowly.
+        counts = stats["a"].tolist()
         for measure, (flag_column, value_column) in MEASURES.items():
-            flags, values = stats[flag_column], stats[value_column]
+            flags, values = stats[flag_column], stats[value_column].tolist()
             # Only pairs that signal now or have an open state can change.
             candidates = {(pairs.product[i], pairs.event[i]) for i in np.flatnonzero(flags)}
             candidates |= {
@@ -194,20 +197,24 @@ class Detector:
                 for (p, e, m), s in stored.items()
                 if m == measure and s["status"] != "closed"
             }
+            flags = flags.tolist()
             for product, event in sorted(candidates):
                 key = (product, event, measure)
                 i = index.get((product, event))
-                a = int(stats["a"][i]) if i is not None else 0
-                value = float(values[i]) if i is not None else float("nan")
+                a = int(counts[i]) if i is not None else 0
+                value = values[i] if i is not None else float("nan")
+                flagged = flags[i] if i is not None else False
                 old = stored.get(key)
-                if old is not None and not _moved(old, a, level(measure, value)):
+                if old is not None and (
+                    (flagged and _steady(old, a, level(measure, value), self.config))
+                    or not _moved(old, a, level(measure, value))
+                ):
                     continue  # nothing new about this pair: no evaluation, no transition
                 previous = (
                     None
                     if old is None
                     else SignalState(old["status"], old["since"], old["reference"], old["failures"])
                 )
-                flagged = bool(flags[i]) if i is not None else False
                 state, transition = next_state(previous, flagged, value, measure, self.config, now)
                 if state is not None:
                     row = {**vars(state), "last_a": a, "last_level": level(measure, value)}
@@ -258,6 +265,21 @@ class Detector:
             "statistics": i,  # the pair's row: replaced by its statistics before writing
             "theta": theta._asdict(),
         }
+
+
+def _steady(old: dict[str, Any], a: int, current: float, config: DetectionConfig) -> bool:
+    """Would evaluating this flagged pair change nothing? So it is when its signal is open
+    past ``new`` without failures, its count is the one stored and its level lies strictly
+    within ``change_log2`` of the reference (what next_state checks, without building it)."""
+    return (
+        old["status"] in _PAST_NEW
+        and old["failures"] == 0
+        and old["last_a"] == a
+        and abs(current - old["reference"]) < config.change_log2
+    )
+
+
+_PAST_NEW = frozenset({"ongoing", "strengthened", "weakened"})
 
 
 def _differs(old: dict[str, Any], row: dict[str, Any]) -> bool:
