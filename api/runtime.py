@@ -22,7 +22,7 @@ from api.query import CursorSigner
 from api.snapshots import SignalCache
 from api.tenancy import RegistryCache
 from api.webhooks import DeliveryWorker, SecretBox
-from pvsignal.detection import Detector
+from pvsignal.detection import DetectionConfig, Detector
 from pvsignal.rebuild import effective_scopes
 from pvsignal.scopes import ScopeConfig
 from pvsignal.scoring import ScoringConfig
@@ -99,7 +99,11 @@ def build_runtime(settings: Settings, metrics: Metrics, lag_probe: LagProbe | No
     scheduler = None
     if settings.detect_in_process:
         scheduler = DetectionScheduler(
-            Detector(open_store(settings.store_url), scopes),
+            Detector(
+                open_store(settings.store_url),
+                scopes,
+                DetectionConfig(refit_in_background=True),  # a refit never delays alerts
+            ),
             signals,
             metrics,
             debounce_seconds=settings.detect_debounce_seconds,

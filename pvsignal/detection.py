@@ -27,13 +27,14 @@ import itertools
 import math
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from detectors.mgps import Hyperparameters
-from detectors.mgps_fit import DEFAULT_STARTS, fit_hyperparameters
+from detectors.mgps_fit import DEFAULT_STARTS, Fit, fit_hyperparameters
 from pvsignal.casetable import PairTable
 from pvsignal.products import Registry
 from pvsignal.scopes import ScopeConfig
@@ -59,6 +60,9 @@ class DetectionConfig:
     change_log2: float = 0.585  # a factor of 1.5 on the ratio scale
     refit_cases: int = 10_000
     refit_seconds: float = 3_600.0
+    # Refit on a worker thread, so that an update never waits for a refit (the service's
+    # report-to-alert latency); updates meanwhile use the current prior.
+    refit_in_background: bool = False
 
 
 @dataclass
@@ -124,6 +128,8 @@ class Detector:
         self._theta: dict[str, Hyperparameters] = {}
         self._fitted_at: dict[str, tuple[float, int]] = {}  # scope -> (monotonic time, cases)
         self._registry: tuple[str | None, Registry] | None = None  # (store's mark, registry)
+        self._fitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mgps-fit")
+        self._fitting: dict[str, Future] = {}  # scope -> its refit running in the background
 
     def update(self, scopes: Iterable[str]) -> list[dict[str, Any]]:
         """Bring the given scopes up to date; return the alerts this made (also stored)."""
@@ -147,7 +153,17 @@ class Detector:
         return self._registry[1]
 
     def _prior(self, scope: str, pairs: PairTable) -> Hyperparameters:
-        """The scope's prior: refitted (warm-started, recorded) when due, else the last one."""
+        """The scope's prior: refitted (warm-started, recorded) when due, else the last one.
+
+        With ``refit_in_background`` a due refit runs on a worker thread while updates go
+        on with the current prior; the first update that finds it finished records it and
+        uses it. The first fit of a scope is always waited for (there is no prior before).
+        All fits run on the one worker, so they never run concurrently.
+        """
+        running = self._fitting.get(scope)
+        if running is not None and running.done():
+            self._adopt(scope, *running.result())
+            del self._fitting[scope]
         last = self._fitted_at.get(scope)
         cases = pairs.reports
         due = (
@@ -155,22 +171,22 @@ class Detector:
             or cases - last[1] >= self.config.refit_cases
             or time.monotonic() - last[0] >= self.config.refit_seconds
         )
-        if due:
+        if due and scope not in self._fitting:
             previous = self._theta.get(scope)
             starts = DEFAULT_STARTS if previous is None else (previous, *DEFAULT_STARTS)
-            fit = fit_hyperparameters(pairs.counts.a, pairs.counts.expected, starts=starts)
-            self.store.record_fit(
-                scope,
-                {
-                    "theta_source": "fitted",
-                    "cases": cases,
-                    "warm_start": previous is not None,
-                    **fit.report(),
-                },
+            job = self._fitter.submit(
+                _fit, pairs.counts.a, pairs.counts.expected, starts, cases, previous is not None
             )
-            self._theta[scope] = fit.theta
-            self._fitted_at[scope] = (time.monotonic(), cases)
+            if previous is None or not self.config.refit_in_background:
+                self._adopt(scope, *job.result())
+            else:
+                self._fitting[scope] = job
         return self._theta[scope]
+
+    def _adopt(self, scope: str, fit: Fit, report: dict[str, Any], cases: int) -> None:
+        self.store.record_fit(scope, report)  # here, not on the worker: one store connection
+        self._theta[scope] = fit.theta
+        self._fitted_at[scope] = (time.monotonic(), cases)
 
     def _advance(
         self,
@@ -280,6 +296,18 @@ def _steady(old: dict[str, Any], a: int, current: float, config: DetectionConfig
 
 
 _PAST_NEW = frozenset({"ongoing", "strengthened", "weakened"})
+
+
+def _fit(
+    a: np.ndarray,
+    expected: np.ndarray,
+    starts: tuple[Hyperparameters, ...],
+    cases: int,
+    warm: bool,
+) -> tuple[Fit, dict[str, Any], int]:
+    fit = fit_hyperparameters(a, expected, starts=starts)
+    report = {"theta_source": "fitted", "cases": cases, "warm_start": warm, **fit.report()}
+    return fit, report, cases
 
 
 def _differs(old: dict[str, Any], row: dict[str, Any]) -> bool:

@@ -559,9 +559,10 @@ class StreamConsumer:
 
 
 def _default_detector(store: SqlStore, scopes: ScopeConfig) -> Detects:
-    from pvsignal.detection import Detector
+    from pvsignal.detection import DetectionConfig, Detector
 
-    return Detector(store, scopes)
+    # A refit never holds up the detection run that raises an alert.
+    return Detector(store, scopes, DetectionConfig(refit_in_background=True))
 
 
 def _location(record: ConsumerRecord) -> str:

@@ -111,3 +111,25 @@ def test_the_registry_is_reloaded_only_after_it_changed(simulation, new_store):
     changed = products[0].model_copy(update={"mah_id": "MAH-NEW"})
     store.save_products([changed])
     assert detector._current_registry().get(changed.product_id).mah_id == "MAH-NEW"
+
+
+def test_a_background_refit_is_adopted_by_a_later_update(simulation, new_store):
+    path, products, _ = simulation
+    store = new_store("sqlite")
+    store.save_products(products)
+    ingestor = Ingestor(store, ScopeConfig())
+    config = DetectionConfig(refit_cases=1_000, refit_in_background=True)
+    detector = Detector(store, ScopeConfig(), config)
+    records = list(reader_for("jsonl")([path]))
+    ingestor.apply(records[:4_000])
+    detector.update(["all"])
+    assert len(store.fits("all")) == 1  # the first fit is waited for: there is no prior yet
+    first = detector._theta["all"]
+    ingestor.apply(records[4_000:8_000])
+    detector.update(["all"])  # the refit is due: it starts, this update keeps the prior
+    assert detector._theta["all"] == first and len(store.fits("all")) == 1
+    detector._fitting["all"].result(timeout=60)
+    detector.update(["all"])
+    fits = store.fits("all")
+    assert len(fits) == 2 and fits[-1]["warm_start"] and fits[-1]["cases"] > fits[0]["cases"]
+    assert detector._theta["all"] != first
