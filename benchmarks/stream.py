@@ -209,6 +209,8 @@ def latency(bootstrap: str, url: str, preload, lines, products, args) -> str:
     missed = args.probes - len(found)
     if not found:
         return f"no probe alert arrived ({missed} missed)"
+    if args.verbose:
+        print("  each probe (s): " + " ".join(f"{x:.2f}" for x in found))
     p50, p99 = np.percentile(found, [50, 99])
     return (
         f"p50 {p50:.2f} s, p99 {p99:.2f} s, max {max(found):.2f} s over {len(found)} probes"
@@ -225,6 +227,7 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, default=2.0, help="seconds between probes")
     parser.add_argument("--detect", type=float, help="--detect-interval (s); default: consume's")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="print every probe's latency")
     parser.add_argument("--only", choices=("ingest", "latency"), help="run one part only")
     args = parser.parse_args()
     print(

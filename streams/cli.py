@@ -63,9 +63,9 @@ def add_consume_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--detect-interval",
         type=seconds,
-        default=0.2,
+        default=0.1,
         metavar="SECONDS",
-        help="least time between detector runs (default 0.2; 0: after every batch)",
+        help="least time between detector runs (default 0.1; 0: after every batch)",
     )
     parser.add_argument(
         "--detect-share",

@@ -100,7 +100,7 @@ class ConsumerConfig:
     # consumer is behind (its last poll was a full batch) detection takes at most
     # detect_share of the time, pausing in proportion to its last run, so a slow detector on
     # a big store cannot starve ingestion; once caught up, it runs without that pause.
-    detect_seconds: float = 0.2
+    detect_seconds: float = 0.1
     detect_share: float = 0.5
     backoff: tuple[float, float] = (0.5, 30.0)  # first and longest wait after a failure
     health_seconds: float = 5.0  # lag, broker and store checks
