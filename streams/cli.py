@@ -70,11 +70,11 @@ def add_consume_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--detect-share",
         type=level,
-        default=0.5,
+        default=0.25,
         metavar="SHARE",
-        help="while behind (full batches), the most of the consumer's time the detector may "
-        "take, between 0 and 1 (default 0.5): after a run of t seconds the next waits "
-        "t*(1-SHARE)/SHARE longer",
+        help="while behind (more waiting than applied), the most of the consumer's time the "
+        "detector may take, between 0 and 1 (default 0.25): after a run of t seconds the "
+        "next waits t*(1-SHARE)/SHARE longer",
     )
     parser.add_argument(
         "--no-detect",

@@ -97,11 +97,11 @@ class ConsumerConfig:
     max_message_bytes: int = DEFAULT_MAX_BYTES
     detect: bool = True  # False: ingest only (another process keeps the signals current)
     # Detection runs once a batch changed counts, at most every detect_seconds. While the
-    # consumer is behind (its last poll was a full batch) detection takes at most
+    # consumer is behind (more is waiting than it has applied) detection takes at most
     # detect_share of the time, pausing in proportion to its last run, so a slow detector on
     # a big store cannot starve ingestion; once caught up, it runs without that pause.
     detect_seconds: float = 0.1
-    detect_share: float = 0.5
+    detect_share: float = 0.25
     backoff: tuple[float, float] = (0.5, 30.0)  # first and longest wait after a failure
     health_seconds: float = 5.0  # lag, broker and store checks
     kafka: Mapping[str, Any] = field(default_factory=dict)  # more KafkaConsumer options
@@ -241,7 +241,7 @@ class StreamConsumer:
         self._others_seen: dict[int, int] | None = None
         self._publish_due = False
         self._next_detect = self._next_health = 0.0
-        self._behind = False  # the last poll was a full batch: more is waiting
+        self._behind = False  # more is waiting than this process has applied
         self._pause = 0.0  # after the last detector run, while behind
         self._ready = threading.Event()
 
@@ -283,10 +283,10 @@ class StreamConsumer:
             timeout_ms=int(self.config.poll_seconds * 1000), max_records=self.config.batch_size
         )
         batch, redelivered = self.checkpoint.fresh(polled)
-        self._behind = sum(map(len, polled.values())) >= self.config.batch_size
         self.metrics.redelivered.inc(redelivered)
         if batch:
             self._process(kafka, engine, batch)
+        self._behind = self._is_behind(kafka)
         if self._leader:
             self._detect(engine)
             self._publish(engine)
@@ -546,6 +546,16 @@ class StreamConsumer:
             self.metrics.set_lag(tp.topic, tp.partition, end, position)
         if not engine.store.ping():
             raise NotReadyError("the store does not answer")
+
+    def _is_behind(self, kafka: _Kafka) -> bool:
+        """Is more waiting on an owned partition than this process has applied? (A fetch's
+        high-water mark is exact, unlike Tansu's ListOffsets; None before the first fetch.)"""
+        for tp in self._owned:
+            highwater = kafka.consumer.highwater(tp)
+            applied = self.checkpoint.next.get(tp.partition)
+            if highwater is not None and applied is not None and highwater > applied:
+                return True
+        return False
 
     def _set_ready(self, ready: bool) -> None:
         if ready:

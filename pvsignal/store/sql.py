@@ -21,7 +21,7 @@ from pvsignal.cases import CaseState, Contribution, Deltas, Status
 from pvsignal.products import RegisteredProduct
 from pvsignal.store.access import BATCHES_WRITTEN, PRODUCTS_WRITTEN, AccessStore
 
-_CHUNK = 500
+_CHUNK = 5_000  # case ids per lookup query (SQLite allows 32,766 parameters)
 
 
 @dataclass(frozen=True, slots=True)
