@@ -183,10 +183,10 @@ class Detector:
                 self._fitting[scope] = job
         return self._theta[scope]
 
-    def _adopt(self, scope: str, fit: Fit, report: dict[str, Any], cases: int) -> None:
+    def _adopt(self, scope: str, fit: Fit, report: dict[str, Any]) -> None:
         self.store.record_fit(scope, report)  # here, not on the worker: one store connection
         self._theta[scope] = fit.theta
-        self._fitted_at[scope] = (time.monotonic(), cases)
+        self._fitted_at[scope] = (time.monotonic(), report["cases"])
 
     def _advance(
         self,
@@ -221,9 +221,10 @@ class Detector:
                 value = values[i] if i is not None else float("nan")
                 flagged = flags[i] if i is not None else False
                 old = stored.get(key)
+                current = level(measure, value)
                 if old is not None and (
-                    (flagged and _steady(old, a, level(measure, value), self.config))
-                    or not _moved(old, a, level(measure, value))
+                    (flagged and _steady(old, a, current, self.config))
+                    or not _moved(old, a, current)
                 ):
                     continue  # nothing new about this pair: no evaluation, no transition
                 previous = (
@@ -233,7 +234,7 @@ class Detector:
                 )
                 state, transition = next_state(previous, flagged, value, measure, self.config, now)
                 if state is not None:
-                    row = {**vars(state), "last_a": a, "last_level": level(measure, value)}
+                    row = {**vars(state), "last_a": a, "last_level": current}
                     if old is None or not flagged or _differs(old, row):
                         changed[key] = row
                 if i is not None and (old is None or old["last_a"] != a or transition):
@@ -304,10 +305,9 @@ def _fit(
     starts: tuple[Hyperparameters, ...],
     cases: int,
     warm: bool,
-) -> tuple[Fit, dict[str, Any], int]:
+) -> tuple[Fit, dict[str, Any]]:
     fit = fit_hyperparameters(a, expected, starts=starts)
-    report = {"theta_source": "fitted", "cases": cases, "warm_start": warm, **fit.report()}
-    return fit, report, cases
+    return fit, {"theta_source": "fitted", "cases": cases, "warm_start": warm, **fit.report()}
 
 
 def _differs(old: dict[str, Any], row: dict[str, Any]) -> bool:

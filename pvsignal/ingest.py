@@ -166,7 +166,7 @@ class Ingestor:
                     )
                 )
         summary.duplicates_withdrawn = book.duplicates_withdrawn
-        summary.touched_scopes = set(book.deltas.touched)
+        summary.touched_scopes = book.deltas.touched
         return summary
 
     def _version(self, record: RawRecord) -> tuple[Version | None, Reject | None]:
