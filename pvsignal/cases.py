@@ -3,9 +3,12 @@
 - Latest version wins: a follow-up withdraws what the earlier version contributed and adds
   its own pairs; an older version is ignored (stale); the same version again changes nothing.
 - A nullification withdraws the case for good; later versions of it are refused.
-- A report listing ``duplicate_of_ids`` withdraws those cases for good (a placeholder keeps a
-  case withdrawn that has not arrived yet). Links count from every valid record, stale ones
-  included, so the outcome never depends on the order the versions arrive in.
+- A report listing ``duplicate_of_ids`` withdraws those cases of the same owner for good (a
+  placeholder keeps a case withdrawn that has not arrived yet). Links count from every valid
+  record, stale ones included, so the outcome never depends on the order the versions arrive in.
+- A case is (owner organisation, case_id): nothing one owner sends touches another's case. A
+  duplicate link that names a case id another owner holds is only a *suspected duplicate*,
+  recorded for a regulator to confirm or dismiss (see ``Suspicion``), whichever arrives first.
 
 Nothing here does I/O: the engine loads the states a batch touches, applies its reports and
 writes the changed states and the count deltas back in one transaction.
@@ -56,6 +59,25 @@ class Contribution(NamedTuple):
         return cls(document["s"], tuple((s, tuple(p), tuple(e)) for s, p, e in document["c"]))
 
 
+# The owner of cases whose source names no organisation (see pvsignal.ownership).
+UNATTRIBUTED = "unattributed"
+
+
+class CaseKey(NamedTuple):
+    """A case's identity: the organisation that owns it and its C.1.8.1 id."""
+
+    owner: str
+    case_id: str
+
+
+class Suspicion(NamedTuple):
+    """A link from one owner's case to a case id held by another owner: the survivor names
+    the suspect as its duplicate. Only a regulator's decision withdraws the suspect."""
+
+    survivor: CaseKey
+    suspect: CaseKey
+
+
 @dataclass(slots=True)
 class CaseState:
     """A case as the store holds it. ``version`` is None for a placeholder withdrawn before
@@ -69,6 +91,14 @@ class CaseState:
     duplicate_of: str | None = None
     contribution: Contribution | None = None
     report_json: str | None = None
+    owner: str = UNATTRIBUTED
+    # The survivor's owner when a regulator confirmed a duplicate across owners (else None:
+    # ``duplicate_of`` is a case id of the same owner).
+    duplicate_of_owner: str | None = None
+
+    @property
+    def key(self) -> CaseKey:
+        return CaseKey(self.owner, self.case_id)
 
 
 class Deltas:
@@ -138,6 +168,7 @@ class _Keys:
 class Version(NamedTuple):
     """The facts of one valid report version that case semantics need."""
 
+    owner: str
     case_id: str
     report_id: str
     version: int
@@ -146,22 +177,35 @@ class Version(NamedTuple):
     contribution: Contribution
     report_json: str
 
+    @property
+    def key(self) -> CaseKey:
+        return CaseKey(self.owner, self.case_id)
+
 
 class CaseBook:
-    """Applies versions to the case states of one batch, accumulating count deltas."""
+    """Applies versions to the case states of one batch, accumulating count deltas.
 
-    def __init__(self, states: dict[str, CaseState]) -> None:
+    ``states`` holds every stored state of the case ids the batch names, of every owner, so
+    that links across owners become suspicions whichever side arrives first.
+    """
+
+    def __init__(self, states: dict[CaseKey, CaseState]) -> None:
         self.states = states
         self.deltas = Deltas()
-        self.changed: set[str] = set()
+        self.changed: set[CaseKey] = set()
+        self.suspicions: set[Suspicion] = set()
         self.duplicates_withdrawn = 0
+        self._owners: dict[str, set[str]] = {}
+        for key in states:
+            self._owners.setdefault(key.case_id, set()).add(key.owner)
 
     def apply(self, version: Version) -> tuple[Outcome, str | None]:
         """Apply one version; return its outcome and, when refused, the reason."""
         for other in version.duplicate_of_ids:
             if other != version.case_id:
-                self._withdraw_duplicate(other, version.case_id)
-        state = self.states.get(version.case_id)
+                self.withdraw_duplicate(CaseKey(version.owner, other), version.case_id)
+                self._suspect_across_owners(version.key, other)
+        state = self.states.get(version.key)
         if state is not None and state.status is Status.duplicate:
             return Outcome.refused, (
                 f"case {version.case_id!r} was withdrawn as a duplicate of "
@@ -182,6 +226,7 @@ class CaseBook:
                     version.version,
                     version.report_id,
                     report_json=version.report_json,
+                    owner=version.owner,
                 )
             )
             return Outcome.nullified, None
@@ -191,6 +236,8 @@ class CaseBook:
             if version.version == state.version:
                 return Outcome.resent, None
         outcome = Outcome.new if state is None else Outcome.follow_up
+        if state is None:
+            self._suspected_by_other_owners(version.key)
         self._withdraw(state)
         self.deltas.add(version.contribution, +1)
         self._store(
@@ -201,34 +248,63 @@ class CaseBook:
                 version.report_id,
                 contribution=version.contribution,
                 report_json=version.report_json,
+                owner=version.owner,
             )
         )
         return outcome, None
 
-    def _withdraw_duplicate(self, case_id: str, survivor: str) -> None:
-        state = self.states.get(case_id)
+    def withdraw_duplicate(
+        self, key: CaseKey, survivor: str, survivor_owner: str | None = None
+    ) -> bool:
+        """Withdraw the case for good as a duplicate of case ``survivor`` (of the same owner,
+        unless ``survivor_owner`` names another); False when it was already withdrawn."""
+        state = self.states.get(key)
         if state is not None and state.status is not Status.active:
-            return  # already withdrawn (as a duplicate, or nullified) for good
+            return False  # already withdrawn (as a duplicate, or nullified) for good
         self._withdraw(state)
         self.duplicates_withdrawn += 1
         self._store(
             CaseState(
-                case_id,
+                key.case_id,
                 Status.duplicate,
                 None if state is None else state.version,
                 None if state is None else state.report_id,
                 duplicate_of=survivor,
                 report_json=None if state is None else state.report_json,
+                owner=key.owner,
+                duplicate_of_owner=survivor_owner,
             )
         )
+        return True
+
+    def _suspect_across_owners(self, survivor: CaseKey, case_id: str) -> None:
+        """The survivor names ``case_id``: every other owner's real case of that id is a
+        suspected duplicate (placeholders are not cases)."""
+        for owner in self._owners.get(case_id, ()):
+            other = self.states[CaseKey(owner, case_id)]
+            if owner != survivor.owner and other.version is not None:
+                self.suspicions.add(Suspicion(survivor, other.key))
+
+    def _suspected_by_other_owners(self, arrived: CaseKey) -> None:
+        """A new case whose id another owner has named as a duplicate of its own case."""
+        for owner in self._owners.get(arrived.case_id, ()):
+            named = self.states[CaseKey(owner, arrived.case_id)]
+            if (
+                owner != arrived.owner
+                and named.status is Status.duplicate
+                and named.duplicate_of_owner is None
+            ):
+                survivor = CaseKey(owner, named.duplicate_of)
+                self.suspicions.add(Suspicion(survivor, arrived))
 
     def _withdraw(self, state: CaseState | None) -> None:
         if state is not None and state.contribution is not None:
             self.deltas.add(state.contribution, -1)
 
     def _store(self, state: CaseState) -> None:
-        self.states[state.case_id] = state
-        self.changed.add(state.case_id)
+        self.states[state.key] = state
+        self.changed.add(state.key)
+        self._owners.setdefault(state.case_id, set()).add(state.owner)
 
     def changed_states(self) -> list[CaseState]:
-        return [self.states[case_id] for case_id in sorted(self.changed)]
+        return [self.states[key] for key in sorted(self.changed)]

@@ -14,9 +14,11 @@ import orjson
 from pvsignal.argtypes import positive_int
 from pvsignal.errors import InputError
 from pvsignal.ingest import BatchCollector, Ingestor, IngestSummary, batches
+from pvsignal.institutions import InstitutionRegistry, load_institutions
+from pvsignal.ownership import UNATTRIBUTED, OwnerRule, SenderOwns, SourceOwns
 from pvsignal.products import load_products
 from pvsignal.readers import RawRecord
-from pvsignal.rebuild import effective_scopes, rebuild
+from pvsignal.rebuild import effective_scopes, rebuild, rename_owners
 from pvsignal.scopes import ScopeConfig, load_scope_config
 from pvsignal.store import DEFAULT_URL, SqlStore, open_store
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from pvsignal.detection import Detector
 
 FORMATS = ("jsonl", "e2b", "faers", "vaers")
+_DATABASE_OWNERS = {"faers": "FDA-FAERS", "vaers": "CDC-VAERS"}
 
 
 def _store_argument(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +80,12 @@ def add_store_commands(commands: argparse._SubParsersAction) -> None:
         help="update signal states and alerts after the whole ingest (default), after every "
         "batch, or not at all",
     )
+    ingest.add_argument(
+        "--owner",
+        help="organisation owning the records that name no sender organisation (C.3.2; "
+        "default 'unattributed'); for faers/vaers, every record's (default FDA-FAERS, "
+        "CDC-VAERS: their case ids are the database's)",
+    )
     _store_argument(ingest)
     ingest.set_defaults(run=_run_ingest)
 
@@ -103,6 +112,20 @@ def add_store_commands(commands: argparse._SubParsersAction) -> None:
     _store_argument(export)
     export.set_defaults(run=_run_signals_export)
 
+    institutions = commands.add_parser(
+        "institutions", help="the institution registry (hospitals, MAHs, regulators)"
+    )
+    institution_commands = institutions.add_subparsers(dest="institutions_command", required=True)
+    load_institutions_parser = institution_commands.add_parser(
+        "load", help="load institutions from YAML or CSV"
+    )
+    load_institutions_parser.add_argument("file", type=Path)
+    _store_argument(load_institutions_parser)
+    load_institutions_parser.set_defaults(run=_run_institutions_load)
+    list_institutions = institution_commands.add_parser("list", help="list institutions")
+    _store_argument(list_institutions)
+    list_institutions.set_defaults(run=_run_institutions_list)
+
     rebuild_parser = commands.add_parser(
         "rebuild", help="recount every case under a (new) scope configuration and the registry"
     )
@@ -126,7 +149,13 @@ def _run_ingest(args: argparse.Namespace) -> int:
     collector = BatchCollector()
     try:
         scopes = effective_scopes(store, args.scope_config)
-        ingestor = Ingestor(store, scopes, source=args.format, batch_size=args.batch_size)
+        ingestor = Ingestor(
+            store,
+            scopes,
+            owners=owner_rule(args.format, args.owner),
+            source=args.format,
+            batch_size=args.batch_size,
+        )
         detector = None if args.detect == "off" else _detector(store, scopes)
         summary, alerts = IngestSummary(), 0
         for batch in batches(read(list(args.paths)), args.batch_size):
@@ -144,6 +173,14 @@ def _run_ingest(args: argparse.Namespace) -> int:
     if args.detect != "off":
         print(f"signal transitions (alerts) recorded: {alerts}")
     return 0
+
+
+def owner_rule(source_format: str, owner: str | None) -> OwnerRule:
+    """Who owns the cases of a file (see pvsignal.ownership)."""
+    database = _DATABASE_OWNERS.get(source_format)
+    if database is not None:
+        return SourceOwns(owner or database)
+    return SenderOwns(owner or UNATTRIBUTED)
 
 
 def _detector(store: SqlStore, scopes: ScopeConfig) -> Detector:
@@ -183,6 +220,38 @@ def _run_products_load(args: argparse.Namespace) -> int:
             # New names or aliases may resolve reports to other products: recount.
             summary = rebuild(store, effective_scopes(store, None))
             print(f"recounted {summary.cases} cases under the new registry")
+    finally:
+        store.close()
+    return 0
+
+
+def _run_institutions_load(args: argparse.Namespace) -> int:
+    institutions = load_institutions(args.file)
+    store = open_store(args.store)
+    try:
+        registry = InstitutionRegistry([*store.load_institutions(), *institutions])
+        store.save_institutions(institutions)
+        print(f"loaded {len(institutions)} institutions into {args.store}")
+        for old, new in rename_owners(store, registry).items():
+            print(f"cases of {old!r} now belong to {new!r}")
+        if store.count_cases().get("active"):
+            # An institution's region counts for reports that state none: recount.
+            summary = rebuild(store, effective_scopes(store, None))
+            print(f"recounted {summary.cases} cases under the new registry")
+    finally:
+        store.close()
+    return 0
+
+
+def _run_institutions_list(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    try:
+        for institution in store.load_institutions():
+            print(
+                f"{institution.institution_id}\t{institution.names[0]}\t"
+                f"{institution.kind.value}\t{institution.region or ''}\t"
+                f"{','.join(d.value for d in institution.designations)}"
+            )
     finally:
         store.close()
     return 0

@@ -12,3 +12,11 @@ class InputError(PvsignalError, ValueError):
 class StaleOffsetsError(PvsignalError):
     """A batch was read from offsets another writer has since moved past (a consumer that
     lost its partitions in a rebalance): writing it would count records twice."""
+
+
+class NotFoundError(PvsignalError, LookupError):
+    """What the caller named does not exist (or is not theirs to see)."""
+
+
+class StateConflictError(PvsignalError):
+    """The request is valid but the thing it names is not in a state that allows it."""

@@ -11,7 +11,7 @@ import gc
 import itertools
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -20,12 +20,16 @@ from pydantic import ValidationError
 
 from pvsignal.cases import CaseBook, Contribution, Outcome, Version
 from pvsignal.errors import StaleOffsetsError
+from pvsignal.institutions import InstitutionRegistry
+from pvsignal.ownership import OwnerRule, SenderOwns, sender_organisation
 from pvsignal.products import Registry
 from pvsignal.readers import RawRecord
 from pvsignal.reports import Report, problems_of
 from pvsignal.scopes import ScopeConfig, stratum_of
 from pvsignal.store import BatchWrite, Reject, SqlStore
 from pvsignal.store.sql import BatchSession
+
+_SENDER_OWNS = SenderOwns()
 
 # A record's payload is kept with its reject up to this size, so it can be corrected and resent.
 _KEPT_PAYLOAD = 65_536
@@ -56,12 +60,18 @@ class RecordResult(NamedTuple):
     outcome: str
     case_id: str | None = None
     reason: str | None = None
+    owner: str | None = None
 
 
 @dataclass
 class BatchResult:
     summary: IngestSummary
     results: list[RecordResult]
+
+
+# Called inside a batch's transaction once its changes are written: whatever else must land
+# with them (a submission's receipt) or not at all.
+Finish = Callable[[BatchSession, BatchResult], None]
 
 
 class Ingestor:
@@ -73,11 +83,19 @@ class Ingestor:
         scopes: ScopeConfig,
         *,
         registry: Registry | None = None,
+        institutions: InstitutionRegistry | None = None,
+        owners: OwnerRule = _SENDER_OWNS,
         source: str = "ingest",
         batch_size: int = 5_000,
     ) -> None:
         self.store, self.scopes, self.source, self.batch_size = store, scopes, source, batch_size
         self.registry = registry if registry is not None else Registry(store.load_products())
+        self.institutions = (
+            institutions
+            if institutions is not None
+            else InstitutionRegistry(store.load_institutions())
+        )
+        self.owners = owners
         self._filters = [
             (scope.name, None if scope.filter.admits_everything else scope.filter)
             for scope in scopes.all_scopes()
@@ -96,18 +114,23 @@ class Ingestor:
         records: list[RawRecord],
         offsets: dict[tuple[str, int], int] | None = None,
         expected: dict[tuple[str, int], int | None] | None = None,
+        finish: Finish | None = None,
+        owners: OwnerRule | None = None,
     ) -> BatchResult:
         """Validate and apply one batch, writing it (and the given offsets) in one transaction.
 
         ``expected`` fences the writer: the store's next offset of each (topic, partition) the
         batch was read from (None: none stored). If another writer has moved one since, the
-        batch is refused whole with StaleOffsetsError and nothing is written.
+        batch is refused whole with StaleOffsetsError and nothing is written. ``finish`` runs
+        in the same transaction, after the batch's writes. ``owners`` overrides the engine's
+        owner rule for this batch (the API's caller).
         """
+        owners = self.owners if owners is None else owners
         rejects: list[Reject] = []
         results: list[RecordResult | None] = []
         versions: list[tuple[int, Version]] = []
         for record in records:
-            version, reject = self._version(record)
+            version, reject = self._version(record, owners)
             if reject is not None:
                 rejects.append(reject)
                 results.append(
@@ -136,9 +159,13 @@ class Ingestor:
                     deltas=book.deltas,
                     rejects=rejects,
                     offsets=offsets or {},
+                    suspicions=sorted(book.suspicions),
                 )
             )
-        return BatchResult(summary, [r for r in results if r is not None])
+            result = BatchResult(summary, [r for r in results if r is not None])
+            if finish is not None:
+                finish(session, result)
+        return result
 
     def _apply_versions(
         self,
@@ -153,7 +180,7 @@ class Ingestor:
             outcome, reason = book.apply(version)
             summary.outcomes[outcome] += 1
             location = records[index].location
-            results[index] = RecordResult(location, outcome, version.case_id, reason)
+            results[index] = RecordResult(location, outcome, version.case_id, reason, version.owner)
             if outcome is Outcome.refused:
                 rejects.append(
                     Reject(
@@ -169,21 +196,26 @@ class Ingestor:
         summary.touched_scopes = book.deltas.touched
         return summary
 
-    def _version(self, record: RawRecord) -> tuple[Version | None, Reject | None]:
+    def _version(
+        self, record: RawRecord, owners: OwnerRule
+    ) -> tuple[Version | None, Reject | None]:
         if record.error is not None or record.payload is None:
             return None, self._reject(record, "(record)", "", record.error or "empty record")
-        if record.report is not None:
-            return self._to_version(record.report, _payload_text(record.payload)), None
-        try:
-            if isinstance(record.payload, dict):
-                report = Report.model_validate(record.payload)
-            else:
-                report = Report.model_validate_json(record.payload)
-        except ValidationError as error:
-            problem = problems_of(error)[0]
-            reasons = "; ".join(str(p) for p in problems_of(error))
-            return None, self._reject(record, problem.field, problem.value, reasons)
-        return self._to_version(report, _payload_text(record.payload)), None
+        report = record.report
+        if report is None:
+            try:
+                if isinstance(record.payload, dict):
+                    report = Report.model_validate(record.payload)
+                else:
+                    report = Report.model_validate_json(record.payload)
+            except ValidationError as error:
+                problem = problems_of(error)[0]
+                reasons = "; ".join(str(p) for p in problems_of(error))
+                return None, self._reject(record, problem.field, problem.value, reasons)
+        owner, problem = owners.owner(report, self.institutions)
+        if problem is not None:
+            return None, self._reject(record, problem.field, problem.value, str(problem))
+        return self._to_version(report, owner, _payload_text(record.payload)), None
 
     def _reject(self, record: RawRecord, field_: str, value: str, reason: str) -> Reject:
         text = None if record.payload is None else _payload_text(record.payload)
@@ -196,8 +228,9 @@ class Ingestor:
             None if text is None else text[:_KEPT_PAYLOAD],
         )
 
-    def _to_version(self, report: Report, text: str) -> Version:
+    def _to_version(self, report: Report, owner: str, text: str) -> Version:
         return Version(
+            owner=owner,
             case_id=report.case_id,
             report_id=report.report_id,
             version=report.version,
@@ -209,6 +242,7 @@ class Ingestor:
 
     def contribution(self, report: Report) -> Contribution:
         """The counted products and events of the report, per scope it belongs to."""
+        report = self._located(report)
         resolve, roles = self.registry.resolve, self._roles
         resolved = [resolve(entry) for entry in report.products if entry.role in roles]
         events = tuple(dict.fromkeys([reaction.pt for reaction in report.reactions]))
@@ -225,6 +259,13 @@ class Ingestor:
             if products and events:
                 scopes.append((name, products, events))
         return Contribution(stratum_of(report), tuple(scopes))
+
+    def _located(self, report: Report) -> Report:
+        """The report with its institution's region when it states none itself."""
+        if report.region is not None:
+            return report
+        region = self.institutions.region_of(sender_organisation(report))
+        return report if region is None else report.model_copy(update={"region": region})
 
 
 class BatchCollector:

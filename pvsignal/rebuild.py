@@ -4,7 +4,9 @@ The store remembers the scope configuration its counts were made with. Ingesting
 different one is refused; `pvsignal rebuild` recounts every case that counts (from the latest
 version kept in the store) under the new configuration and the current registry, in one
 transaction. Loading products rebuilds too, since a new alias can change which product a
-report's text names.
+report's text names; loading institutions first renames the owners whose sender name now
+resolves to a registered institution, then rebuilds (an institution's region counts for
+reports that state none).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pvsignal.cases import Contribution, Deltas
+from pvsignal.cases import CaseKey, Contribution, Deltas
 from pvsignal.errors import InputError
 from pvsignal.ingest import Ingestor
+from pvsignal.institutions import InstitutionRegistry
 from pvsignal.reports import Report
 from pvsignal.scopes import ScopeConfig, load_scope_config
 from pvsignal.store import SqlStore
@@ -54,11 +57,24 @@ def rebuild(store: SqlStore, scopes: ScopeConfig) -> RebuildSummary:
     """Recount every counting case under ``scopes`` and the store's registry."""
     ingestor = Ingestor(store, scopes)
     deltas = Deltas()
-    contributions: dict[str, Contribution] = {}
-    for case_id, report_json in store.active_reports():
+    contributions: dict[CaseKey, Contribution] = {}
+    for owner, case_id, report_json in store.active_reports():
         contribution = ingestor.contribution(Report.model_validate_json(report_json))
         deltas.add(contribution, +1)
-        contributions[case_id] = contribution
+        contributions[CaseKey(owner, case_id)] = contribution
     store.replace_counts(deltas, contributions)
     store.set_setting(SCOPES_SETTING, scopes.model_dump_json())
     return RebuildSummary(len(contributions), tuple(s.name for s in scopes.all_scopes()))
+
+
+def rename_owners(store: SqlStore, institutions: InstitutionRegistry) -> dict[str, str]:
+    """Give every case owner its registered institution id, where the registry now resolves
+    the name it was sent under; return what was renamed."""
+    renamed = {}
+    for owner in store.owners():
+        canonical = institutions.canonical(owner)
+        if canonical != owner:
+            renamed[owner] = canonical
+    if renamed:
+        store.rename_owners(renamed)
+    return renamed

@@ -21,8 +21,9 @@ What the stream holds, and why:
   registry does not know.
 - Malformed lines, when asked for, fail ``Report.model_validate_json`` in varied ways.
 
-The truth an engine must reproduce is the latest version of each case, without nullified cases
-and without the duplicates a surviving case supersedes. ``Report`` refuses received dates in the
+The truth an engine must reproduce is the latest version of each case, without nullified cases.
+The duplicates come from another organisation than the case that names them, so they are only
+suspected duplicates (a regulator decides) and still count. ``Report`` refuses received dates in the
 future, so keep ``end`` in the past.
 """
 
@@ -426,8 +427,9 @@ class PlantedSignal:
 class SimulationTruth:
     """Counts of what the stream holds, for tests (``<stem>.truth.json``).
 
-    ``cases`` counts distinct case ids; ``live_cases`` those neither nullified nor superseded as
-    duplicates. ``follow_ups`` counts follow-up versions (2 and 3), ``nullifications`` and
+    ``cases`` counts distinct case ids; ``live_cases`` those not nullified (a duplicate is
+    named by another sender's case, so it is only suspected until a regulator decides, and it
+    counts). ``follow_ups`` counts follow-up versions (2 and 3), ``nullifications`` and
     ``superseding_reports`` their own versions, ``resends`` identical copies of a version.
     Product mentions are counted over the latest versions of live cases.
     """
@@ -1464,11 +1466,14 @@ def _truth(
 ) -> SimulationTruth:
     malformed = lines["malformed"][lines["malformed"] >= 0]
     counts = np.bincount(malformed, minlength=len(MALFORMED_KINDS))
-    nullified_rows = lines["ident"][lines["nullified"] & (lines["ident"] < plan.cases)]
-    live = np.ones(plan.cases, dtype=bool)
-    live[nullified_rows] = False
+    # A duplicate comes from another organisation than the case naming it, so the link is a
+    # suspected duplicate for a regulator (pvsignal.cases): both count until one decides.
+    live = np.ones(plan.identities, dtype=bool)
+    live[lines["ident"][lines["nullified"]]] = False
+    content = np.concatenate([np.arange(plan.cases), dup_rows])
+    live_per_row = np.bincount(content[live], minlength=plan.cases)
     _, p_row, _ = _slots(cases.n_prod)
-    mentions = live[p_row]
+    mentions = live_per_row[p_row]
     return SimulationTruth(
         lines=int(lines.size),
         valid_lines=int(lines.size - malformed.size),
@@ -1487,7 +1492,7 @@ def _truth(
         superseding_reports=int(dup_rows.size),
         planted_cases=sum(s[4] for s in signals),
         product_mentions=int(mentions.sum()),
-        unregistered_mentions=int((mentions & (cases.prod >= cat.size)).sum()),
+        unregistered_mentions=int(mentions[cases.prod >= cat.size].sum()),
         products=cat.size,
         pts=len(terms.names),
     )

@@ -122,7 +122,47 @@ _V5 = """
 {widen_case_version}
 """
 
-MIGRATIONS = (_V1, _V2, _V3, _V4, _V5)
+# Cases are owned: (owner, case_id) is a case's identity, so one organisation's case id never
+# touches another's. Owners of existing cases are assigned after this migration from their
+# stored report's sender organisation (see SqlStore._assign_owners). A duplicate link across
+# owners is a suspicion a regulator decides; institutions are a registry like products; a
+# submission's Idempotency-Key is kept with its receipt.
+_V6 = """
+CREATE TABLE owned_cases (
+    owner TEXT NOT NULL,
+    case_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    version BIGINT,
+    report_id TEXT,
+    duplicate_of TEXT,
+    duplicate_of_owner TEXT,
+    contribution TEXT,
+    report TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (owner, case_id)
+);
+INSERT INTO owned_cases (owner, case_id, status, version, report_id, duplicate_of,
+    contribution, report, updated_at)
+SELECT '', case_id, status, version, report_id, duplicate_of, contribution, report, updated_at
+FROM cases;
+DROP TABLE cases;
+ALTER TABLE owned_cases RENAME TO cases;
+CREATE INDEX cases_case_id ON cases (case_id);
+CREATE TABLE suspected_duplicates (
+    suspicion_id {serial},
+    survivor_owner TEXT NOT NULL, survivor_case_id TEXT NOT NULL,
+    suspect_owner TEXT NOT NULL, suspect_case_id TEXT NOT NULL,
+    status TEXT NOT NULL, found_at TEXT NOT NULL,
+    decided_by TEXT, decided_at TEXT, note TEXT,
+    UNIQUE (survivor_owner, survivor_case_id, suspect_owner, suspect_case_id)
+);
+CREATE INDEX suspected_duplicates_status ON suspected_duplicates (status, suspicion_id);
+CREATE TABLE institutions (institution_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+ALTER TABLE receipts ADD COLUMN idempotency_key TEXT;
+CREATE UNIQUE INDEX receipts_idempotency ON receipts (idempotency_key)
+"""
+
+MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6)
 
 
 def migrations(

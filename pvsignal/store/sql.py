@@ -17,7 +17,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from pvsignal.cases import CaseState, Contribution, Deltas, Status
+from pvsignal.cases import CaseKey, CaseState, Contribution, Deltas, Status, Suspicion
+from pvsignal.errors import InputError
+from pvsignal.institutions import Institution
+from pvsignal.ownership import UNATTRIBUTED
 from pvsignal.products import RegisteredProduct
 from pvsignal.store.access import BATCHES_WRITTEN, PRODUCTS_WRITTEN, AccessStore
 
@@ -44,6 +47,7 @@ class BatchWrite:
     deltas: Deltas = field(default_factory=Deltas)
     rejects: list[Reject] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> next
+    suspicions: list[Suspicion] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -111,20 +115,36 @@ _UPSERT_TOTALS = _running_sum("scope_totals", ("scope", "stratum"), "n")
 _UPSERT_CASES = Rows(
     "cases",
     (
+        "owner",
         "case_id",
         "status",
         "version",
         "report_id",
         "duplicate_of",
+        "duplicate_of_owner",
         "contribution",
         "report",
         "updated_at",
     ),
-    ("text", "text", "bigint", "text", "text", "text", "text", "text"),
-    "ON CONFLICT (case_id) DO UPDATE SET status = excluded.status, "
+    ("text", "text", "text", "bigint", "text", "text", "text", "text", "text", "text"),
+    "ON CONFLICT (owner, case_id) DO UPDATE SET status = excluded.status, "
     "version = excluded.version, report_id = excluded.report_id, "
-    "duplicate_of = excluded.duplicate_of, contribution = excluded.contribution, "
+    "duplicate_of = excluded.duplicate_of, duplicate_of_owner = excluded.duplicate_of_owner, "
+    "contribution = excluded.contribution, "
     "report = COALESCE(excluded.report, cases.report), updated_at = excluded.updated_at",
+)
+_INSERT_SUSPICIONS = Rows(
+    "suspected_duplicates",
+    (
+        "survivor_owner",
+        "survivor_case_id",
+        "suspect_owner",
+        "suspect_case_id",
+        "status",
+        "found_at",
+    ),
+    ("text",) * 6,
+    "ON CONFLICT (survivor_owner, survivor_case_id, suspect_owner, suspect_case_id) DO NOTHING",
 )
 _INSERT_REJECT = Rows(
     "rejects",
@@ -185,7 +205,29 @@ class SqlStore(AccessStore):
                 for statement in statements.split(";"):
                     if statement.strip():
                         self._execute(cursor, statement)
+                if number == _OWNERS_MIGRATION:
+                    self._assign_owners(cursor)
                 self._execute(cursor, "INSERT INTO schema_version (version) VALUES (?)", (number,))
+
+    def _assign_owners(self, cursor: Any) -> None:
+        """Migration 6 on a store of unowned cases: a case belongs to its stored report's
+        sender organisation (the rule for files and Kafka); a placeholder withdrawn before it
+        arrived, to the owner of the case that named it; a duplicate withdrawn by another
+        owner's case under the old rules keeps that link, now naming the survivor's owner."""
+        self._execute(cursor, "SELECT case_id, report, duplicate_of FROM cases")
+        rows = cursor.fetchall()
+        owners = {case_id: _stored_owner(report) for case_id, report, _ in rows if report}
+        updates = []
+        for case_id, _, duplicate_of in rows:
+            survivor_owner = owners.get(duplicate_of, UNATTRIBUTED) if duplicate_of else None
+            owner = owners.get(case_id, survivor_owner or UNATTRIBUTED)
+            linked = survivor_owner if survivor_owner not in (None, owner) else None
+            updates.append((owner, linked, case_id))
+        self._executemany(
+            cursor,
+            "UPDATE cases SET owner = ?, duplicate_of_owner = ? WHERE owner = '' AND case_id = ?",
+            updates,
+        )
 
     def close(self) -> None:
         self._connection.close()
@@ -218,6 +260,26 @@ class SqlStore(AccessStore):
             for (doc,) in self._query("SELECT doc FROM products ORDER BY product_id")
         ]
 
+    # -- institutions -----------------------------------------------------------------------
+
+    def save_institutions(self, institutions: Iterable[Institution]) -> int:
+        rows = [(i.institution_id, i.model_dump_json()) for i in institutions]
+        with self._transaction() as cursor:
+            self._executemany(
+                cursor,
+                "INSERT INTO institutions (institution_id, doc) VALUES (?, ?) "
+                "ON CONFLICT (institution_id) DO UPDATE SET doc = excluded.doc",
+                rows,
+            )
+            self._execute(cursor, _BUMP_MARK, (PRODUCTS_WRITTEN,))
+        return len(rows)
+
+    def load_institutions(self) -> list[Institution]:
+        return [
+            Institution.model_validate_json(doc)
+            for (doc,) in self._query("SELECT doc FROM institutions ORDER BY institution_id")
+        ]
+
     # -- cases ------------------------------------------------------------------------------
 
     @contextmanager
@@ -231,22 +293,23 @@ class SqlStore(AccessStore):
         with self._transaction(exclusive=True) as cursor:
             yield BatchSession(self, cursor)
 
-    def load_cases(self, case_ids: Iterable[str]) -> dict[str, CaseState]:
+    def load_cases(self, case_ids: Iterable[str]) -> dict[CaseKey, CaseState]:
+        """The states of these case ids, of every owner."""
         with self._transaction() as cursor:
             return BatchSession(self, cursor).load_cases(case_ids)
 
-    def case(self, case_id: str) -> CaseState | None:
-        return self.load_cases([case_id]).get(case_id)
+    def case(self, case_id: str, owner: str = UNATTRIBUTED) -> CaseState | None:
+        return self.load_cases([case_id]).get(CaseKey(owner, case_id))
 
     def count_cases(self) -> dict[str, int]:
         rows = self._query("SELECT status, COUNT(*) FROM cases GROUP BY status")
         return {status: int(n) for status, n in rows}
 
-    def active_reports(self) -> list[tuple[str, str]]:
-        """(case_id, latest report as received) of every case that counts."""
-        return self._query("SELECT case_id, report FROM cases WHERE status = 'active'")
+    def active_reports(self) -> list[tuple[str, str, str]]:
+        """(owner, case_id, latest report as received) of every case that counts."""
+        return self._query("SELECT owner, case_id, report FROM cases WHERE status = 'active'")
 
-    def replace_counts(self, deltas: Deltas, contributions: dict[str, Contribution]) -> None:
+    def replace_counts(self, deltas: Deltas, contributions: dict[CaseKey, Contribution]) -> None:
         """Replace every count, and the cases' contributions, in one transaction (a rebuild
         after the scopes or the registry changed)."""
         with self._transaction(exclusive=True) as cursor:
@@ -254,10 +317,64 @@ class SqlStore(AccessStore):
                 self._execute(cursor, f"DELETE FROM {table}")
             self._executemany(
                 cursor,
-                "UPDATE cases SET contribution = ? WHERE case_id = ?",
-                [(c.to_json(), case_id) for case_id, c in contributions.items()],
+                "UPDATE cases SET contribution = ? WHERE owner = ? AND case_id = ?",
+                [(c.to_json(), *key) for key, c in contributions.items()],
             )
             BatchSession(self, cursor).write(BatchWrite(deltas=deltas))
+
+    def owners(self) -> list[str]:
+        """Every organisation that owns a case."""
+        return [owner for (owner,) in self._query("SELECT DISTINCT owner FROM cases")]
+
+    def rename_owners(self, renamed: dict[str, str]) -> None:
+        """Move every case of an owner to its new name (the institution registry now resolves
+        the sender name to a registered id), with the links naming it, in one transaction.
+
+        Raises
+        ------
+        InputError
+            When both names hold the same case id: that would merge two cases.
+        """
+        with self._transaction(exclusive=True) as cursor:
+            for old, new in renamed.items():
+                self._execute(
+                    cursor,
+                    "SELECT case_id FROM cases WHERE owner = ? AND case_id IN "
+                    "(SELECT case_id FROM cases WHERE owner = ?) LIMIT 3",
+                    (old, new),
+                )
+                clashes = [case_id for (case_id,) in cursor.fetchall()]
+                if clashes:
+                    raise InputError(
+                        f"organisation {old!r} now resolves to {new!r}, but both own case ids "
+                        f"{clashes}: resolve the registry entry or the cases first"
+                    )
+                for statement in _RENAME_OWNER:
+                    self._execute(cursor, statement, (new, old))
+
+    # -- suspected duplicates across owners -------------------------------------------------
+
+    def suspicions(
+        self, *, status: str | None = None, after: int = 0, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Suspected duplicates in id order, after the given id, optionally of one status."""
+        where, parameters = "suspicion_id > ?", [after]
+        if status is not None:
+            where += " AND status = ?"
+            parameters.append(status)
+        rows = self._query(
+            f"SELECT {_SUSPICION_COLUMNS} FROM suspected_duplicates WHERE {where} "
+            "ORDER BY suspicion_id LIMIT ?",
+            (*parameters, limit),
+        )
+        return [_suspicion(row) for row in rows]
+
+    def suspicion(self, suspicion_id: int) -> dict[str, Any] | None:
+        rows = self._query(
+            f"SELECT {_SUSPICION_COLUMNS} FROM suspected_duplicates WHERE suspicion_id = ?",
+            (suspicion_id,),
+        )
+        return _suspicion(rows[0]) if rows else None
 
     def setting(self, name: str) -> str | None:
         rows = self._query("SELECT value FROM store_settings WHERE name = ?", (name,))
@@ -530,23 +647,75 @@ _INSERT_ALERT = Rows(
 )
 
 
+_OWNERS_MIGRATION = 6
+_RENAME_OWNER = (
+    "UPDATE cases SET owner = ? WHERE owner = ?",
+    "UPDATE cases SET duplicate_of_owner = ? WHERE duplicate_of_owner = ?",
+    "UPDATE suspected_duplicates SET survivor_owner = ? WHERE survivor_owner = ?",
+    "UPDATE suspected_duplicates SET suspect_owner = ? WHERE suspect_owner = ?",
+)
+_SUSPICION_COLUMNS = (
+    "suspicion_id, survivor_owner, survivor_case_id, suspect_owner, suspect_case_id, status, "
+    "found_at, decided_by, decided_at, note"
+)
+
+
+def _stored_owner(report_json: str) -> str:
+    """The sender organisation a stored report names (files' and Kafka's owner rule)."""
+    sender = orjson.loads(report_json).get("sender") or {}
+    organisation = (sender.get("institution_id") or "").strip()
+    return organisation or UNATTRIBUTED
+
+
+def _suspicion(row: Sequence[Any]) -> dict[str, Any]:
+    (
+        suspicion_id,
+        survivor_owner,
+        survivor_case_id,
+        suspect_owner,
+        suspect_case_id,
+        status,
+        found_at,
+        decided_by,
+        decided_at,
+        note,
+    ) = row
+    return {
+        "suspicion_id": int(suspicion_id),
+        "survivor": {"owner": survivor_owner, "case_id": survivor_case_id},
+        "suspect": {"owner": suspect_owner, "case_id": suspect_case_id},
+        "status": status,
+        "found_at": found_at,
+        "decided_by": decided_by,
+        "decided_at": decided_at,
+        "note": note,
+    }
+
+
 def _case_row(state: CaseState, now: str) -> tuple[Any, ...]:
     contribution = None if state.contribution is None else state.contribution.to_json()
     return (
+        state.owner,
         state.case_id,
         state.status.value,
         state.version,
         state.report_id,
         state.duplicate_of,
+        state.duplicate_of_owner,
         contribution,
         state.report_json,
         now,
     )
 
 
+_CASE_COLUMNS = (
+    "owner, case_id, status, version, report_id, duplicate_of, duplicate_of_owner, contribution"
+)
+
+
 def _case_from_row(row: Sequence[Any]) -> CaseState:
     # Without the stored payload: a batch never needs it, and a write keeps it (COALESCE).
-    case_id, status, version, report_id, duplicate_of, contribution = row
+    owner, case_id, status, version, report_id, duplicate_of, duplicate_of_owner, contribution = row
     return CaseState(
         case_id,
         Status(status),
@@ -554,6 +723,8 @@ def _case_from_row(row: Sequence[Any]) -> CaseState:
         report_id,
         duplicate_of,
         None if contribution is None else Contribution.from_json(contribution),
+        owner=owner,
+        duplicate_of_owner=duplicate_of_owner,
     )
 
 
@@ -563,21 +734,32 @@ class BatchSession:
     def __init__(self, store: SqlStore, cursor: Any) -> None:
         self._store, self._cursor = store, cursor
 
-    def load_cases(self, case_ids: Iterable[str]) -> dict[str, CaseState]:
+    def load_cases(self, case_ids: Iterable[str]) -> dict[CaseKey, CaseState]:
+        """The states of these case ids, of every owner (links across owners need them)."""
         ids = sorted(set(case_ids))
-        states: dict[str, CaseState] = {}
+        states: dict[CaseKey, CaseState] = {}
         dialect, cursor = self._store._dialect, self._cursor
         for start in range(0, len(ids), _CHUNK):
             clause, parameters = dialect.in_clause("case_id", ids[start : start + _CHUNK])
             self._store._execute(
-                cursor,
-                "SELECT case_id, status, version, report_id, duplicate_of, contribution "
-                f"FROM cases WHERE {clause}",
-                parameters,
+                cursor, f"SELECT {_CASE_COLUMNS} FROM cases WHERE {clause}", parameters
             )
             for row in cursor.fetchall():
-                states[row[0]] = _case_from_row(row)
+                state = _case_from_row(row)
+                states[state.key] = state
         return states
+
+    def decide_suspicion(
+        self, suspicion_id: int, status: str, decided_by: str, note: str | None
+    ) -> bool:
+        """Record a regulator's decision on an open suspicion; False when it was not open."""
+        self._store._execute(
+            self._cursor,
+            "UPDATE suspected_duplicates SET status = ?, decided_by = ?, decided_at = ?, "
+            "note = ? WHERE suspicion_id = ? AND status = 'open'",
+            (status, decided_by, dt.datetime.now(dt.UTC).isoformat(), note, suspicion_id),
+        )
+        return self._cursor.rowcount == 1
 
     def offsets(self, topic: str) -> dict[int, int]:
         """The stored next offsets of the topic's partitions, read inside the transaction."""
@@ -614,4 +796,9 @@ class BatchSession:
             cursor,
             _UPSERT_OFFSET,
             [(topic, partition, offset) for (topic, partition), offset in batch.offsets.items()],
+        )
+        run(
+            cursor,
+            _INSERT_SUSPICIONS,
+            [(*s.survivor, *s.suspect, "open", now) for s in batch.suspicions],
         )

@@ -1,8 +1,10 @@
-"""Case semantics: any arrival order leaves the counts of a from-scratch recount.
+"""Case semantics: any arrival order leaves the counts of a from-scratch recount, per owner.
 
 The reference recount below is written independently of the engine: it looks at the whole
-set of reports at once (latest version per case; nullified cases and cases named as
-duplicates by any report excluded) and counts distinct cases per pair, margin and stratum.
+set of reports at once (latest version per case, a case being (sender organisation, case id);
+nullified cases and cases named as duplicates by a report of the same owner excluded) and
+counts distinct cases per pair, margin and stratum. Two organisations use the same case ids,
+so any leak between owners shows.
 """
 
 from collections import Counter
@@ -15,6 +17,7 @@ from pvsignal.readers import RawRecord
 from pvsignal.scopes import ScopeConfig
 
 CASES = ["C1", "C2", "C3", "C4"]
+OWNERS = ["HOSP-A", "MAH-B"]
 PRODUCTS = ["P1", "P2", "P3"]
 EVENTS = ["Rash", "Nausea", "Headache"]
 
@@ -23,6 +26,7 @@ EVENTS = ["Rash", "Nausea", "Headache"]
 def versions(draw):
     case_id = draw(st.sampled_from(CASES))
     return {
+        "sender": {"type": "hospital", "institution_id": draw(st.sampled_from(OWNERS))},
         "case_id": case_id,
         "report_id": f"{case_id}-{draw(st.integers(0, 99))}",
         "version": draw(st.integers(1, 3)),
@@ -43,12 +47,16 @@ def versions(draw):
     }
 
 
+def _key(report):
+    return report["sender"]["institution_id"], report["case_id"]
+
+
 def _canonical_versions(reports):
     """One content per (case, version): a resend repeats its version's content exactly."""
     seen = {}
     for report in reports:
-        seen.setdefault((report["case_id"], report["version"]), report)
-    return [seen[(r["case_id"], r["version"])] for r in reports]
+        seen.setdefault((*_key(report), report["version"]), report)
+    return [seen[(*_key(r), r["version"])] for r in reports]
 
 
 def _stratum(report):
@@ -58,15 +66,17 @@ def _stratum(report):
 
 
 def recount(reports):
-    nullified = {r["case_id"] for r in reports if r["nullified"]}
-    duplicates = {d for r in reports for d in r["duplicate_of_ids"] if d != r["case_id"]}
+    nullified = {_key(r) for r in reports if r["nullified"]}
+    duplicates = {
+        (_key(r)[0], d) for r in reports for d in r["duplicate_of_ids"] if d != r["case_id"]
+    }
     latest = {}
     for r in reports:
-        if r["case_id"] not in latest or r["version"] > latest[r["case_id"]]["version"]:
-            latest[r["case_id"]] = r
+        if _key(r) not in latest or r["version"] > latest[_key(r)]["version"]:
+            latest[_key(r)] = r
     pairs, products, events, totals = Counter(), Counter(), Counter(), Counter()
-    for case_id, r in latest.items():
-        if case_id in nullified or case_id in duplicates:
+    for key, r in latest.items():
+        if key in nullified or key in duplicates:
             continue
         stratum = _stratum(r)
         ps = {"unregistered:" + p["name"].lower() for p in r["products"]}
@@ -100,6 +110,12 @@ def _check(store_kind, new_store, reports, batch_size):
     records = [RawRecord(f"r:{i}", report) for i, report in enumerate(reports)]
     Ingestor(store, ScopeConfig(), batch_size=batch_size).ingest(records)
     assert stored(store) == recount(reports)
+    # A link across owners is only ever a suspicion: the survivor named the suspect's id.
+    links = {(_key(r), d) for r in reports for d in r["duplicate_of_ids"]}
+    for suspicion in store.suspicions(limit=1000):
+        survivor, suspect = suspicion["survivor"], suspicion["suspect"]
+        assert survivor["owner"] != suspect["owner"]
+        assert ((survivor["owner"], survivor["case_id"]), suspect["case_id"]) in links
 
 
 SETTINGS = settings(

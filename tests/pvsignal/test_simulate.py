@@ -64,19 +64,25 @@ def large(tmp_path_factory) -> Written:
     return Written(LARGE, tmp_path_factory.mktemp("large") / "large.jsonl")
 
 
+def _owner(report: dict) -> str:
+    return report["sender"].get("institution_id", "unattributed")
+
+
 def _latest_live(reports: list[dict]) -> list[dict]:
-    """The latest version of every case neither nullified nor superseded as a duplicate."""
-    latest: dict[str, dict] = {}
-    superseded: set[str] = set()
+    """The latest version of every case (owner, case id) neither nullified nor superseded as a
+    duplicate by a case of the same owner (links across owners are only suspicions)."""
+    latest: dict[tuple[str, str], dict] = {}
+    superseded: set[tuple[str, str]] = set()
     for report in reports:
-        superseded.update(report.get("duplicate_of_ids", []))
-        kept = latest.get(report["case_id"])
+        superseded.update((_owner(report), d) for d in report.get("duplicate_of_ids", []))
+        key = (_owner(report), report["case_id"])
+        kept = latest.get(key)
         if kept is None or report["version"] > kept["version"]:
-            latest[report["case_id"]] = report
+            latest[key] = report
     return [
         report
-        for case_id, report in latest.items()
-        if not report.get("nullified") and case_id not in superseded
+        for key, report in latest.items()
+        if not report.get("nullified") and key not in superseded
     ]
 
 

@@ -54,7 +54,7 @@ def test_a_state_without_payload_keeps_the_stored_one(store):
     assert loaded.report_json is None
     with store.batch() as session:
         session.write(BatchWrite(cases=[loaded]))
-    assert store.active_reports() == [("C1", "{}")]
+    assert store.active_reports() == [("unattributed", "C1", "{}")]
 
 
 def test_every_batch_write_moves_the_change_token(store):
