@@ -23,8 +23,10 @@ from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.problems import install_problem_handlers
 from api.routes import (
     alerts,
+    duplicates,
     fits,
     health,
+    institutions,
     keys,
     products,
     receipts,
@@ -76,7 +78,18 @@ def create_app(
     app.state.metrics = metrics
     install_problem_handlers(app)
     app.include_router(health.router)
-    for module in (reports, receipts, signals, products, fits, subscriptions, alerts, keys):
+    for module in (
+        reports,
+        receipts,
+        signals,
+        products,
+        institutions,
+        duplicates,
+        fits,
+        subscriptions,
+        alerts,
+        keys,
+    ):
         app.include_router(module.router)
     _documentation(app, settings)
     # Report batches may be large; every other body stays under the general limit.

@@ -64,7 +64,9 @@ def require(*roles: Role) -> Callable[[Principal], Principal]:
 
 
 Reader = Annotated[Principal, Depends(require(Role.mah, Role.regulator, Role.admin))]
-Submitter = Annotated[Principal, Depends(require(Role.hospital, Role.regulator, Role.admin))]
+Submitter = Annotated[
+    Principal, Depends(require(Role.hospital, Role.mah, Role.regulator, Role.admin))
+]
 Regulator = Annotated[Principal, Depends(require(Role.regulator, Role.admin))]
 Admin = Annotated[Principal, Depends(require(Role.admin))]
 

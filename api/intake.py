@@ -20,7 +20,7 @@ from typing import Any
 from api.auth import Principal
 from api.metrics import Metrics
 from api.problems import ContentTooLargeError, UnsupportedMediaTypeError
-from api.tenancy import RegistryCache
+from api.tenancy import RegistryCache, owner_rule
 from pvsignal.ingest import Ingestor, RecordResult, batches
 from pvsignal.readers import RawRecord
 from pvsignal.readers.e2b import read_e2b_bytes
@@ -91,6 +91,7 @@ def result_document(result: RecordResult) -> dict[str, Any]:
         "location": result.location,
         "outcome": str(result.outcome),  # a StrEnum for valid records
         "case_id": result.case_id,
+        "owner": result.owner,
         "reason": result.reason,
     }
     if result.outcome == "rejected" and result.reason:
@@ -134,7 +135,7 @@ class ReportIntake:
         with self._lock:
             ingestor = self._current_ingestor()
             for batch in batches(records, _BATCH):
-                applied = ingestor.apply(batch)
+                applied = ingestor.apply(batch, owners=owner_rule(principal))
                 touched |= applied.summary.touched_scopes
                 for result in applied.results:
                     outcomes[str(result.outcome)] += 1
@@ -168,7 +169,11 @@ class ReportIntake:
         snapshot = self._registry.current()
         if self._ingestor is None or snapshot.digest != self._digest:
             self._ingestor = Ingestor(
-                self._store, self._scopes, registry=snapshot.registry, source="api"
+                self._store,
+                self._scopes,
+                registry=snapshot.registry,
+                institutions=snapshot.institutions,
+                source="api",
             )
             self._digest = snapshot.digest
         return self._ingestor

@@ -33,6 +33,11 @@ class RecordOutcome(_Model):
         )
     )
     case_id: str | None = None
+    owner: str | None = Field(
+        default=None,
+        description="the organisation owning the case (the submitter's, or for a "
+        "regulator the record's sender organisation)",
+    )
     field: str | None = Field(default=None, description="the field at fault (rejected, refused)")
     reason: str | None = None
 
@@ -379,3 +384,58 @@ class Readiness(_Model):
     status: Literal["ready"]
     store: Literal["ok"]
     kafka: dict[str, Any] | None = None
+
+
+class CaseRef(_Model):
+    owner: str = Field(description="the organisation that owns the case")
+    case_id: str = Field(description="C.1.8.1 case id within its owner")
+
+
+class SuspectedDuplicate(_Model):
+    suspicion_id: int
+    survivor: CaseRef = Field(description="the case whose report named the other as duplicate")
+    suspect: CaseRef = Field(description="another organisation's case with the named id")
+    status: Literal["open", "confirmed", "dismissed"]
+    found_at: str
+    decided_by: str | None = Field(default=None, description="who decided (role:org:subject)")
+    decided_at: str | None = None
+    note: str | None = None
+
+
+class SuspectedDuplicateList(_Model):
+    duplicates: list[SuspectedDuplicate]
+    next_after: int | None = Field(
+        default=None, description="pass as `after` for the next page; absent on the last page"
+    )
+
+
+class DuplicateDecision(_Model):
+    decision: Literal["confirm", "dismiss"] = Field(
+        description="confirm withdraws the suspect case for good as a duplicate of the "
+        "survivor; dismiss keeps both"
+    )
+    note: str | None = Field(default=None, max_length=2000, description="why")
+
+
+class InstitutionIn(_Model):
+    names: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]] = Field(
+        min_length=1, max_length=50, description="names and aliases; the first is shown"
+    )
+    kind: Literal["hospital", "mah", "regulator", "other"] = "hospital"
+    region: str | None = Field(
+        default=None, pattern=r"^[A-Z]{2}-[A-Z0-9]{1,3}$", description="ISO 3166-2, e.g. CN-HI"
+    )
+    designations: list[Literal["lecheng", "gba", "rare_disease"]] = Field(default_factory=list)
+
+
+class InstitutionOut(InstitutionIn):
+    institution_id: str
+    renamed_owners: list[str] = Field(
+        default_factory=list,
+        description="owner names whose cases now belong to the institution (its aliases)",
+    )
+    recounted_cases: int | None = None
+
+
+class InstitutionList(_Model):
+    institutions: list[InstitutionOut]

@@ -4,6 +4,9 @@
 - An MAH sees the registered products whose ``mah_id`` is its organisation, nothing else:
   never another MAH's product, never an unregistered one.
 - Hospitals read no signal at all (their routes refuse them before any product is looked at).
+- Writes: a hospital or an MAH owns the cases it submits and names no other sender; a
+  regulator (or admin) submits on behalf of the sender organisation its records name
+  (``owner_rule``, used by every write path of the API).
 
 The registry is re-read when its digest changes (checked at most every few seconds, and at once
 after a change made through the API), so a product moved to another MAH stops being visible to
@@ -20,7 +23,17 @@ import numpy as np
 
 from api.auth import Principal, Role
 from api.pool import StorePool
+from pvsignal.institutions import InstitutionRegistry
+from pvsignal.ownership import UNATTRIBUTED, OwnerRule, SenderOwns, SubmitterOwns
 from pvsignal.products import RegisteredProduct, Registry
+
+
+def owner_rule(principal: Principal) -> OwnerRule:
+    """Whose cases the principal's submissions are (see pvsignal.ownership)."""
+    if principal.sees_everything:
+        return SenderOwns(principal.org or UNATTRIBUTED)
+    assert principal.org, "organisation roles always carry an organisation (api.auth)"
+    return SubmitterOwns(principal.org)
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,7 @@ class RegistrySnapshot:
     digest: str
     registry: Registry
     mah_of: dict[str, str] = field(default_factory=dict)
+    institutions: InstitutionRegistry = field(default_factory=InstitutionRegistry)
 
     def get(self, product_id: str) -> RegisteredProduct | None:
         return self.registry.get(product_id)
@@ -83,7 +97,10 @@ class RegistryCache:
                 if self._snapshot is None or self._snapshot.digest != digest:
                     products = store.load_products()
                     self._snapshot = RegistrySnapshot(
-                        digest, Registry(products), {p.product_id: p.mah_id for p in products}
+                        digest,
+                        Registry(products),
+                        {p.product_id: p.mah_id for p in products},
+                        InstitutionRegistry(store.load_institutions()),
                     )
             self._checked = time.monotonic()
             return self._snapshot

@@ -384,10 +384,11 @@ class AccessStore:
         return tuple(rows[0])
 
     def products_digest(self) -> str:
-        """A digest of the whole registry: changes with any product's document."""
+        """A digest of the registries: changes with any product's or institution's document."""
         digest = hashlib.blake2b(digest_size=16)
-        for product_id, doc in self._query("SELECT product_id, doc FROM products ORDER BY 1"):
-            digest.update(f"{product_id}\0{doc}\0".encode())
+        for table, key in (("products", "product_id"), ("institutions", "institution_id")):
+            for name, doc in self._query(f"SELECT {key}, doc FROM {table} ORDER BY 1"):
+                digest.update(f"{table}\0{name}\0{doc}\0".encode())
         return digest.hexdigest()
 
 

@@ -50,9 +50,13 @@ def test_a_wrong_credential_is_401(world: World, credential: str):
 ROLE_RULES = [
     ("GET", "/v1/signals", {"hospital": 403, "mah_a": 200, "regulator": 200, "admin": 200}),
     ("GET", "/v1/fits", {"hospital": 403, "mah_a": 200, "regulator": 200}),
-    ("GET", "/v1/receipts", {"hospital": 200, "mah_a": 403, "regulator": 200}),
-    ("POST", "/v1/reports", {"mah_a": 403}),
+    # MAHs are the main ICSR senders under China's GVP: they submit and read their receipts.
+    ("GET", "/v1/receipts", {"hospital": 200, "mah_a": 200, "regulator": 200}),
     ("PUT", "/v1/products/Z9", {"hospital": 403, "mah_a": 403}),
+    ("GET", "/v1/duplicates", {"hospital": 403, "mah_a": 403, "regulator": 200}),
+    ("POST", "/v1/duplicates/1", {"hospital": 403, "mah_a": 403}),
+    ("GET", "/v1/institutions", {"hospital": 403, "mah_a": 403, "regulator": 200}),
+    ("PUT", "/v1/institutions/H9", {"hospital": 403, "mah_a": 403}),
     ("GET", "/v1/keys", {"hospital": 403, "mah_a": 403, "regulator": 403, "admin": 200}),
     ("POST", "/v1/keys", {"regulator": 403}),
 ]

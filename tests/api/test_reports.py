@@ -86,14 +86,29 @@ def test_a_single_json_report(fresh_world: World):
 
 
 def test_e2b_xml_batches_are_read_and_applied(fresh_world: World):
+    # The batch holds messages of two senders: a regulator submits on behalf of each.
     body = (E2B_DATA / "e2b_batch.xml").read_bytes()
-    response = post(fresh_world, body, "application/xml")
+    response = post(fresh_world, body, "application/xml", who="regulator")
     assert response.status_code == 200
     results = response.json()["results"]
     assert len(results) >= 2
     assert all(r["location"].startswith(response.json()["receipt_id"]) for r in results)
     assert {r["outcome"] for r in results} <= {"new", "follow_up", "nullified", "refused"}
     assert any(r["outcome"] == "new" for r in results)
+    assert {r["owner"] for r in results} == {
+        "Boao Lecheng Designated Hospital 01",
+        "Example Pharma (Hainan) Co., Ltd.",
+    }
+
+
+def test_a_hospital_submits_only_as_itself(fresh_world: World):
+    body = (E2B_DATA / "e2b_batch.xml").read_bytes()
+    results = post(fresh_world, body, "application/xml", who="hospital").json()["results"]
+    assert {r["outcome"] for r in results} == {"rejected"}
+    assert {r["field"] for r in results} == {"sender.institution_id"}
+    assert all(
+        "names another organisation than the submitter 'H-1'" in r["reason"] for r in results
+    )
 
 
 @pytest.mark.parametrize("name", ["billion_laughs.xml", "xxe.xml"])

@@ -1,0 +1,64 @@
+"""The institution registry: who sends reports and owns cases. Regulators keep it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import RegistryDep, Regulator, RuntimeDep
+from api.problems import ConflictError
+from api.schemas import InstitutionIn, InstitutionList, InstitutionOut
+from pvsignal.errors import InputError
+from pvsignal.institutions import Institution, InstitutionRegistry
+from pvsignal.rebuild import rename_owners
+
+router = APIRouter(prefix="/v1/institutions", tags=["institutions"])
+
+
+@router.get("", response_model=InstitutionList, summary="Registered institutions (regulators)")
+def list_institutions(principal: Regulator, registry: RegistryDep) -> InstitutionList:
+    return InstitutionList(
+        institutions=[
+            InstitutionOut(**institution.model_dump())
+            for institution in sorted(registry.institutions, key=lambda i: i.institution_id)
+        ]
+    )
+
+
+@router.put(
+    "/{institution_id}",
+    response_model=InstitutionOut,
+    summary="Register or change an institution (regulators)",
+    description="Cases sent under one of the institution's names become its cases (the owner "
+    "is renamed to the institution id), and when cases exist they are recounted, since an "
+    "institution's region counts for reports that state none. A name already used by another "
+    "institution answers 409.",
+)
+async def put_institution(
+    institution_id: str, body: InstitutionIn, principal: Regulator, runtime: RuntimeDep
+) -> InstitutionOut:
+    return await run_in_threadpool(_save, runtime, institution_id, body)
+
+
+def _save(runtime: RuntimeDep, institution_id: str, body: InstitutionIn) -> InstitutionOut:
+    try:
+        institution = Institution(institution_id=institution_id, **body.model_dump())
+    except ValueError as error:
+        raise InputError(f"institution {institution_id!r}: {error}") from None
+    trial = InstitutionRegistry(runtime.registry.current().institutions)
+    try:
+        trial.add(institution)
+    except InputError as error:
+        raise ConflictError(str(error)) from None
+    with runtime.pool.store() as store:
+        try:
+            renamed = rename_owners(store, trial)  # refused whole when it would merge cases
+        except InputError as error:
+            raise ConflictError(str(error)) from None
+        store.save_institutions([institution])
+        has_cases = bool(store.count_cases().get("active"))
+    runtime.registry.invalidate()
+    recounted = runtime.intake.recount() if has_cases else None
+    return InstitutionOut(
+        **institution.model_dump(), renamed_owners=sorted(renamed), recounted_cases=recounted
+    )
