@@ -245,7 +245,7 @@ class Ingestor:
         report = self._located(report)
         resolve, roles = self.registry.resolve, self._roles
         resolved = [resolve(entry) for entry in report.products if entry.role in roles]
-        events = tuple(dict.fromkeys([reaction.pt for reaction in report.reactions]))
+        events = tuple(dict.fromkeys([reaction.event_key for reaction in report.reactions]))
         scopes = []
         for name, admits in self._filters:
             if admits is None:  # the scope admits everything
