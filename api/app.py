@@ -108,17 +108,23 @@ def _documentation(app: FastAPI, settings: Settings) -> None:
     guard = [] if settings.environment == "development" else [Depends(get_principal)]
     report_schema = Report.model_json_schema(ref_template="#/components/schemas/{model}")
 
+    generate = app.openapi
+
     def openapi() -> dict[str, Any]:
+        # Whoever asks first (the route templates for metrics, at build time) gets the whole
+        # document: the Report schema the body of POST /v1/reports refers to is in it.
         if app.openapi_schema is None:
-            document = app.openapi()
+            document = generate()
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas.update(report_schema.pop("$defs", {}))
             schemas["Report"] = report_schema
         return app.openapi_schema
 
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.get("/openapi.json", include_in_schema=False, dependencies=guard)
     def openapi_json() -> JSONResponse:
-        return JSONResponse(openapi())
+        return JSONResponse(app.openapi())
 
     # Swagger UI's scripts are served from the installed bundle, not a CDN: hospital and
     # regulator networks (and this project's machines) are often offline. Only in development:

@@ -100,7 +100,7 @@ class BodyLimitMiddleware:
         limit = self.per_path.get(scope["path"], self.default)
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_too_large(scope, send, limit)
+            await _send_too_large(scope, send, limit, f"Content-Length: {declared}")
             return
         received = 0
 
@@ -111,19 +111,21 @@ class BodyLimitMiddleware:
                 received += len(message.get("body", b""))
                 if received > limit:
                     # An HTTPException: FastAPI re-raises it from body parsing (not a 400).
-                    raise HTTPException(413, _too_large(limit))
+                    raise HTTPException(
+                        413, _too_large(limit, f"{received} received, the rest not read")
+                    )
             return message
 
         await self.app(scope, counted, send)
 
 
-def _too_large(limit: int) -> str:
-    return f"the body exceeds this endpoint's limit of {limit} bytes"
+def _too_large(limit: int, value: str) -> str:
+    return f"the body exceeds this endpoint's limit of {limit} bytes ({value})"
 
 
-async def _send_too_large(scope: Scope, send: Send, limit: int) -> None:
+async def _send_too_large(scope: Scope, send: Send, limit: int, value: str) -> None:
     await _send_problem(
-        send, scope, 413, "content-too-large", "Content too large", _too_large(limit)
+        send, scope, 413, "content-too-large", "Content too large", _too_large(limit, value)
     )
 
 

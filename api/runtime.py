@@ -15,7 +15,7 @@ from typing import Any
 from api.auth import Authenticator
 from api.detection import DetectionScheduler
 from api.events import AlertFeed, Broker
-from api.intake import ReportIntake
+from api.intake import Limits, ReportIntake
 from api.metrics import Metrics
 from api.pool import StorePool
 from api.query import CursorSigner
@@ -114,7 +114,7 @@ def build_runtime(settings: Settings, metrics: Metrics, lag_probe: LagProbe | No
         scopes,
         registry,
         metrics,
-        max_records=settings.max_batch_records,
+        limits=Limits(settings.max_batch_records, settings.max_record_bytes),
         on_counts_changed=scheduler.notify if scheduler is not None else lambda _: None,
     )
     return Runtime(

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     max_body_bytes: PositiveInt = 1 * _MIB
     max_report_body_bytes: PositiveInt = 64 * _MIB
     max_batch_records: PositiveInt = 100_000
+    max_record_bytes: PositiveInt = Field(
+        default=1 * _MIB,
+        description="one report (an NDJSON line, a JSON body): a report holds at most 200 "
+        "products and 500 reactions, far less than this; a longer line is refused unparsed",
+    )
 
     # OIDC / JWT bearer tokens (optional): a static PEM key or a JWKS URL, issuer and audience.
     oidc_issuer: str | None = None
