@@ -7,9 +7,9 @@ filling memory), :func:`read_records` splits them into records while checking th
 the request is refused with a 413 as soon as one is passed. Nothing of the parsing, validation
 or ingest runs on the event loop, so probes and reads stay quick during a large submission.
 
-One ingest at a time (the engine's batches are serialised by the store anyway); each batch of
-up to 5,000 records is one transaction. Locations name the receipt and the line (or E2B
-message), so a reject in ``pvsignal rejects`` leads back to the submission.
+One ingest at a time (the engine's batches are serialised by the store anyway); one submission,
+its receipt included, is one transaction: all of it lands or none. Locations name the receipt
+and the line (or E2B message), so a reject in ``pvsignal rejects`` leads back to the submission.
 """
 
 from __future__ import annotations
@@ -29,18 +29,19 @@ from api.auth import Principal
 from api.metrics import Metrics
 from api.problems import ContentTooLargeError, UnsupportedMediaTypeError
 from api.tenancy import RegistryCache, owner_rule
-from pvsignal.ingest import Ingestor, RecordResult, batches
+from pvsignal.ingest import BatchResult, Ingestor, RecordResult
 from pvsignal.readers import RawRecord
-from pvsignal.readers.e2b import read_e2b_stream
+from pvsignal.readers.e2b import E2BReading
+from pvsignal.readers.e2b_ack import IcsrResult, build_ack
 from pvsignal.rebuild import rebuild
 from pvsignal.scopes import ScopeConfig
 from pvsignal.store import SqlStore
+from pvsignal.store.sql import BatchSession
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/ndjson"})
 XML_TYPES = frozenset({"application/xml", "text/xml", "application/hl7-v3+xml"})
 SUPPORTED = sorted(JSON_TYPES | NDJSON_TYPES | XML_TYPES)
-_BATCH = 5_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,43 @@ class Receipt:
     summary: dict[str, int]
     results: list[dict[str, Any]]
     touched_scopes: frozenset[str]
+    replayed: bool = False  # the first receipt of a submission sent again (Idempotency-Key)
+    e2b: E2BReading | None = None  # an E2B body's headers, for its acknowledgement
+
+    @classmethod
+    def of(
+        cls,
+        receipt_id: str,
+        kind: str,
+        records: int,
+        applied: BatchResult,
+        reading: E2BReading | None,
+    ) -> Receipt:
+        results = [result_document(result) for result in applied.results]
+        return cls(
+            receipt_id,
+            dt.datetime.now(dt.UTC).isoformat(),
+            kind,
+            records,
+            dict(Counter(str(result.outcome) for result in applied.results)),
+            results,
+            frozenset(applied.summary.touched_scopes),
+            e2b=reading,
+        )
+
+    @classmethod
+    def replay(cls, stored: dict[str, Any], reading: E2BReading | None) -> Receipt:
+        return cls(
+            stored["receipt_id"],
+            stored["submitted_at"],
+            stored["content_type"],
+            stored["records"],
+            stored["summary"],
+            stored["results"],
+            frozenset(),
+            replayed=True,
+            e2b=reading,
+        )
 
     def document(self, principal: Principal) -> dict[str, Any]:
         return {
@@ -64,6 +102,21 @@ class Receipt:
             "summary": self.summary,
             "results": self.results,
         }
+
+    def acknowledgement(self) -> bytes:
+        """The ICH E2B(R3) acknowledgement (MCCI_IN200101UV01) of an E2B submission."""
+        assert self.e2b is not None, "only an E2B submission is acknowledged in E2B"
+        accepted = [r["outcome"] not in ("rejected", "refused") for r in self.results]
+        icsrs = [
+            IcsrResult(header, ok, None if ok else result.get("reason"), result.get("case_id"))
+            for header, ok, result in zip(self.e2b.headers, accepted, self.results, strict=True)
+        ]
+        return build_ack(self.e2b.batch, icsrs, ack_id=self.receipt_id)
+
+
+def _scoped(principal: Principal, key: str) -> str:
+    """An Idempotency-Key is the caller's: two organisations may use the same one."""
+    return f"{principal.role.value}:{principal.org or '-'}:{key}"
 
 
 def media_type(header: str | None) -> str:
@@ -89,7 +142,11 @@ class Limits:
 
 
 def read_records(
-    kind: str, chunks: Iterable[bytes], receipt_id: str, limits: Limits
+    kind: str,
+    chunks: Iterable[bytes],
+    receipt_id: str,
+    limits: Limits,
+    reading: E2BReading | None = None,
 ) -> Iterator[RawRecord]:
     """The body's records as its chunks arrive, each located as '<receipt>:<line>' (or its
     E2B message). Raises ContentTooLargeError as soon as a record or the count is over its
@@ -98,7 +155,9 @@ def read_records(
         return _json_record(chunks, receipt_id, limits)
     if kind in NDJSON_TYPES:
         return _ndjson_records(chunks, receipt_id, limits)
-    return _counted(read_e2b_stream(chunks, f"{receipt_id}.xml"), limits)
+    if reading is None:
+        reading = E2BReading(chunks, f"{receipt_id}.xml")
+    return _counted(reading.records(), limits)
 
 
 def _json_record(chunks: Iterable[bytes], receipt_id: str, limits: Limits) -> Iterator[RawRecord]:
@@ -249,39 +308,43 @@ class ReportIntake:
         self._digest: str | None = None
 
     def submit(
-        self, principal: Principal, content_type: str | None, body: Iterable[bytes]
+        self,
+        principal: Principal,
+        content_type: str | None,
+        body: Iterable[bytes],
+        idempotency_key: str | None = None,
     ) -> Receipt:
-        """Read ``body`` (its chunks, as they arrive), apply its records, keep the receipt."""
+        """Read ``body`` (its chunks, as they arrive), apply its records, keep the receipt.
+
+        The whole body is read under its limits before anything is applied, and then every
+        record and the receipt are one store transaction: a refused body, a crash or a kill
+        leaves nothing of the submission. A submission sent again with the same
+        ``Idempotency-Key`` (per caller) gets the first one's receipt and writes nothing.
+        """
         kind = supported(content_type)
         receipt_id = "r-" + secrets.token_hex(10)
-        # The whole body is read, under its limits, before the first batch is applied, so a
-        # refused body writes nothing. Once one submission is one store transaction, the
-        # records can stream into the ingest instead (a 413 then rolls back).
-        records = HeldRecords(read_records(kind, body, receipt_id, self._limits))
-        outcomes: Counter[str] = Counter()
-        results: list[dict[str, Any]] = []
-        touched: set[str] = set()
+        reading = E2BReading(body, f"{receipt_id}.xml") if kind in XML_TYPES else None
+        records = HeldRecords(read_records(kind, body, receipt_id, self._limits, reading))
+        scoped_key = None if idempotency_key is None else _scoped(principal, idempotency_key)
         with self._lock:
-            ingestor = self._current_ingestor()
-            for batch in batches(records, _BATCH):
-                applied = ingestor.apply(batch, owners=owner_rule(principal))
-                touched |= applied.summary.touched_scopes
-                for result in applied.results:
-                    outcomes[str(result.outcome)] += 1
-                    results.append(result_document(result))
-            receipt = Receipt(
-                receipt_id,
-                dt.datetime.now(dt.UTC).isoformat(),
-                kind,
-                len(records),
-                dict(outcomes),
-                results,
-                frozenset(touched),
+            if scoped_key is not None:
+                first = self._store.receipt_for_key(scoped_key)
+                if first is not None:
+                    return Receipt.replay(first, reading)
+            made: list[Receipt] = []
+
+            def keep_receipt(session: BatchSession, applied: BatchResult) -> None:
+                receipt = Receipt.of(receipt_id, kind, len(records), applied, reading)
+                session.save_receipt(receipt.document(principal), scoped_key)
+                made.append(receipt)
+
+            self._current_ingestor().apply(
+                list(records), owners=owner_rule(principal), finish=keep_receipt
             )
-            self._store.save_receipt(receipt.document(principal))
-        self._count(records, outcomes)
-        if touched:
-            self._on_counts_changed(touched)
+        [receipt] = made
+        self._count(records, Counter(receipt.summary))
+        if receipt.touched_scopes:
+            self._on_counts_changed(set(receipt.touched_scopes))
         return receipt
 
     def recount(self) -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -139,10 +139,27 @@ _LIMITS = (
         422: _problem("a single JSON report that is not valid (its receipt records why)"),
     },
 )
-async def submit_reports(request: Request, principal: Submitter, runtime: RuntimeDep) -> Response:
+async def submit_reports(
+    request: Request,
+    principal: Submitter,
+    runtime: RuntimeDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=200,
+            pattern=r"^[\x21-\x7e]+$",
+            description="any unique token of the client's (printable ASCII): the same key "
+            "again returns the first submission's receipt and writes nothing",
+        ),
+    ] = None,
+) -> Response:
     content_type = request.headers.get("content-type")
     supported(content_type)  # a 415 before any of the body is read
-    receipt = await _submit(request, principal, runtime.intake, content_type)
+    receipt = await _submit(request, principal, runtime.intake, content_type, idempotency_key)
+    replayed = {"Idempotent-Replayed": "true"} if receipt.replayed else {}
+    if receipt.e2b is not None and _wants_xml(request.headers.get("accept")):
+        return Response(receipt.acknowledgement(), media_type="application/xml", headers=replayed)
     document = receipt.document(principal)
     if media_type(content_type) in JSON_TYPES and receipt.summary.get("rejected"):
         result = receipt.results[0]
@@ -150,11 +167,21 @@ async def submit_reports(request: Request, principal: Submitter, runtime: Runtim
             result["reason"], errors=_problems(result), extra={"receipt_id": receipt.receipt_id}
         )
     del document["org"], document["role"]
-    return Response(orjson.dumps(document), media_type="application/json")
+    return Response(orjson.dumps(document), media_type="application/json", headers=replayed)
+
+
+def _wants_xml(accept: str | None) -> bool:
+    """An E2B gateway asks for its acknowledgement in XML (and not for JSON first)."""
+    wanted = [media_type(part) for part in (accept or "").split(",")]
+    return bool(wanted) and wanted[0] in XML_TYPES
 
 
 async def _submit(
-    request: Request, principal: Principal, intake: ReportIntake, content_type: str | None
+    request: Request,
+    principal: Principal,
+    intake: ReportIntake,
+    content_type: str | None,
+    idempotency_key: str | None,
 ) -> Receipt:
     """Feed the body, chunk by chunk, to the intake reading it on a worker thread.
 
@@ -166,7 +193,7 @@ async def _submit(
 
     def work() -> Receipt:
         try:
-            return intake.submit(principal, content_type, feed.chunks())
+            return intake.submit(principal, content_type, feed.chunks(), idempotency_key)
         finally:
             feed.stopped()
 

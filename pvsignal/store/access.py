@@ -316,23 +316,37 @@ class AccessStore:
 
     # -- submission receipts ----------------------------------------------------------------
 
-    def save_receipt(self, receipt: dict[str, Any]) -> None:
+    def save_receipt(self, receipt: dict[str, Any], idempotency_key: str | None = None) -> None:
         with self._transaction() as cursor:
-            self._execute(
-                cursor,
-                "INSERT INTO receipts (receipt_id, org, role, submitted_at, content_type, "
-                "records, summary, results) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    receipt["receipt_id"],
-                    receipt["org"],
-                    receipt["role"],
-                    receipt["submitted_at"],
-                    receipt["content_type"],
-                    receipt["records"],
-                    orjson.dumps(receipt["summary"]).decode(),
-                    orjson.dumps(receipt["results"]).decode(),
-                ),
-            )
+            self.insert_receipt(cursor, receipt, idempotency_key)
+
+    def insert_receipt(
+        self, cursor: Any, receipt: dict[str, Any], idempotency_key: str | None = None
+    ) -> None:
+        """Write a receipt with the caller's cursor (inside the batch that it describes)."""
+        self._execute(
+            cursor,
+            "INSERT INTO receipts (receipt_id, org, role, submitted_at, content_type, "
+            "records, summary, results, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                receipt["receipt_id"],
+                receipt["org"],
+                receipt["role"],
+                receipt["submitted_at"],
+                receipt["content_type"],
+                receipt["records"],
+                orjson.dumps(receipt["summary"]).decode(),
+                orjson.dumps(receipt["results"]).decode(),
+                idempotency_key,
+            ),
+        )
+
+    def receipt_for_key(self, idempotency_key: str) -> dict[str, Any] | None:
+        """The receipt of the submission sent with this (caller-scoped) Idempotency-Key."""
+        rows = self._query(
+            "SELECT receipt_id FROM receipts WHERE idempotency_key = ?", (idempotency_key,)
+        )
+        return self.receipt(rows[0][0]) if rows else None
 
     def receipts(
         self, *, org: str | None, before: str | None = None, limit: int = 50

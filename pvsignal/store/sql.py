@@ -232,6 +232,12 @@ class SqlStore(AccessStore):
     def close(self) -> None:
         self._connection.close()
 
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def ping(self) -> bool:
         """True when the database answers."""
         try:
@@ -748,6 +754,10 @@ class BatchSession:
                 state = _case_from_row(row)
                 states[state.key] = state
         return states
+
+    def save_receipt(self, receipt: dict[str, Any], idempotency_key: str | None) -> None:
+        """A submission's receipt, landing with the batch it describes or not at all."""
+        self._store.insert_receipt(self._cursor, receipt, idempotency_key)
 
     def decide_suspicion(
         self, suspicion_id: int, status: str, decided_by: str, note: str | None

@@ -89,6 +89,7 @@ from __future__ import annotations
 
 from pvsignal.readers.e2b.messages import (
     BatchHeader,
+    E2BReading,
     MessageHeader,
     read_e2b,
     read_e2b_batch,
@@ -98,6 +99,7 @@ from pvsignal.readers.e2b.messages import (
 
 __all__ = [
     "BatchHeader",
+    "E2BReading",
     "MessageHeader",
     "read_e2b",
     "read_e2b_batch",

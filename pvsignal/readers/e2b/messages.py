@@ -116,6 +116,30 @@ def read_e2b_stream(chunks: Iterable[bytes], source: str) -> Iterator[RawRecord]
     return _records(_Document(source), chunks)
 
 
+class E2BReading:
+    """A document read as it arrives, keeping the headers an acknowledgement needs: iterate
+    for (message header, record) pairs, or :meth:`records` for the records alone; ``headers``
+    (one per record) and ``batch`` are complete once reading has ended (the batch sender and
+    receiver follow the messages)."""
+
+    def __init__(self, chunks: Iterable[bytes], source: str) -> None:
+        self._document = _Document(source)
+        self._chunks = chunks
+        self.headers: list[MessageHeader] = []
+
+    def __iter__(self) -> Iterator[tuple[MessageHeader, RawRecord]]:
+        for header, record in _parse(self._document, self._chunks):
+            self.headers.append(header)
+            yield header, record
+
+    def records(self) -> Iterator[RawRecord]:
+        return (record for _, record in self)
+
+    @property
+    def batch(self) -> BatchHeader:
+        return self._document.header()
+
+
 def read_e2b_batch(
     data: bytes, source: str
 ) -> tuple[BatchHeader, list[tuple[MessageHeader, RawRecord]]]:
@@ -125,9 +149,9 @@ def read_e2b_batch(
     record. A whole-document error (refused, not well-formed, no ICSR) is a record with an
     empty :class:`MessageHeader`.
     """
-    document = _Document(source)
-    found = list(_parse(document, [data]))
-    return document.header(), found
+    reading = E2BReading([data], source)
+    found = list(reading)
+    return reading.batch, found
 
 
 def _records(document: _Document, chunks: Iterable[bytes]) -> Iterator[RawRecord]:
