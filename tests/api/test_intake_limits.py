@@ -8,10 +8,7 @@ server's memory growing with it, while /livez keeps answering at once.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +24,7 @@ from api.app import create_app
 from api.intake import SUPPORTED, Limits, read_records
 from api.problems import ContentTooLargeError
 from tests.api.conftest import Seed, copy_world, report, test_settings
-from tests.support.postgres import free_port
+from tests.support.server import Server, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 1 << 20
@@ -167,60 +164,12 @@ def test_xml_stops_at_the_record_limit():
 
 # --- a real server ----------------------------------------------------------------------------
 
-SERVER = """
-import sys, uvicorn
-from api.app import create_app
-from tests.api.conftest import test_settings
-uvicorn.run(create_app(test_settings(sys.argv[1])), host="127.0.0.1", port=int(sys.argv[2]),
-            log_level="warning")
-"""
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    base: str
-    keys: dict[str, str]
-
-    def memory(self, field: str) -> int:
-        """VmRSS (now) or VmHWM (the peak since the last reset), in bytes."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError(f"no {field} for the server")
-
-    def reset_peak(self) -> None:
-        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-
 
 @pytest.fixture(scope="module")
 def server(seeded: Seed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     url = copy_world(seeded, tmp_path_factory.mktemp("served") / "served.db")
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, url, str(port)], cwd=ROOT, env=env, stderr=subprocess.PIPE
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
-        yield Server(process, base, seeded.keys)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serve(url, seeded.keys) as running:
+        yield running
 
 
 @dataclass

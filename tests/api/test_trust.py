@@ -8,9 +8,14 @@ own follow-up and through the counts. A link across owners waits for a regulator
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -19,8 +24,11 @@ from api.app import create_app
 from api.auth import issue_key
 from pvsignal.cases import CaseKey, Status
 from pvsignal.store import open_store
-from tests.api.conftest import PRODUCTS, World, report, test_settings
+from pvsignal.store.schema import migrations
+from tests.api.conftest import PRODUCTS, World, copy_world, report, test_settings
+from tests.api.test_reports import E2B_DATA
 from tests.support.postgres import create_database
+from tests.support.server import serve
 
 ORGS = {"h1": ("hospital", "H-1"), "h2": ("hospital", "H-2"), "m1": ("mah", "MAH-A")}
 ORGS |= {"m2": ("mah", "MAH-B"), "regulator": ("regulator", None)}
@@ -174,8 +182,6 @@ def test_the_same_idempotency_key_returns_the_first_receipt_and_writes_nothing(s
 
 
 def test_an_e2b_submission_can_be_acknowledged_in_e2b(shared: World):
-    from tests.api.test_reports import E2B_DATA
-
     body = (E2B_DATA / "e2b_batch.xml").read_bytes()
     response = shared.client.post(
         "/v1/reports",
@@ -197,10 +203,6 @@ def test_an_e2b_submission_can_be_acknowledged_in_e2b(shared: World):
 
 def test_a_store_of_unowned_cases_migrates(tmp_path):
     """A store made before ownership: each case goes to its report's sender organisation."""
-    import sqlite3
-
-    from pvsignal.store.schema import migrations
-
     path = tmp_path / "old.db"
     connection = sqlite3.connect(path)
     for version, statements in enumerate(
@@ -230,3 +232,49 @@ def test_a_store_of_unowned_cases_migrates(tmp_path):
         CaseKey("MAH-A", "P"),
     }
     assert states[CaseKey("MAH-A", "P")].duplicate_of_owner is None
+
+
+def test_kill_9_during_a_post_leaves_all_of_it_or_nothing_and_the_key_finds_it(seeded, tmp_path):
+    """The server is killed while it applies a 20,000-line POST (at a moment drawn from the
+    time the ingest takes): the store holds all of the POST with its receipt, or none of it.
+    Sent again with the same Idempotency-Key, the POST lands exactly once."""
+    url = copy_world(seeded, tmp_path / "killed.db")
+    lines = [report(f"K-{i}", "gammadrug", ["Headache"]) for i in range(20_000)]
+    body = b"\n".join(lines)
+    headers = {"content-type": "application/x-ndjson", "idempotency-key": "kill-9-batch"}
+
+    def send(base: str, answers: list) -> None:
+        try:
+            answers.append(
+                httpx.post(
+                    f"{base}/v1/reports",
+                    content=body,
+                    headers={"Authorization": f"Bearer {seeded.keys['hospital']}", **headers},
+                    timeout=120,
+                )
+            )
+        except httpx.TransportError as error:
+            answers.append(error)
+
+    with serve(url, seeded.keys) as server:
+        answers: list = []
+        sender = threading.Thread(target=send, args=(server.base, answers))
+        sender.start()
+        time.sleep(random.uniform(0.2, 2.5))  # upload, read, validate, ingest: a few seconds
+        server.process.kill()
+        server.process.wait()
+        sender.join()
+    with open_store(url) as store:
+        landed = sum(1 for key in store.load_cases([f"K-{i}" for i in range(20_000)]))
+        receipts = store.receipts(org="H-1", limit=500)
+    assert landed in (0, 20_000)
+    assert (landed == 20_000) == any(r["records"] == 20_000 for r in receipts)
+    with serve(url, seeded.keys) as server:
+        answers = []
+        send(server.base, answers)
+    [answer] = answers
+    assert answer.status_code == 200
+    assert answer.json()["summary"] == {"new": 20_000}
+    assert (answer.headers.get("idempotent-replayed") == "true") == (landed == 20_000)
+    with open_store(url) as store:
+        assert len(store.load_cases([f"K-{i}" for i in range(20_000)])) == 20_000
