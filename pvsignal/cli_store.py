@@ -15,15 +15,13 @@ from pvsignal.argtypes import positive_int
 from pvsignal.errors import InputError
 from pvsignal.ingest import BatchCollector, Ingestor, IngestSummary, batches
 from pvsignal.products import load_products
-from pvsignal.readers import RawRecord
+from pvsignal.readers import FORMATS, RawRecord, detect_format
 from pvsignal.rebuild import effective_scopes, rebuild
 from pvsignal.scopes import ScopeConfig, load_scope_config
 from pvsignal.store import DEFAULT_URL, SqlStore, open_store
 
 if TYPE_CHECKING:
     from pvsignal.detection import Detector
-
-FORMATS = ("jsonl", "e2b", "faers", "vaers")
 
 
 def _store_argument(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +60,11 @@ def add_store_commands(commands: argparse._SubParsersAction) -> None:
         description="Read reports, apply case versions, count them.",
     )
     ingest.add_argument("paths", nargs="+", type=Path, help="files (or folders for faers/vaers)")
-    ingest.add_argument("--format", choices=FORMATS, default="jsonl")
+    ingest.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="the source format (default: told from the file names, else from their content)",
+    )
     ingest.add_argument("--scope-config", type=Path, help="YAML file declaring the scopes")
     ingest.add_argument(
         "--batch-size",
@@ -121,12 +123,13 @@ def _run_ingest(args: argparse.Namespace) -> int:
     for path in args.paths:
         if not path.exists():
             raise InputError(f"input {str(path)!r} does not exist")
-    read = reader_for(args.format)
+    source = args.format if args.format is not None else detect_format(args.paths)
+    read = reader_for(source)
     store = open_store(args.store)
     collector = BatchCollector()
     try:
         scopes = effective_scopes(store, args.scope_config)
-        ingestor = Ingestor(store, scopes, source=args.format, batch_size=args.batch_size)
+        ingestor = Ingestor(store, scopes, source=source, batch_size=args.batch_size)
         detector = None if args.detect == "off" else _detector(store, scopes)
         summary, alerts = IngestSummary(), 0
         for batch in batches(read(list(args.paths)), args.batch_size):
@@ -143,6 +146,13 @@ def _run_ingest(args: argparse.Namespace) -> int:
     print(describe_ingest(summary, args.store))
     if args.detect != "off":
         print(f"signal transitions (alerts) recorded: {alerts}")
+    if summary.received and summary.rejected == summary.received:
+        print(
+            f"pvsignal ingest: error: all {summary.received} records were rejected as {source} "
+            "(reasons: `pvsignal rejects`; another --format?)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
