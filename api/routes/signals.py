@@ -31,6 +31,7 @@ from api.snapshots import STATISTICS, ScopeSnapshot
 from api.tenancy import RegistrySnapshot
 from pvsignal.detection import MEASURES
 from pvsignal.export import export_table, write_csv
+from pvsignal.products import Kind, Pathway
 
 router = APIRouter(prefix="/v1/signals", tags=["signals"])
 
@@ -63,8 +64,8 @@ def list_signals(
     scope: Annotated[str, Query(max_length=63)] = "all",
     product_id: Annotated[list[str] | None, Query(max_length=100)] = None,
     mah_id: Annotated[str | None, Query(max_length=100)] = None,
-    pathway: Annotated[str | None, Query(max_length=100)] = None,
-    kind: Annotated[str | None, Query(max_length=100)] = None,
+    pathway: Pathway | None = None,
+    kind: Kind | None = None,
     pt: Annotated[list[str] | None, Query(max_length=100)] = None,
     measure: Measure | None = None,
     status: Status | None = None,
@@ -84,8 +85,8 @@ def list_signals(
     query = SignalFilter(
         product_ids=tuple(product_id or ()),
         mah_id=mah_id,
-        pathway=pathway,
-        kind=kind,
+        pathway=None if pathway is None else pathway.value,
+        kind=None if kind is None else kind.value,
         pts=tuple(pt or ()),
         measure=measure,
         status=status,

@@ -79,10 +79,14 @@ def test_bad_queries_are_422_naming_the_parameter(world: World):
         ({"cursor": "forged.cursor"}, "query.cursor"),
         ({"measure": "xyz"}, "query.measure"),
         ({"since": "yesterday"}, "query.since"),
+        ({"pathway": "lecheng"}, "query.pathway"),
+        ({"kind": "pill"}, "query.kind"),
     ):
         response = world.get("regulator", "/v1/signals", params=params)
         assert response.status_code == 422, params
-        assert response.json()["errors"][0]["field"] == field
+        [error] = response.json()["errors"]
+        assert error["field"] == field
+        assert error["value"] in {str(v) for v in params.values()}
 
 
 def test_a_cursor_belongs_to_its_sort(world: World):
