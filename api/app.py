@@ -20,6 +20,7 @@ from swagger_ui_bundle import swagger_ui_path
 from api.deps import get_principal
 from api.metrics import Metrics
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from api.openapi import document_problems
 from api.problems import install_problem_handlers
 from api.routes import (
     alerts,
@@ -75,9 +76,23 @@ def create_app(
     )
     app.state.metrics = metrics
     install_problem_handlers(app)
-    app.include_router(health.router)
-    for module in (reports, receipts, signals, products, fits, subscriptions, alerts, keys):
-        app.include_router(module.router)
+    routers = [
+        module.router
+        for module in (
+            health,
+            reports,
+            receipts,
+            signals,
+            products,
+            fits,
+            subscriptions,
+            alerts,
+            keys,
+        )
+    ]
+    for router in routers:
+        app.include_router(router)
+    document_problems(app, routers)
     _documentation(app, settings)
     # Report batches may be large; every other body stays under the general limit.
     app.add_middleware(

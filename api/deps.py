@@ -60,6 +60,7 @@ def require(*roles: Role) -> Callable[[Principal], Principal]:
             )
         return principal
 
+    check.allowed_roles = allowed  # type: ignore[attr-defined]  # read by api.openapi (403)
     return check
 
 

@@ -19,6 +19,50 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# -- problems ---------------------------------------------------------------------------------
+
+
+class ProblemField(BaseModel):
+    field: str = Field(description="where: 'query.limit', 'body.url', 'body.products.0.name'")
+    reason: str
+    value: Any = Field(default=None, description="the value refused, when it can be shown")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem detail, the body of every error (``application/problem+json``)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "example": {
+                "type": "urn:pvsignal:problem:invalid-input",
+                "title": "Unprocessable content",
+                "status": 422,
+                "detail": "invalid query.limit",
+                "instance": "/v1/signals",
+                "request_id": "5f0c3d6be0f64c5b9a4f4f9f7b2c1e0a",
+                "errors": [
+                    {
+                        "field": "query.limit",
+                        "reason": "Input should be greater than or equal to 1",
+                        "value": "0",
+                    }
+                ],
+            }
+        },
+    )
+
+    type: str = Field(description="urn:pvsignal:problem:<kind>, stable for programs to match")
+    title: str
+    status: int
+    detail: str = Field(description="what was wrong, naming the input and its value")
+    instance: str = Field(description="the request path")
+    request_id: str | None = Field(description="quote it when reporting a problem")
+    errors: list[ProblemField] | None = Field(
+        default=None, description="one entry per field at fault"
+    )
+
+
 # -- reports ----------------------------------------------------------------------------------
 
 

@@ -55,7 +55,10 @@ def _snapshot(runtime: RuntimeDep, scope: str) -> ScopeSnapshot:
     "`status` and `since` apply to `measure` if given, else to any measure; `measure` alone "
     "lists the pairs whose rule for that measure holds now. `format=csv` returns every "
     "matching pair with the columns of `pvsignal analyze`.",
-    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+        404: {"description": "the scope has no counted pairs"},
+    },
 )
 def list_signals(
     principal: Reader,
