@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from api.deps import get_principal
+from api.deps import get_principal, refuse_undeclared_query
 from api.metrics import Metrics
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.openapi import document_problems
@@ -73,6 +73,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        dependencies=[Depends(refuse_undeclared_query)],
     )
     app.state.metrics = metrics
     install_problem_handlers(app)

@@ -7,6 +7,7 @@ from the route rather than repeated on each handler:
 401    the route depends on the caller (``get_principal``): no, unknown or revoked credentials
 403    a role check (``require(...)``) admits only some roles
 404    the path names a resource (a path parameter)
+400    the operation takes a body (one that cannot be parsed as its media type)
 413    the operation takes a body (bodies over the limit are refused while being read)
 415    the operation takes a body in more than one media type, or reads it itself
 422    the operation has parameters or a body (RFC 9457 ``errors`` name each field at fault)
@@ -34,7 +35,7 @@ from api.schemas import Problem
 
 _REF = "#/components/schemas/{model}"
 DESCRIPTIONS = {
-    400: "Bad request",
+    400: "The body could not be parsed as its media type",
     401: "No valid credentials: send `Authorization: Bearer` with an API key or OIDC token",
     403: "The caller's role may not do this",
     404: "No such resource, or not one the caller may see",
@@ -97,7 +98,7 @@ def _derived(operation: dict[str, Any], route: APIRoute | None) -> set[int]:
         found.add(404)
     body = operation.get("requestBody")
     if body is not None:
-        found |= {413, 422}
+        found |= {400, 413, 422}
         if len(body.get("content", {})) > 1 or (route is not None and route.body_field is None):
             found.add(415)  # several media types, or a body the handler reads and checks itself
     if parameters:

@@ -315,7 +315,10 @@ class SubscriptionFilter(_Model):
 
 
 class SubscriptionIn(_Model):
-    url: HttpUrl = Field(description="where alerts are POSTed (https in production)")
+    url: HttpUrl = Field(
+        description="where alerts are POSTed (https in production); the host must be one this "
+        "deployment allows (PVSIGNAL_WEBHOOK_ALLOWED_HOSTS), else 422 naming body.url"
+    )
     filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter)
 
     model_config = ConfigDict(
@@ -389,10 +392,26 @@ class AlertList(_Model):
 # -- keys -------------------------------------------------------------------------------------
 
 
-class KeyIn(_Model):
-    role: Role
-    org: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+Organisation = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")]
+
+
+class OrganisationKeyIn(_Model):
+    """A key acting for one organisation: a hospital's or an MAH's (``org`` is required)."""
+
+    role: Literal[Role.hospital, Role.mah]
+    org: Organisation
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class ServiceKeyIn(_Model):
+    """A regulator's or an admin's key (any ``org`` is only a label)."""
+
+    role: Literal[Role.regulator, Role.admin]
+    org: Organisation | None = None
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+KeyIn = Annotated[OrganisationKeyIn | ServiceKeyIn, Field(discriminator="role")]
 
 
 class KeyOut(_Model):

@@ -90,6 +90,19 @@ def test_bad_queries_are_422_naming_the_parameter(world: World):
         assert error["value"] in {str(v) for v in params.values()}
 
 
+def test_undeclared_and_repeated_query_parameters_are_422(world: World):
+    misspelt = world.get("regulator", "/v1/signals", params={"pathways": "innovative"})
+    assert misspelt.status_code == 422
+    assert misspelt.json()["errors"] == [
+        {"field": "query.pathways", "reason": "unknown parameter", "value": "innovative"}
+    ]
+    twice = world.get("regulator", "/v1/signals", params={"scope": ["all", "nowhere"]})
+    assert twice.status_code == 422
+    assert twice.json()["errors"][0]["field"] == "query.scope"
+    several = world.get("regulator", "/v1/signals", params={"pt": ["Rash", "Cough"]})
+    assert several.status_code == 200  # pt takes several values
+
+
 def test_a_signed_cursor_the_server_never_wrote_is_422(world: World):
     """Signed with the public development secret, so the signature holds; the content is junk."""
     forger = CursorSigner(DEVELOPMENT_SECRET.encode())
