@@ -305,3 +305,12 @@ def test_an_ingest_whose_every_record_is_rejected_fails(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "rejected 2" in captured.out
     assert "all 2 records were rejected" in captured.err
+
+
+def test_version_is_the_installed_one(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pvsignal {version('pvsignal')}"
