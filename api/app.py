@@ -17,9 +17,10 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from api.deps import get_principal
+from api.deps import get_principal, refuse_undeclared_query
 from api.metrics import Metrics
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from api.openapi import document_problems
 from api.problems import install_problem_handlers
 from api.routes import (
     alerts,
@@ -74,23 +75,29 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        dependencies=[Depends(refuse_undeclared_query)],
     )
     app.state.metrics = metrics
     install_problem_handlers(app)
-    app.include_router(health.router)
-    for module in (
-        reports,
-        receipts,
-        signals,
-        products,
-        institutions,
-        duplicates,
-        fits,
-        subscriptions,
-        alerts,
-        keys,
-    ):
-        app.include_router(module.router)
+    routers = [
+        module.router
+        for module in (
+            health,
+            reports,
+            receipts,
+            signals,
+            products,
+            institutions,
+            duplicates,
+            fits,
+            subscriptions,
+            alerts,
+            keys,
+        )
+    ]
+    for router in routers:
+        app.include_router(router)
+    document_problems(app, routers)
     _documentation(app, settings)
     # Report batches may be large; every other body stays under the general limit.
     app.add_middleware(

@@ -59,8 +59,9 @@ def issue_key(
 ) -> tuple[str, dict[str, Any]]:
     """Create a key: 32 random bytes, shown once; only its hash is stored."""
     role = Role(role)
+    org = org.strip() if org is not None else None
     if role in ORGANISATION_ROLES and not org:
-        raise InputError(f"role {role.value!r} acts for an organisation: give --org")
+        raise InputError(f"role {role.value!r} acts for an organisation: give --org (not blank)")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     record = store.create_api_key(hash_key(key), secrets.token_hex(8), role.value, org, name)
     return key, record
@@ -89,7 +90,11 @@ class Authenticator:
             record = store.api_key(hash_key(key))
         if record is None:
             raise UnauthorizedError("unknown or revoked API key")
-        return Principal(Role(record["role"]), record["org"], record["key_id"])
+        role = Role(record["role"])
+        if role in ORGANISATION_ROLES and not _named(record["org"]):
+            # Only a key written before issue_key refused blank organisations.
+            raise UnauthorizedError(f"this {role.value} key names no organisation; issue a new one")
+        return Principal(role, record["org"] or None, record["key_id"])
 
     def _token(self, token: str) -> Principal:
         settings = self._settings
@@ -124,8 +129,17 @@ def _principal_from_claims(claims: dict[str, Any], settings: Settings) -> Princi
             f"{', '.join(r.value for r in Role)}, got {raw_role!r}"
         ) from None
     org = claims.get(settings.oidc_org_claim)
-    if role in ORGANISATION_ROLES and not isinstance(org, str):
-        raise UnauthorizedError(
-            f"token claim {settings.oidc_org_claim!r} is needed for {role.value}"
-        )
-    return Principal(role, org if isinstance(org, str) else None, str(claims["sub"]))
+    if not _named(org):
+        if role in ORGANISATION_ROLES:
+            raise UnauthorizedError(
+                f"token claim {settings.oidc_org_claim!r} must name the organisation of a "
+                f"{role.value}, got {org!r}"
+            )
+        org = None
+    return Principal(role, org, str(claims["sub"]))
+
+
+def _named(org: object) -> bool:
+    """An organisation id: a string with more than blanks (an empty org matches nothing and
+    must never stand for one)."""
+    return isinstance(org, str) and bool(org.strip())

@@ -122,6 +122,11 @@ def _print_demo(demo: DemoStore, url: str, host: str, port: int) -> None:
     ]
     if demo.mah_key:
         lines.append(f"MAH key ({demo.mah_id}, sees only its products): {demo.mah_key}")
+    lines += [
+        f"hospital key ({demo.hospital_id}, submits reports): {demo.hospital_key}",
+        f"admin key (manages keys): {demo.admin_key}",
+        f"more keys for this store: pvsignal keys create --store {url} --role ROLE [--org ORG]",
+    ]
     if demo.planted:
         product, pt = demo.planted[0]
         lines.append(f"a planted signal: {product} / {pt}")

@@ -2,8 +2,8 @@
 
 Simulated reports (with follow-ups, nullifications, duplicates and planted signals) and their
 product registry, with pilot-import products, are ingested and detection is run, so signals and
-alerts exist before the first request. Keys are made for a regulator and for the MAH of the
-first planted signal, to show what each one sees.
+alerts exist before the first request. A key is made for each role: a regulator, the MAH of the
+first planted signal, a Lecheng hospital and an admin, to show what each one may do.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pvsignal.simulate import SimulationConfig, simulate
 from pvsignal.store import open_store
 
 DEMO_URL = "sqlite:///pvsignal-demo.db"
+DEMO_HOSPITAL = "LC-HOSP-01"  # a Boao Lecheng hospital of the simulation
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class DemoStore:
     regulator_key: str
     mah_key: str | None
     mah_id: str | None
+    hospital_key: str
+    hospital_id: str
+    admin_key: str
     planted: list[tuple[str, str]]
 
 
@@ -53,6 +57,8 @@ def load_demo(url: str, *, reports: int = 20_000, seed: int = 7) -> DemoStore:
         first = simulation.signals[0] if simulation.signals else None
         mah_id = registry[first.product_id].mah_id if first else None
         mah_key = issue_key(store, Role.mah, mah_id, "demo MAH")[0] if mah_id else None
+        hospital_key, _ = issue_key(store, Role.hospital, DEMO_HOSPITAL, "demo hospital")
+        admin_key, _ = issue_key(store, Role.admin, None, "demo admin")
     finally:
         store.close()
     return DemoStore(
@@ -62,5 +68,8 @@ def load_demo(url: str, *, reports: int = 20_000, seed: int = 7) -> DemoStore:
         regulator_key=regulator_key,
         mah_key=mah_key,
         mah_id=mah_id,
+        hospital_key=hospital_key,
+        hospital_id=DEMO_HOSPITAL,
+        admin_key=admin_key,
         planted=[(s.product_id, s.pt) for s in simulation.signals],
     )

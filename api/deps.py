@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Principal, Role
-from api.problems import ForbiddenError, NotFoundError
+from api.problems import ForbiddenError, NotFoundError, UnprocessableError
 from api.runtime import Runtime
 from api.tenancy import RegistrySnapshot
 from pvsignal.products import RegisteredProduct
@@ -60,6 +62,7 @@ def require(*roles: Role) -> Callable[[Principal], Principal]:
             )
         return principal
 
+    check.allowed_roles = allowed  # type: ignore[attr-defined]  # read by api.openapi (403)
     return check
 
 
@@ -87,3 +90,43 @@ def visible_product(product_id: str, principal: Reader, registry: RegistryDep) -
 
 
 VisibleProduct = Annotated[RegisteredProduct, Depends(visible_product)]
+
+
+def refuse_undeclared_query(request: Request) -> None:
+    """Refuse query parameters the operation does not declare, and a single-valued one given
+    more than once (applied to every route): a misspelt filter (``pathways=``) must not
+    silently widen a listing, nor ``scope=a&scope=b`` silently read one of them."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    declared = dict(_query_parameters(dependant))
+    refused = []
+    for name, value in request.query_params.multi_items():
+        if name not in declared:
+            refused.append(
+                {"field": f"query.{name}", "reason": "unknown parameter", "value": value}
+            )
+        elif not declared[name] and len(request.query_params.getlist(name)) > 1:
+            refused.append({"field": f"query.{name}", "reason": "takes one value", "value": value})
+    if refused:
+        known = ", ".join(sorted(declared)) or "none"
+        raise UnprocessableError(
+            f"{refused[0]['field']}: {refused[0]['reason']} (this operation's parameters: {known})",
+            errors=refused,
+        )
+
+
+def _query_parameters(dependant: Dependant) -> Iterator[tuple[str, bool]]:
+    """(name, takes several values) of each query parameter of the operation."""
+    for param in dependant.query_params:
+        yield param.alias, _is_sequence(param.field_info.annotation)
+    for dependency in dependant.dependencies:
+        yield from _query_parameters(dependency)
+
+
+def _is_sequence(annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType):
+        return any(_is_sequence(arg) for arg in get_args(annotation))
+    return (origin or annotation) in (list, tuple, set, frozenset)

@@ -31,7 +31,7 @@ class RequestContextMiddleware:
         given = _header(scope, b"x-request-id")
         rid = given if given is not None and _VALID_ID.match(given) else uuid.uuid4().hex
         token = bind_request_id(rid)
-        started = time.perf_counter()
+        began = time.perf_counter()
         status = 500
 
         started = False
@@ -59,7 +59,7 @@ class RequestContextMiddleware:
                     "the server failed; quote the request id when reporting it",
                 )
         finally:
-            seconds = time.perf_counter() - started
+            seconds = time.perf_counter() - began
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED
             self.metrics.observe_request(scope["method"], template, status, seconds)

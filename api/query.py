@@ -18,10 +18,20 @@ import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from api.auth import Principal
 from api.problems import UnprocessableError
@@ -314,14 +324,51 @@ def start_position(
     """Where a page starts: the cursor's position in the same snapshot, else found by key."""
     if cursor is None:
         return 0
-    if cursor.get("s") != sort:
+    found = _written(cursor)
+    if found.s != sort:
         raise UnprocessableError(
-            f"cursor: it continues a listing sorted by {cursor.get('s')!r}, not {sort!r}",
+            f"cursor: it continues a listing sorted by {found.s!r}, not {sort!r}",
             errors=[{"field": "query.cursor", "reason": "sort changed", "value": sort}],
         )
-    if cursor.get("g") == snapshot.generation and cursor.get("scope") == snapshot.scope:
-        return int(cursor["p"])
-    return position_after(snapshot, order, cursor["k"])
+    if found.g == snapshot.generation and found.scope == snapshot.scope:
+        if found.p > order.permutation.size:
+            raise _unwritten(f"position {found.p} is past the end of the listing")
+        return found.p
+    return position_after(snapshot, order, list(found.k))
+
+
+class _Cursor(BaseModel):
+    """The content next_cursor writes. A signed cursor with other content was not written by
+    this service (its secret leaked, or is the public development default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scope: StrictStr
+    g: StrictInt  # the snapshot generation
+    s: StrictStr  # the sort
+    p: Annotated[StrictInt, Field(ge=0)]  # the next position in that generation
+    k: tuple[StrictBool, StrictStr, StrictStr, StrictStr]  # missing, value (hex), product, PT
+
+    @field_validator("k")
+    @classmethod
+    def _hex_value(cls, k: tuple[bool, str, str, str]) -> tuple[bool, str, str, str]:
+        float.fromhex(k[1])  # a ValueError: pydantic reports it as a validation error
+        return k
+
+
+def _written(cursor: dict[str, Any]) -> _Cursor:
+    try:
+        return _Cursor.model_validate(cursor)
+    except ValidationError as error:
+        fields = ", ".join(".".join(map(str, e["loc"])) or "(cursor)" for e in error.errors())
+        raise _unwritten(f"unexpected content ({fields})") from None
+
+
+def _unwritten(why: str) -> UnprocessableError:
+    return UnprocessableError(
+        f"cursor: not a cursor this service issued: {why}",
+        errors=[{"field": "query.cursor", "reason": "invalid cursor", "value": why}],
+    )
 
 
 def next_cursor(

@@ -19,6 +19,50 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# -- problems ---------------------------------------------------------------------------------
+
+
+class ProblemField(BaseModel):
+    field: str = Field(description="where: 'query.limit', 'body.url', 'body.products.0.name'")
+    reason: str
+    value: Any = Field(default=None, description="the value refused, when it can be shown")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem detail, the body of every error (``application/problem+json``)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "example": {
+                "type": "urn:pvsignal:problem:invalid-input",
+                "title": "Unprocessable content",
+                "status": 422,
+                "detail": "invalid query.limit",
+                "instance": "/v1/signals",
+                "request_id": "5f0c3d6be0f64c5b9a4f4f9f7b2c1e0a",
+                "errors": [
+                    {
+                        "field": "query.limit",
+                        "reason": "Input should be greater than or equal to 1",
+                        "value": "0",
+                    }
+                ],
+            }
+        },
+    )
+
+    type: str = Field(description="urn:pvsignal:problem:<kind>, stable for programs to match")
+    title: str
+    status: int
+    detail: str = Field(description="what was wrong, naming the input and its value")
+    instance: str = Field(description="the request path")
+    request_id: str | None = Field(description="quote it when reporting a problem")
+    errors: list[ProblemField] | None = Field(
+        default=None, description="one entry per field at fault"
+    )
+
+
 # -- reports ----------------------------------------------------------------------------------
 
 
@@ -276,7 +320,10 @@ class SubscriptionFilter(_Model):
 
 
 class SubscriptionIn(_Model):
-    url: HttpUrl = Field(description="where alerts are POSTed (https in production)")
+    url: HttpUrl = Field(
+        description="where alerts are POSTed (https in production); the host must be one this "
+        "deployment allows (PVSIGNAL_WEBHOOK_ALLOWED_HOSTS), else 422 naming body.url"
+    )
     filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter)
 
     model_config = ConfigDict(
@@ -350,10 +397,26 @@ class AlertList(_Model):
 # -- keys -------------------------------------------------------------------------------------
 
 
-class KeyIn(_Model):
-    role: Role
-    org: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+Organisation = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")]
+
+
+class OrganisationKeyIn(_Model):
+    """A key acting for one organisation: a hospital's or an MAH's (``org`` is required)."""
+
+    role: Literal[Role.hospital, Role.mah]
+    org: Organisation
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class ServiceKeyIn(_Model):
+    """A regulator's or an admin's key (any ``org`` is only a label)."""
+
+    role: Literal[Role.regulator, Role.admin]
+    org: Organisation | None = None
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+KeyIn = Annotated[OrganisationKeyIn | ServiceKeyIn, Field(discriminator="role")]
 
 
 class KeyOut(_Model):

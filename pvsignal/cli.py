@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 
 from pvsignal.argtypes import level
@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pvsignal", description="Pharmacovigilance signal detection."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_analyze(commands)
     add_store_commands(commands)
@@ -127,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         # so that the core never imports them.
         plugin.load()(commands)
     return parser
+
+
+def _installed_version() -> str:
+    try:
+        return version("pvsignal")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from pvsignal.ingest import BatchCollector, Ingestor, IngestSummary, batches
 from pvsignal.institutions import InstitutionRegistry, load_institutions
 from pvsignal.ownership import UNATTRIBUTED, OwnerRule, SenderOwns, SourceOwns
 from pvsignal.products import load_products
-from pvsignal.readers import RawRecord
+from pvsignal.readers import FORMATS, RawRecord, detect_format
 from pvsignal.rebuild import effective_scopes, rebuild, rename_owners
 from pvsignal.scopes import ScopeConfig, load_scope_config
 from pvsignal.store import DEFAULT_URL, SqlStore, open_store
@@ -25,7 +25,6 @@ from pvsignal.store import DEFAULT_URL, SqlStore, open_store
 if TYPE_CHECKING:
     from pvsignal.detection import Detector
 
-FORMATS = ("jsonl", "e2b", "faers", "vaers")
 _DATABASE_OWNERS = {"faers": "FDA-FAERS", "vaers": "CDC-VAERS"}
 
 
@@ -65,7 +64,11 @@ def add_store_commands(commands: argparse._SubParsersAction) -> None:
         description="Read reports, apply case versions, count them.",
     )
     ingest.add_argument("paths", nargs="+", type=Path, help="files (or folders for faers/vaers)")
-    ingest.add_argument("--format", choices=FORMATS, default="jsonl")
+    ingest.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="the source format (default: told from the file names, else from their content)",
+    )
     ingest.add_argument("--scope-config", type=Path, help="YAML file declaring the scopes")
     ingest.add_argument(
         "--batch-size",
@@ -144,7 +147,8 @@ def _run_ingest(args: argparse.Namespace) -> int:
     for path in args.paths:
         if not path.exists():
             raise InputError(f"input {str(path)!r} does not exist")
-    read = reader_for(args.format)
+    source = args.format if args.format is not None else detect_format(args.paths)
+    read = reader_for(source)
     store = open_store(args.store)
     collector = BatchCollector()
     try:
@@ -152,8 +156,8 @@ def _run_ingest(args: argparse.Namespace) -> int:
         ingestor = Ingestor(
             store,
             scopes,
-            owners=owner_rule(args.format, args.owner),
-            source=args.format,
+            owners=owner_rule(source, args.owner),
+            source=source,
             batch_size=args.batch_size,
         )
         detector = None if args.detect == "off" else _detector(store, scopes)
@@ -172,6 +176,13 @@ def _run_ingest(args: argparse.Namespace) -> int:
     print(describe_ingest(summary, args.store))
     if args.detect != "off":
         print(f"signal transitions (alerts) recorded: {alerts}")
+    if summary.received and summary.rejected == summary.received:
+        print(
+            f"pvsignal ingest: error: all {summary.received} records were rejected as {source} "
+            "(reasons: `pvsignal rejects`; another --format?)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -89,6 +89,9 @@ def add_consume_command(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_consume)
 
 
+STARTED = "pvsignal consume: started; SIGTERM or SIGINT stops it after the current batch"
+
+
 def run_consume(args: argparse.Namespace) -> int:
     # The consumer's imports (kafka, the detectors, scipy) are paid only by `consume`.
     from streams.consumer import ConsumerConfig, StreamConsumer
@@ -111,6 +114,12 @@ def run_consume(args: argparse.Namespace) -> int:
         if args.session_timeout_ms is None
         else {"session_timeout_ms": args.session_timeout_ms},
     )
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        # The handler only sets the event: the loop finishes its batch, then closes.
+        signal.signal(number, lambda *_: stop.set())
+    # From here a SIGTERM stops cleanly (exit 0); whoever supervises may wait for this line.
+    print(STARTED, flush=True)
     metrics = StreamMetrics(CollectorRegistry())
     consumer = StreamConsumer(
         config,
@@ -118,10 +127,6 @@ def run_consume(args: argparse.Namespace) -> int:
         scopes=load_scope_config(args.scope_config),
         metrics=metrics,
     )
-    stop = threading.Event()
-    for number in (signal.SIGTERM, signal.SIGINT):
-        # The handler only sets the event: the loop finishes its batch, then closes.
-        signal.signal(number, lambda *_: stop.set())
     if args.metrics_port is not None:
         serve(args.metrics_port, metrics.registry, lambda: consumer.ready)
     consumer.run(stop)

@@ -35,6 +35,7 @@ def get_product(product: VisibleProduct) -> ProductOut:
     summary="Register or change a product (regulators)",
     description="When names, kind or pathway change and cases exist, every case is recounted "
     "under the new registry (a new alias can change which product a report names).",
+    responses={409: {"description": "a name or alias is another product's"}},
 )
 async def put_product(
     product_id: str, body: ProductIn, principal: Regulator, runtime: RuntimeDep

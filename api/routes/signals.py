@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from api.auth import Principal
 from api.deps import Reader, RegistryDep, RuntimeDep, StoreDep
-from api.problems import NotFoundError, UnprocessableError
+from api.problems import NotFoundError
 from api.query import (
     SORTABLE,
     SignalFilter,
@@ -31,12 +31,15 @@ from api.snapshots import STATISTICS, ScopeSnapshot
 from api.tenancy import RegistrySnapshot
 from pvsignal.detection import MEASURES
 from pvsignal.export import export_table, write_csv
+from pvsignal.products import Kind, Pathway
 
 router = APIRouter(prefix="/v1/signals", tags=["signals"])
 
 Status = Literal["new", "ongoing", "strengthened", "weakened", "closed", "open"]
 _CSV_CHUNK = 100_000
 _SORTS = SORTABLE + tuple(f"-{name}" for name in SORTABLE if name != "product")
+# A statistic ascending, or descending with '-' ("product" is the (product, PT) order).
+Sort = Literal[_SORTS]  # type: ignore[valid-type]
 
 
 def _snapshot(runtime: RuntimeDep, scope: str) -> ScopeSnapshot:
@@ -54,7 +57,10 @@ def _snapshot(runtime: RuntimeDep, scope: str) -> ScopeSnapshot:
     "`status` and `since` apply to `measure` if given, else to any measure; `measure` alone "
     "lists the pairs whose rule for that measure holds now. `format=csv` returns every "
     "matching pair with the columns of `pvsignal analyze`.",
-    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+        404: {"description": "the scope has no counted pairs"},
+    },
 )
 def list_signals(
     principal: Reader,
@@ -63,29 +69,31 @@ def list_signals(
     scope: Annotated[str, Query(max_length=63)] = "all",
     product_id: Annotated[list[str] | None, Query(max_length=100)] = None,
     mah_id: Annotated[str | None, Query(max_length=100)] = None,
-    pathway: Annotated[str | None, Query(max_length=100)] = None,
-    kind: Annotated[str | None, Query(max_length=100)] = None,
+    pathway: Pathway | None = None,
+    kind: Kind | None = None,
     pt: Annotated[list[str] | None, Query(max_length=100)] = None,
     measure: Measure | None = None,
     status: Status | None = None,
     min_a: Annotated[int | None, Query(ge=0, le=2**31)] = None,
     since: dt.datetime | None = None,
-    sort: Annotated[str, Query(description=f"one of {', '.join(_SORTS)}")] = "-eb05",
+    sort: Sort = "-eb05",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=4096,
+            pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+            description="the next_cursor of the previous page (opaque, signed by the server)",
+        ),
+    ] = None,
     format: Literal["json", "csv"] = "json",
 ) -> Response:
-    if sort not in _SORTS:
-        raise UnprocessableError(
-            f"sort: {sort!r} is not one of {', '.join(_SORTS)}",
-            errors=[{"field": "query.sort", "reason": "unknown sort", "value": sort}],
-        )
     snapshot = _snapshot(runtime, scope)
     query = SignalFilter(
         product_ids=tuple(product_id or ()),
         mah_id=mah_id,
-        pathway=pathway,
-        kind=kind,
+        pathway=None if pathway is None else pathway.value,
+        kind=None if kind is None else kind.value,
         pts=tuple(pt or ()),
         measure=measure,
         status=status,

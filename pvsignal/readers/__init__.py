@@ -13,7 +13,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from pvsignal.errors import InputError
 from pvsignal.reports import Report
+
+FORMATS = ("jsonl", "e2b", "faers", "vaers")
+# The file names each folder-shaped source is read from (its readers use the same patterns).
+FAERS_FILE = re.compile(r"^(DEMO|DRUG|REAC)(.*\.txt)$", re.IGNORECASE)
+VAERS_FILE = re.compile(r"^(.*)VAERS(SYMPTOMS|VAX)\.csv$", re.IGNORECASE)
+_SUFFIXES = {".xml": "e2b", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_SNIFF_BYTES = 4096
 
 
 class RawRecord(NamedTuple):
@@ -63,3 +71,56 @@ def group_files(
             else:
                 group[table] = path
     return groups, rejects
+
+
+def detect_format(paths: Iterable[Path]) -> str:
+    """The source format of the given files and folders, when they all agree on one.
+
+    A file is known by its name (FAERS ``DEMO*.txt``..., VAERS ``*VAERSSYMPTOMS.csv``...,
+    ``.xml`` E2B, ``.jsonl``/``.ndjson`` JSON Lines), else by its first character (``<`` XML,
+    ``{`` JSON); a folder by the source files it holds. Raises InputError naming the input
+    whose format cannot be told, or the two inputs of different formats.
+    """
+    seen: dict[str, Path] = {}
+    for path in paths:
+        kinds = (
+            {_format_by_name(p) for p in path.rglob("*") if p.is_file()} - {None}
+            if path.is_dir()
+            else {_format_of_file(path)} - {None}
+        )
+        if len(kinds) != 1:
+            what = "no" if not kinds else f"several ({', '.join(sorted(map(str, kinds)))})"
+            raise InputError(
+                f"cannot tell the format of {str(path)!r} ({what} source format recognised): "
+                f"give --format ({', '.join(FORMATS)})"
+            )
+        [kind] = kinds
+        assert kind is not None
+        seen.setdefault(kind, path)
+    if len(seen) > 1:
+        named = ", ".join(f"{str(p)!r} is {kind}" for kind, p in seen.items())
+        raise InputError(f"the inputs are of different formats ({named}): ingest them one by one")
+    if not seen:
+        raise InputError("no input given")
+    return next(iter(seen))
+
+
+def _format_by_name(path: Path) -> str | None:
+    if FAERS_FILE.match(path.name):
+        return "faers"
+    if VAERS_FILE.match(path.name):
+        return "vaers"
+    return _SUFFIXES.get(path.suffix.lower())
+
+
+def _format_of_file(path: Path) -> str | None:
+    named = _format_by_name(path)
+    if named is not None:
+        return named
+    with path.open("rb") as handle:
+        start = handle.read(_SNIFF_BYTES).removeprefix(b"\xef\xbb\xbf").lstrip()
+    if start.startswith(b"<"):
+        return "e2b"
+    if start.startswith(b"{"):
+        return "jsonl"
+    return None

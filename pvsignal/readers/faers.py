@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
@@ -45,12 +44,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pvsignal.readers import RawRecord, group_files
+from pvsignal.readers import FAERS_FILE, RawRecord, group_files
 
 __all__ = ["read_faers"]
 
 _TABLES = ("DEMO", "DRUG", "REAC")
-_FILE = re.compile(r"^(DEMO|DRUG|REAC)(.*\.txt)$", re.IGNORECASE)
 
 # The columns each table needs, per layout (current FAERS, legacy AERS).
 _WANTED = {
@@ -167,7 +165,7 @@ def _quarters(paths: Iterable[Path]) -> tuple[dict[str, dict[str, Path]], list[R
     """Group the FAERS files by quarter: ``{"<folder>/20q3.txt": {"DEMO": path, ...}}``."""
     return group_files(
         paths,
-        _FILE,
+        FAERS_FILE,
         lambda m: (m.group(2).lower(), m.group(1).upper()),
         "a FAERS DEMO*, DRUG* or REAC* .txt file",
         "quarter",

@@ -31,11 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pvsignal.readers import RawRecord, group_files
+from pvsignal.readers import VAERS_FILE, RawRecord, group_files
 
 __all__ = ["read_vaers"]
 
-_FILE = re.compile(r"^(.*)VAERS(SYMPTOMS|VAX)\.csv$", re.IGNORECASE)
 _SYMPTOMS_HEADER = ["VAERS_ID"] + [
     f"{k}{i}" for i in range(1, 6) for k in ("SYMPTOM", "SYMPTOMVERSION")
 ]
@@ -94,7 +93,7 @@ def _years(paths: Iterable[Path]) -> tuple[dict[str, dict[str, Path]], list[RawR
     """Group the files by year prefix: ``{"<folder>/2020": {"SYMPTOMS": path, "VAX": path}}``."""
     return group_files(
         paths,
-        _FILE,
+        VAERS_FILE,
         lambda m: (m.group(1).lower(), m.group(2).upper()),
         "a VAERS *VAERSSYMPTOMS.csv or *VAERSVAX.csv file",
         "year",

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.auth import hash_key
+from pvsignal.store import open_store
 from tests.api.conftest import World, copy_world, test_settings
 
 PUBLIC = {"/livez", "/readyz", "/metrics"}
@@ -148,6 +150,9 @@ def test_oidc_tokens_give_role_and_organisation(seeded, tmp_path, rsa_key):
         assert status(_token(rsa_key, exp=expired)) == 401
         assert status(_token(rsa_key, pvsignal_role="superuser")) == 401
         assert status(_token(rsa_key, pvsignal_org=None)) == 401
+        for blank in ("", "   ", 7):
+            assert status(_token(rsa_key, pvsignal_org=blank)) == 401, blank
+            assert status(_token(rsa_key, pvsignal_role="hospital", pvsignal_org=blank)) == 401
         other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         assert status(_token(other)) == 401  # signed by another key
         hospital = _token(rsa_key, pvsignal_role="hospital", pvsignal_org="H-9")
@@ -187,3 +192,23 @@ def test_oidc_keys_from_a_jwks_endpoint(seeded, tmp_path, rsa_key):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_key_for_an_organisation_needs_a_non_blank_one(fresh_world: World):
+    for org in ("", "   "):
+        created = fresh_world.client.post(
+            "/v1/keys", headers=fresh_world.headers("admin"), json={"role": "mah", "org": org}
+        )
+        assert created.status_code == 422, created.text
+    # A key stored with a blank organisation (written before this check) is refused.
+    store = open_store(fresh_world.url)
+    try:
+        for org in ("", " "):
+            key = f"pvs_blank-org-{len(org)}"
+            store.create_api_key(hash_key(key), f"blank{len(org)}", "mah", org, None)
+            answer = fresh_world.client.get(
+                "/v1/products", headers={"Authorization": f"Bearer {key}"}
+            )
+            assert answer.status_code == 401, answer.text
+    finally:
+        store.close()

@@ -106,3 +106,23 @@ def test_readiness_reports_the_store_and_kafka_offsets(seeded, tmp_path):
         ready = client.get("/readyz").json()
     assert ready["kafka"]["next_offsets"] == {"0": 40, "1": 7}
     assert ready["kafka"]["total_lag"] == 10 + 43
+
+
+def test_request_duration_of_livez_lands_in_a_sub_second_bucket(world: World):
+    def livez_buckets() -> dict[str, float]:
+        text = world.client.get("/metrics").text
+        [family] = [
+            f
+            for f in text_string_to_metric_families(text)
+            if f.name == "pvsignal_http_request_duration_seconds"
+        ]
+        return {
+            s.labels["le"]: s.value
+            for s in family.samples
+            if s.name.endswith("_bucket") and s.labels["route"] == "/livez"
+        }
+
+    before = livez_buckets()
+    assert world.client.get("/livez").status_code == 200
+    after = livez_buckets()
+    assert after["1.0"] - before.get("1.0", 0.0) == 1, after

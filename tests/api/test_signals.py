@@ -7,9 +7,10 @@ import math
 
 import pytest
 
-from api.query import SORTABLE
+from api.query import SORTABLE, CursorSigner
 from detectors.mgps import Hyperparameters
 from pvsignal.export import export_table, write_csv
+from pvsignal.settings import DEVELOPMENT_SECRET
 from pvsignal.signals import scope_statistics
 from pvsignal.store import open_store
 from tests.api.conftest import PLANTED, World, report
@@ -79,10 +80,50 @@ def test_bad_queries_are_422_naming_the_parameter(world: World):
         ({"cursor": "forged.cursor"}, "query.cursor"),
         ({"measure": "xyz"}, "query.measure"),
         ({"since": "yesterday"}, "query.since"),
+        ({"pathway": "lecheng"}, "query.pathway"),
+        ({"kind": "pill"}, "query.kind"),
     ):
         response = world.get("regulator", "/v1/signals", params=params)
         assert response.status_code == 422, params
-        assert response.json()["errors"][0]["field"] == field
+        [error] = response.json()["errors"]
+        assert error["field"] == field
+        assert error["value"] in {str(v) for v in params.values()}
+
+
+def test_undeclared_and_repeated_query_parameters_are_422(world: World):
+    misspelt = world.get("regulator", "/v1/signals", params={"pathways": "innovative"})
+    assert misspelt.status_code == 422
+    assert misspelt.json()["errors"] == [
+        {"field": "query.pathways", "reason": "unknown parameter", "value": "innovative"}
+    ]
+    twice = world.get("regulator", "/v1/signals", params={"scope": ["all", "nowhere"]})
+    assert twice.status_code == 422
+    assert twice.json()["errors"][0]["field"] == "query.scope"
+    several = world.get("regulator", "/v1/signals", params={"pt": ["Rash", "Cough"]})
+    assert several.status_code == 200  # pt takes several values
+
+
+def test_a_signed_cursor_the_server_never_wrote_is_422(world: World):
+    """Signed with the public development secret, so the signature holds; the content is junk."""
+    forger = CursorSigner(DEVELOPMENT_SECRET.encode())
+    issued = world.get("regulator", "/v1/signals", params={"limit": 2}).json()["next_cursor"]
+    genuine = forger.decode(issued)
+    assert genuine["s"] == "-eb05", "the test forges with the secret the world runs on"
+    for forged in (
+        {"s": "-eb05"},
+        {**genuine, "k": "A1"},
+        {**genuine, "k": [False, "not-a-float", "A1", "x"]},
+        {**genuine, "k": [False, "0x1p0", 1, 2]},
+        {**genuine, "k": [False, "0x1p0"]},
+        {**genuine, "p": -3},
+        {**genuine, "p": 10**12},
+        {**genuine, "p": "2"},
+        {**genuine, "g": "x", "p": None},
+        {**genuine, "scope": ["all"]},
+    ):
+        response = world.get("regulator", "/v1/signals", params={"cursor": forger.encode(forged)})
+        assert response.status_code == 422, (forged, response.text)
+        assert response.json()["errors"][0]["field"] == "query.cursor"
 
 
 def test_a_cursor_belongs_to_its_sort(world: World):

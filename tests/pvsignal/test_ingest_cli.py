@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -269,3 +270,47 @@ def test_scope_changes_need_a_rebuild_and_products_load_recounts(tmp_path, capsy
     assert _export(url) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[1].startswith('"P-1","Rash",2,2,2,2,')
+
+
+def test_ingest_tells_the_format_from_the_file(tmp_path, capsys):
+    data = Path(__file__).parent / "readers" / "data"
+    url = f"sqlite:///{tmp_path}/s.db"
+    assert main(["ingest", str(data / "e2b_batch.xml"), "--store", url]) == 0
+    assert "rejected 0" in capsys.readouterr().out
+    # No suffix: the content tells (an XML declaration, a JSON object).
+    (tmp_path / "upload").write_bytes((data / "e2b_single.xml").read_bytes())
+    (tmp_path / "feed").write_text(_line("J", "1") + "\n")
+    for name in ("upload", "feed"):
+        assert main(["ingest", str(tmp_path / name), "--store", url]) == 0
+        assert "new cases 1" in capsys.readouterr().out
+
+
+def test_ingest_of_mixed_or_unknown_formats_asks_for_format(tmp_path, capsys):
+    data = Path(__file__).parent / "readers" / "data"
+    url = f"sqlite:///{tmp_path}/s.db"
+    (tmp_path / "r.jsonl").write_text(_line("J", "1") + "\n")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    assert main(["ingest", str(data / "e2b_single.xml"), str(tmp_path / "r.jsonl")]) == 2
+    assert "different formats" in capsys.readouterr().err
+    assert main(["ingest", str(tmp_path / "notes.txt"), "--store", url]) == 2
+    err = capsys.readouterr().err
+    assert "cannot tell the format of" in err and "notes.txt" in err and "--format" in err
+
+
+def test_an_ingest_whose_every_record_is_rejected_fails(tmp_path, capsys):
+    path = tmp_path / "r.jsonl"
+    path.write_text("{broken\n" + json.dumps({"case_id": "A"}) + "\n")
+    url = f"sqlite:///{tmp_path}/s.db"
+    assert main(["ingest", str(path), "--store", url]) == 1
+    captured = capsys.readouterr()
+    assert "rejected 2" in captured.out
+    assert "all 2 records were rejected" in captured.err
+
+
+def test_version_is_the_installed_one(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pvsignal {version('pvsignal')}"

@@ -16,6 +16,7 @@ import orjson
 
 from pvsignal.simulate import SimulationConfig, simulate
 from pvsignal.store import open_store
+from streams.cli import STARTED
 from tests.streams.conftest import (
     assert_equals_single_pass,
     keyed,
@@ -41,8 +42,18 @@ def start(bootstrap: str, topic: str, url: str, log: Path) -> subprocess.Popen:
     command = consume_command(
         bootstrap, topic, url, "--batch-size", "100", "--detect-interval", "0"
     )
+    runs = log.read_text().count(STARTED) if log.exists() else 0
     with log.open("ab") as output:
-        return subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+    # Signals sent before the consumer installs its handlers would kill it (exit -15): wait
+    # for the line it prints once they are installed.
+    wait_for(
+        lambda: log.read_text().count(STARTED) > runs or process.poll() is not None,
+        60,
+        "the consumer to install its signal handlers",
+    )
+    assert process.poll() is None, log.read_text()[-3000:]
+    return process
 
 
 def progress(url: str, topic: str) -> tuple[int, int]:
@@ -128,3 +139,13 @@ def test_kill_9_at_random_points_then_restart(kafka_broker, tmp_path):
     assert letters == malformed
     assert log.read_text().count("not ready") < 50  # restarts, not a retry storm
     got.close()
+
+
+def test_sigterm_as_soon_as_the_consumer_says_it_started_stops_it_cleanly(kafka_broker, tmp_path):
+    topic = create_topic(kafka_broker, topic_name("reports"), partitions=1)
+    url = f"sqlite:///{tmp_path}/stream.db"
+    new_store(url, [])
+    log = tmp_path / "consumer.log"
+    process = start(kafka_broker, topic, url, log)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0, log.read_text()[-3000:]
