@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import re
 import secrets
 import threading
@@ -27,7 +28,7 @@ from typing import Any
 
 from api.auth import Principal
 from api.metrics import Metrics
-from api.problems import ContentTooLargeError, UnsupportedMediaTypeError
+from api.problems import ConflictError, ContentTooLargeError, UnsupportedMediaTypeError
 from api.tenancy import RegistryCache, owner_rule
 from pvsignal.ingest import BatchResult, Ingestor, RecordResult
 from pvsignal.readers import RawRecord
@@ -78,7 +79,16 @@ class Receipt:
         )
 
     @classmethod
-    def replay(cls, stored: dict[str, Any], reading: E2BReading | None) -> Receipt:
+    def replay(
+        cls, stored: dict[str, Any], stored_digest: str, digest: str, reading: E2BReading | None
+    ) -> Receipt:
+        """The first receipt of a submission sent again; a different body under the same key
+        is a client's mistake, refused rather than answered with another body's receipt."""
+        if stored_digest != digest:
+            raise ConflictError(
+                f"Idempotency-Key was first used with another body (receipt "
+                f"{stored['receipt_id']}); use a new key for a new submission"
+            )
         return cls(
             stored["receipt_id"],
             stored["submitted_at"],
@@ -112,6 +122,13 @@ class Receipt:
             for header, ok, result in zip(self.e2b.headers, accepted, self.results, strict=True)
         ]
         return build_ack(self.e2b.batch, icsrs, ack_id=self.receipt_id)
+
+
+def _digested(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
+    """The chunks, each added to ``digest`` as it passes."""
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
 
 
 def _scoped(principal: Principal, key: str) -> str:
@@ -323,6 +340,8 @@ class ReportIntake:
         """
         kind = supported(content_type)
         receipt_id = "r-" + secrets.token_hex(10)
+        digest = hashlib.sha256(kind.encode() + b"\n")
+        body = _digested(body, digest)
         reading = E2BReading(body, f"{receipt_id}.xml") if kind in XML_TYPES else None
         records = HeldRecords(read_records(kind, body, receipt_id, self._limits, reading))
         scoped_key = None if idempotency_key is None else _scoped(principal, idempotency_key)
@@ -330,12 +349,12 @@ class ReportIntake:
             if scoped_key is not None:
                 first = self._store.receipt_for_key(scoped_key)
                 if first is not None:
-                    return Receipt.replay(first, reading)
+                    return Receipt.replay(*first, digest.hexdigest(), reading)
             made: list[Receipt] = []
 
             def keep_receipt(session: BatchSession, applied: BatchResult) -> None:
                 receipt = Receipt.of(receipt_id, kind, len(records), applied, reading)
-                session.save_receipt(receipt.document(principal), scoped_key)
+                session.save_receipt(receipt.document(principal), scoped_key, digest.hexdigest())
                 made.append(receipt)
 
             self._current_ingestor().apply(

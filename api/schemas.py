@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
 
 from api.auth import Role
-from pvsignal.products import Kind, Pathway
+from pvsignal.products import Kind, Name, Pathway
 
 Measure = Literal["prr", "ror", "ic", "ebgm"]
 Transition = Literal["new", "ongoing", "strengthened", "weakened", "closed"]
@@ -258,7 +258,7 @@ class SignalDetail(_Model):
 
 
 class ProductIn(_Model):
-    names: list[Label] = Field(min_length=1, max_length=100)
+    names: list[Name] = Field(min_length=1, max_length=100)
     kind: Kind
     pathway: Pathway
     mah_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]

@@ -16,7 +16,7 @@ from pvsignal.errors import InputError
 from pvsignal.ingest import BatchCollector, Ingestor, IngestSummary, batches
 from pvsignal.institutions import InstitutionRegistry, load_institutions
 from pvsignal.ownership import UNATTRIBUTED, OwnerRule, SenderOwns, SourceOwns
-from pvsignal.products import load_products
+from pvsignal.products import Registry, load_products
 from pvsignal.readers import FORMATS, RawRecord, detect_format
 from pvsignal.rebuild import effective_scopes, rebuild, rename_owners
 from pvsignal.scopes import ScopeConfig, load_scope_config
@@ -225,6 +225,9 @@ def _run_products_load(args: argparse.Namespace) -> int:
     products = load_products(args.file)
     store = open_store(args.store)
     try:
+        registry = Registry(store.load_products())
+        for product in products:  # alias clashes and look-alikes, before anything is saved
+            registry.add(product)
         store.save_products(products)
         print(f"loaded {len(products)} products into {args.store}")
         if store.count_cases().get("active"):

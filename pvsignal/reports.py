@@ -166,6 +166,12 @@ class Patient(_Model):
 
 
 class Product(_Model):
+    # The JSON schema states the cross-field rule too, so clients (and schemathesis) see it.
+    model_config = ConfigDict(
+        **_Model.model_config,
+        json_schema_extra={"anyOf": [{"required": ["product_id"]}, {"required": ["name"]}]},
+    )
+
     product_id: Identifier | None = Field(
         default=None, description="registry id of the product (G.k.2.1 MPID/PhPID where known)"
     )
@@ -198,6 +204,13 @@ class Product(_Model):
 
 class Reaction(_Model):
     """One reaction / event. The MedDRA code is the reaction; texts are shown, never counted."""
+
+    model_config = ConfigDict(
+        **_Model.model_config,
+        json_schema_extra={
+            "anyOf": [{"required": ["pt"]}, {"required": ["pt_code"]}, {"required": ["llt_code"]}]
+        },
+    )
 
     pt: Text | None = Field(default=None, description="MedDRA preferred term (name)")
     pt_code: MeddraCode | None = Field(default=None, description="MedDRA PT code (8 digits)")
@@ -256,6 +269,22 @@ class Reaction(_Model):
 
 class Report(_Model):
     """One version of one case."""
+
+    model_config = ConfigDict(
+        **_Model.model_config,
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"nullified": {"const": True}}, "required": ["nullified"]},
+                {
+                    "properties": {
+                        "products": {"minItems": 1},
+                        "reactions": {"minItems": 1},
+                    },
+                    "required": ["products", "reactions"],
+                },
+            ]
+        },
+    )
 
     case_id: Identifier = Field(
         description="C.1.8.1 worldwide unique case id, stable across versions"

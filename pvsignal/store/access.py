@@ -316,18 +316,23 @@ class AccessStore:
 
     # -- submission receipts ----------------------------------------------------------------
 
-    def save_receipt(self, receipt: dict[str, Any], idempotency_key: str | None = None) -> None:
+    def save_receipt(self, receipt: dict[str, Any]) -> None:
         with self._transaction() as cursor:
-            self.insert_receipt(cursor, receipt, idempotency_key)
+            self.insert_receipt(cursor, receipt)
 
     def insert_receipt(
-        self, cursor: Any, receipt: dict[str, Any], idempotency_key: str | None = None
+        self,
+        cursor: Any,
+        receipt: dict[str, Any],
+        idempotency_key: str | None = None,
+        body_digest: str | None = None,
     ) -> None:
         """Write a receipt with the caller's cursor (inside the batch that it describes)."""
         self._execute(
             cursor,
             "INSERT INTO receipts (receipt_id, org, role, submitted_at, content_type, "
-            "records, summary, results, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "records, summary, results, idempotency_key, body_digest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 receipt["receipt_id"],
                 receipt["org"],
@@ -338,15 +343,22 @@ class AccessStore:
                 orjson.dumps(receipt["summary"]).decode(),
                 orjson.dumps(receipt["results"]).decode(),
                 idempotency_key,
+                body_digest,
             ),
         )
 
-    def receipt_for_key(self, idempotency_key: str) -> dict[str, Any] | None:
-        """The receipt of the submission sent with this (caller-scoped) Idempotency-Key."""
+    def receipt_for_key(self, idempotency_key: str) -> tuple[dict[str, Any], str] | None:
+        """The receipt of the submission sent with this (caller-scoped) Idempotency-Key, and
+        the digest of the body it was sent with."""
         rows = self._query(
-            "SELECT receipt_id FROM receipts WHERE idempotency_key = ?", (idempotency_key,)
+            "SELECT receipt_id, body_digest FROM receipts WHERE idempotency_key = ?",
+            (idempotency_key,),
         )
-        return self.receipt(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        receipt = self.receipt(rows[0][0])
+        assert receipt is not None
+        return receipt, rows[0][1]
 
     def receipts(
         self, *, org: str | None, before: str | None = None, limit: int = 50

@@ -159,6 +159,7 @@ CREATE TABLE suspected_duplicates (
 CREATE INDEX suspected_duplicates_status ON suspected_duplicates (status, suspicion_id);
 CREATE TABLE institutions (institution_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 ALTER TABLE receipts ADD COLUMN idempotency_key TEXT;
+ALTER TABLE receipts ADD COLUMN body_digest TEXT;
 CREATE UNIQUE INDEX receipts_idempotency ON receipts (idempotency_key)
 """
 

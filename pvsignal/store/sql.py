@@ -755,9 +755,11 @@ class BatchSession:
                 states[state.key] = state
         return states
 
-    def save_receipt(self, receipt: dict[str, Any], idempotency_key: str | None) -> None:
+    def save_receipt(
+        self, receipt: dict[str, Any], idempotency_key: str | None, body_digest: str
+    ) -> None:
         """A submission's receipt, landing with the batch it describes or not at all."""
-        self._store.insert_receipt(self._cursor, receipt, idempotency_key)
+        self._store.insert_receipt(self._cursor, receipt, idempotency_key, body_digest)
 
     def decide_suspicion(
         self, suspicion_id: int, status: str, decided_by: str, note: str | None

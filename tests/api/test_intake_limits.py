@@ -188,9 +188,9 @@ class Probe:
         with httpx.Client(base_url=self.base, timeout=30) as client:
             client.get("/livez")  # the connection is open before the clock starts
             while not self.stop.is_set():
-                for path, times in (("/livez", self.livez), ("/v1/signals", self.signals)):
+                for path, times in (("/livez", self.livez), ("/v1/signals?limit=1", self.signals)):
                     started = time.perf_counter()
-                    response = client.get(path, headers=headers, params={"limit": 1})
+                    response = client.get(path, headers=headers)
                     times.append(time.perf_counter() - started)
                     if response.status_code != 200:
                         self.failures.append(f"{path}: {response.status_code}")

@@ -208,3 +208,24 @@ def test_registry_changes_that_change_counts_recount(fresh_world: World):
     clash = {"names": ["alphamab"], "kind": "drug", "pathway": "innovative", "mah_id": "MAH-B"}
     conflict = world.client.put("/v1/products/M2", json=clash, headers=world.headers("regulator"))
     assert conflict.status_code == 409
+
+
+def test_the_registry_refuses_hidden_characters_and_look_alikes(fresh_world: World):
+    body = {"names": ["gamma\u200bdrug"], "kind": "drug", "pathway": "innovative"}
+    hidden = fresh_world.client.put(
+        "/v1/products/Z1",
+        json={**body, "mah_id": "MAH-B"},
+        headers=fresh_world.headers("regulator"),
+    )
+    assert hidden.status_code == 422
+    [error] = hidden.json()["errors"]
+    assert error["field"] == "body.names.0" and error["value"] == "gamma\u200bdrug"
+    assert "U+200B" in error["reason"]
+    look_alike = fresh_world.client.put(
+        "/v1/products/Z1",
+        json={**body, "names": ["аlphamab"], "mah_id": "MAH-B"},  # Cyrillic а; A1 is MAH-A's
+        headers=fresh_world.headers("regulator"),
+    )
+    assert look_alike.status_code == 409
+    assert "names: 'аlphamab' looks like 'alphamab'" in look_alike.json()["detail"]
+    assert fresh_world.get("regulator", "/v1/products/Z1").status_code == 404
