@@ -56,6 +56,7 @@ def get_duplicate(
     description="`confirm` withdraws the suspect case for good as a duplicate of the survivor "
     "(its counts are withdrawn and signals re-evaluated); `dismiss` keeps both cases. A "
     "suspicion is decided once: deciding it again answers 409.",
+    responses={409: {"description": "the suspicion was decided already"}},
 )
 async def decide_duplicate(
     suspicion_id: SuspicionId, body: DuplicateDecision, principal: Regulator, runtime: RuntimeDep

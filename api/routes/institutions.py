@@ -33,6 +33,7 @@ def list_institutions(principal: Regulator, registry: RegistryDep) -> Institutio
     "is renamed to the institution id), and when cases exist they are recounted, since an "
     "institution's region counts for reports that state none. A name already used by another "
     "institution answers 409.",
+    responses={409: {"description": "a name of another institution, or cases that would merge"}},
 )
 async def put_institution(
     institution_id: str, body: InstitutionIn, principal: Regulator, runtime: RuntimeDep

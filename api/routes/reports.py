@@ -134,6 +134,7 @@ _LIMITS = (
     "are listed as rejected with their field and reason.\n\n" + _LIMITS,
     openapi_extra={"requestBody": _BODY},
     responses={
+        409: _problem("an Idempotency-Key first used with another body"),
         413: _problem("the body, the records in it or one report over its limit"),
         415: _problem("a Content-Type other than those of the request body"),
         422: _problem("a single JSON report that is not valid (its receipt records why)"),

@@ -161,18 +161,24 @@ def test_the_same_idempotency_key_returns_the_first_receipt_and_writes_nothing(s
     world = shared
     lines = [report(f"I-{i}", "gammadrug", ["Headache"]) for i in range(3)]
     first = post(world, "h1", *lines, **{"idempotency-key": "batch-0001"})
-    lines_again = [report(f"I-{i}", "gammadrug", ["Headache"], 2) for i in range(3)]
-    response = world.client.post(
-        "/v1/reports",
-        content=b"\n".join(lines_again),
-        headers={
-            **world.headers("h1"),
-            "content-type": "application/x-ndjson",
-            "idempotency-key": "batch-0001",
-        },
-    )
-    assert response.headers["idempotent-replayed"] == "true"
-    assert response.json() == first
+
+    def again(body: list[bytes]):
+        return world.client.post(
+            "/v1/reports",
+            content=b"\n".join(body),
+            headers={
+                **world.headers("h1"),
+                "content-type": "application/x-ndjson",
+                "idempotency-key": "batch-0001",
+            },
+        )
+
+    replayed = again(lines)
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.json() == first
+    # Another body under a used key is the client's mistake: refused, nothing written.
+    other_body = again([report(f"I-{i}", "gammadrug", ["Headache"], 2) for i in range(3)])
+    assert other_body.status_code == 409 and first["receipt_id"] in other_body.json()["detail"]
     assert case(world, "H-1", "I-0").version == 1
     # The key is the caller's: another organisation's same key is another submission.
     other = post(world, "h2", *lines, **{"idempotency-key": "batch-0001"})
