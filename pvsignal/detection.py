@@ -5,9 +5,13 @@ over all their pairs). Each (scope, product, event, measure) follows a lifecycle
 
     new -> ongoing -> (strengthened | weakened)* -> closed  (-> new again later)
 
-- A signal opens (``new``) when the measure's rule holds; at its next evaluation while it
-  still holds it becomes ``ongoing``. ``ongoing`` is a state, not an alert: it is written to
-  the signal's state and raises nothing.
+- A signal opens (``new``) when the measure's rule holds at an evaluation that brought the
+  pair new cases: a pair whose count did not grow since the detector's previous update of the
+  scope does not open only because other pairs' reports moved the expected count (every report
+  moves every pair's expectation a little, and pairs at a threshold would open on unrelated
+  reports). The first update a detector makes of a scope (after a start) has nothing to
+  compare with and judges every pair by its rule alone. At its next evaluation while the
+  rule still holds a signal becomes ``ongoing``: a state, not an alert.
 - ``strengthened`` / ``weakened``: the measure's level (log2 of PRR, of the ROR lower bound,
   of EB05; IC025 itself) moved by at least ``change_log2`` since the last transition.
 - Hysteresis against flicker: a signal closes only after its rule has failed in
@@ -158,6 +162,8 @@ class Detector:
         self._registry: tuple[str | None, Registry] | None = None  # (store's mark, registry)
         self._fitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mgps-fit")
         self._fitting: dict[str, Future] = {}  # scope -> its refit running in the background
+        # scope -> (pair -> position, counts) at this detector's last update of it (_advance)
+        self._last_counts: dict[str, tuple[dict[tuple[str, str], int], list[float]]] = {}
 
     def update(self, scopes: Iterable[str]) -> list[dict[str, Any]]:
         """Bring the given scopes up to date; return the alerts this made (also stored)."""
@@ -232,6 +238,7 @@ class Detector:
         points: dict[tuple[str, str], int] = {}
         # Python lists: the loop reads single values, which numpy arrays hand out slowly.
         counts = stats["a"].tolist()
+        last = self._last_counts.get(scope)
         for measure, (flag_column, value_column) in MEASURES.items():
             flags, values = stats[flag_column], stats[value_column].tolist()
             # Only pairs that signal now or have an open state can change.
@@ -249,6 +256,13 @@ class Detector:
                 value = values[i] if i is not None else float("nan")
                 flagged = flags[i] if i is not None else False
                 old = stored.get(key)
+                if (
+                    flagged
+                    and (old is None or old["status"] == "closed")
+                    and last is not None
+                    and _count_in(last, product, event) >= a
+                ):
+                    continue  # no new case of the pair: other pairs' reports do not open it
                 current = level(measure, value)
                 if old is not None and (
                     (flagged and _steady(old, a, current, self.config))
@@ -288,6 +302,7 @@ class Detector:
         ]
         history = [(p, e, rows[i]["a"], rows[i]) for (p, e), i in points.items()]
         self.store.write_detection(scope, changed, history, alerts, now)
+        self._last_counts[scope] = (index, counts)
         return alerts
 
     @staticmethod
@@ -355,6 +370,14 @@ class Detector:
 def signal_link(scope: str, product: str, event: str) -> str:
     """The API path of one pair's signal (each part URL-quoted, slashes included)."""
     return "/v1/signals/" + "/".join(quote(part, safe="") for part in (scope, product, event))
+
+
+def _count_in(
+    last: tuple[dict[tuple[str, str], int], list[float]], product: str, event: str
+) -> int:
+    index, counts = last
+    i = index.get((product, event))
+    return 0 if i is None else int(counts[i])
 
 
 def _steady(old: dict[str, Any], a: int, current: float, config: DetectionConfig) -> bool:

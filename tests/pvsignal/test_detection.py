@@ -16,6 +16,7 @@ from pvsignal.detection import (
 )
 from pvsignal.ingest import Ingestor
 from pvsignal.products import load_products
+from pvsignal.readers import RawRecord
 from pvsignal.scopes import ScopeConfig
 from pvsignal.simulate import SimulationConfig, sidecar_paths, write_simulation
 
@@ -171,3 +172,42 @@ def test_a_background_refit_is_adopted_by_a_later_update(simulation, new_store):
     fits = store.fits("all")
     assert len(fits) == 2 and fits[-1]["warm_start"] and fits[-1]["cases"] > fits[0]["cases"]
     assert detector._theta["all"] != first
+
+
+def test_reports_of_other_pairs_do_not_open_a_signal(simulation, new_store):
+    """Every report moves every pair's expected count a little; a pair at a threshold must not
+    open because of reports that are not about it (only pairs with new cases open)."""
+    path, products, _ = simulation
+    store = new_store("sqlite")
+    store.save_products(products)
+    ingestor = Ingestor(store, ScopeConfig())
+    detector = Detector(store, ScopeConfig())
+    records = list(reader_for("jsonl")([path]))
+    detector.update(ingestor.apply(records).summary.touched_scopes)
+    touched = ingestor.apply(_unrelated("UNRELATED", 2)).summary.touched_scopes
+    assert detector.update(touched) == []
+    # Only the pair that received cases may open.
+    raised = detector.update(ingestor.apply(_unrelated("MORE", 6)).summary.touched_scopes)
+    assert {(a["product_id"], a["pt"]) for a in raised} <= {UNRELATED_PAIR}
+
+
+UNRELATED_PAIR = ("unregistered:an unrelated product", "An unrelated reaction")
+
+
+def _unrelated(prefix, n):
+    return [
+        RawRecord(
+            f"{prefix}:{i}",
+            json.dumps(
+                {
+                    "case_id": f"{prefix}-{i}",
+                    "report_id": f"{prefix}-{i}",
+                    "version": 1,
+                    "received": "2026-03-01",
+                    "products": [{"name": "an unrelated product", "role": "suspect"}],
+                    "reactions": [{"pt": UNRELATED_PAIR[1]}],
+                }
+            ),
+        )
+        for i in range(n)
+    ]
