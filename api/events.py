@@ -1,5 +1,6 @@
-"""The alerts outbox, read once per new alert and fanned out: webhook deliveries are queued (in
-the store, with the feed's cursor, atomically) and live streams are fed in memory.
+"""The alerts outbox, read once per new alert and fanned out: webhook deliveries (or, for digest
+subscriptions, digest items) are queued in the store with the feed's cursor, atomically, and
+live streams are fed in memory.
 
 The feed keeps its own cursor in ``outbox_cursors``; it never marks alerts published, which is
 the Kafka publisher's mark. Each stream subscriber holds a bounded queue; one that falls behind
@@ -34,13 +35,15 @@ class StreamFilter:
     measure: str | None = None
 
     def admits(self, alert: dict[str, Any]) -> bool:
+        """Does the alert match? ``measure``: that measure moved in it."""
+        if self.measure is not None and self.measure not in (alert.get("changes") or {}):
+            return False
         return all(
             wanted is None or alert.get(key) == wanted
             for key, wanted in (
                 ("scope", self.scope),
                 ("product_id", self.product_id),
                 ("pt", self.pt),
-                ("measure", self.measure),
             )
         )
 
@@ -155,15 +158,18 @@ class AlertFeed:
             if not alerts:
                 return 0, [], 0, registry
             subscriptions = store.subscriptions()
-            deliveries = [
-                (s["subscription_id"], a["alert_id"])
+            matched = [
+                (s, a["alert_id"])
                 for a in alerts
                 if a["alert_id"] > webhook_cursor
                 for s in subscriptions
                 if matches(s, a, registry)
             ]
+            # One delivery per alert, or (digest subscriptions) an item of the period's digest.
+            deliveries = [(s["subscription_id"], a) for s, a in matched if not s.get("digest")]
+            items = [(s["subscription_id"], a) for s, a in matched if s.get("digest")]
             through = alerts[-1]["alert_id"]
-            store.fan_out(WEBHOOK_CURSOR, max(through, webhook_cursor), deliveries)
+            store.fan_out(WEBHOOK_CURSOR, max(through, webhook_cursor), deliveries, items)
         fresh = [a for a in alerts if a["alert_id"] > self._stream_cursor]
         self._stream_cursor = max(self._stream_cursor, through)
         return len(alerts), fresh, len(deliveries), registry

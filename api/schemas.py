@@ -12,6 +12,9 @@ from pvsignal.products import Kind, Name, Pathway
 
 Measure = Literal["prr", "ror", "ic", "ebgm"]
 Transition = Literal["new", "ongoing", "strengthened", "weakened", "closed"]
+# The transitions that raise an alert (``ongoing`` is a state, never an alert).
+AlertTransition = Literal["new", "strengthened", "weakened", "closed"]
+Digest = Literal["hourly", "daily"]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 
@@ -314,8 +317,15 @@ class FitList(_Model):
 class SubscriptionFilter(_Model):
     products: list[Label] = Field(default_factory=list, max_length=1000)
     pts: list[Label] = Field(default_factory=list, max_length=1000)
-    measures: list[Measure] = Field(default_factory=list)
-    transitions: list[Transition] = Field(default_factory=list)
+    measures: list[Measure] = Field(
+        default_factory=list,
+        description="only alerts in which one of these measures moved (empty: any measure)",
+    )
+    transitions: list[AlertTransition] = Field(
+        default_factory=list,
+        description="only alerts in which a measure (of `measures`, if given) made one of these "
+        "transitions (empty: new, strengthened, weakened and closed)",
+    )
     scopes: list[Label] = Field(default_factory=list, max_length=100)
 
 
@@ -325,6 +335,11 @@ class SubscriptionIn(_Model):
         "deployment allows (PVSIGNAL_WEBHOOK_ALLOWED_HOSTS), else 422 naming body.url"
     )
     filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter)
+    digest: Digest | None = Field(
+        default=None,
+        description="hourly or daily: one delivery per UTC hour or day listing each of its "
+        "alerts once (type `signal.digest`), instead of one delivery per alert",
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -337,6 +352,7 @@ class SubscriptionIn(_Model):
                         "measures": ["ebgm"],
                         "transitions": ["new", "strengthened"],
                     },
+                    "digest": "daily",
                 }
             ]
         },
@@ -347,6 +363,7 @@ class SubscriptionOut(_Model):
     subscription_id: int
     url: str
     filter: SubscriptionFilter
+    digest: Digest | None
     created_at: str
     owner_role: str
     owner_org: str | None
@@ -363,7 +380,7 @@ class SubscriptionList(_Model):
 class Delivery(_Model):
     delivery_id: int
     subscription_id: int
-    alert_id: int
+    alert_id: int = Field(description="the alert sent (of a digest: the last alert it lists)")
     status: Literal["pending", "delivered", "failed", "cancelled"]
     attempts: int
     next_attempt_at: str | None
@@ -371,22 +388,98 @@ class Delivery(_Model):
     last_status: int | None
     created_at: str
     delivered_at: str | None
+    period_start: str | None = Field(description="a digest's period (UTC); None for one alert")
+    period_end: str | None
 
 
 class DeliveryList(_Model):
     deliveries: list[Delivery]
 
 
+class AlertMeasure(_Model):
+    status: Transition | None = Field(description="the measure's state after the change")
+    since: str | None
+    flagged: bool = Field(description="the measure's signal rule holds")
+    statistic: str = Field(description="the statistic the measure's level follows")
+    value: float | None
+
+
+class AlertProduct(_Model):
+    registered: bool
+    names: list[str]
+    mah_id: str | None
+    pathway: str | None
+    kind: str | None
+
+
 class Alert(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """One (scope, product, PT) change of one detection run, with every measure's state."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "alert_id": 812,
+                    "scope": "all",
+                    "product_id": "P-0001",
+                    "pt": "Hepatic failure",
+                    "transition": "new",
+                    "changes": {"prr": "new", "ror": "new", "ebgm": "new"},
+                    "at": "2026-11-30T08:00:00+00:00",
+                    "measures": {
+                        m: {
+                            "status": None if m == "ic" else "new",
+                            "since": None if m == "ic" else "2026-11-30T08:00:00+00:00",
+                            "flagged": m != "ic",
+                            "statistic": s,
+                            "value": v,
+                        }
+                        for m, s, v in (
+                            ("prr", "prr", 29.4),
+                            ("ror", "ror_lower", 16.9),
+                            ("ic", "ic025", -0.1),
+                            ("ebgm", "eb05", 8.6),
+                        )
+                    },
+                    "statistics": {"a": 12, "prr": 29.4, "ror_lower": 16.9, "eb05": 8.6},
+                    "product": {
+                        "registered": True,
+                        "names": ["dupilumab", "度普利尤单抗"],
+                        "mah_id": "MAH-17",
+                        "pathway": "lecheng_special_import",
+                        "kind": "biologic",
+                    },
+                    "mah_id": "MAH-17",
+                    "pathway": "lecheng_special_import",
+                    "kind": "biologic",
+                    "link": "/v1/signals/all/P-0001/Hepatic%20failure",
+                }
+            ]
+        },
+    )
 
     alert_id: int
     scope: str
     product_id: str
     pt: str
-    measure: Measure
-    transition: Transition
+    transition: Transition = Field(
+        description="the most significant of `changes`: new > strengthened > weakened > closed "
+        "(alerts recorded per measure before migration 7 may say ongoing)"
+    )
+    changes: dict[Measure, Transition] = Field(description="the measures that moved, and how")
     at: str
+    measures: dict[Measure, AlertMeasure] = Field(
+        default_factory=dict, description="every measure's state, flag and level statistic"
+    )
+    statistics: dict[str, float | None] = Field(
+        default_factory=dict, description="the pair's counts and every measure's estimates"
+    )
+    product: AlertProduct | None = None
+    mah_id: str | None = None
+    pathway: str | None = None
+    kind: str | None = None
+    link: str | None = Field(default=None, description="the signal: GET this path")
 
 
 class AlertList(_Model):

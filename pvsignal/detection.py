@@ -5,8 +5,13 @@ over all their pairs). Each (scope, product, event, measure) follows a lifecycle
 
     new -> ongoing -> (strengthened | weakened)* -> closed  (-> new again later)
 
-- A signal opens (``new``) when the measure's rule holds; at its next evaluation while it
-  still holds it becomes ``ongoing``.
+- A signal opens (``new``) when the measure's rule holds at an evaluation that brought the
+  pair new cases: a pair whose count did not grow since the detector's previous update of the
+  scope does not open only because other pairs' reports moved the expected count (every report
+  moves every pair's expectation a little, and pairs at a threshold would open on unrelated
+  reports). The first update a detector makes of a scope (after a start) has nothing to
+  compare with and judges every pair by its rule alone. At its next evaluation while the
+  rule still holds a signal becomes ``ongoing``: a state, not an alert.
 - ``strengthened`` / ``weakened``: the measure's level (log2 of PRR, of the ROR lower bound,
   of EB05; IC025 itself) moved by at least ``change_log2`` since the last transition.
 - Hysteresis against flicker: a signal closes only after its rule has failed in
@@ -14,10 +19,29 @@ over all their pairs). Each (scope, product, event, measure) follows a lifecycle
   on every report; the same state never alerts twice. A pair is evaluated only when its count
   or its level moved since its last evaluation: an update with nothing new changes nothing.
 
-Every transition is written with the statistics of that moment to the history and to an
-alerts outbox, in the same transaction as the new states; publishers (Kafka, webhooks, SSE)
-read the outbox. The MGPS prior is refitted on a schedule (every ``refit_cases`` new cases or
-``refit_seconds``), warm-started from the previous fit, and each fit is recorded.
+Alerts are per pair, not per measure: one detection run raises at most one alert per (scope,
+product, event), when at least one measure made an alerting transition (``new``,
+``strengthened``, ``weakened``, ``closed``). The alert document::
+
+    {"scope", "product_id", "pt", "at",
+     "transition": the pair's transition, the most significant of its changes,
+     "changes": {measure: transition} for the measures that moved in this run,
+     "measures": {measure: {"status", "since", "flagged", "statistic", "value"}} for all four
+                 (status None: the measure never signalled this pair),
+     "statistics": the pair's counts and every measure's estimate and bounds,
+     "product": {"names", "mah_id", "pathway", "kind", "registered"},
+     "mah_id", "pathway", "kind" (the product's, repeated for filters and Kafka consumers),
+     "link": "/v1/signals/{scope}/{product_id}/{pt}" (URL-quoted), "theta": the MGPS prior}
+
+When measures move differently, the pair-level ``transition`` is the most significant of
+them in the order new > strengthened > weakened > closed (see ``SIGNIFICANCE``): a pair that
+opens on EBGM while closing on PRR is ``new``, and ``changes`` tells the whole story.
+
+Every state change is written with the statistics of that moment to the history, and every
+alert to the alerts outbox, in the same transaction as the new states; publishers (Kafka,
+webhooks, SSE) read the outbox. The MGPS prior is refitted on a schedule (every
+``refit_cases`` new cases or ``refit_seconds``), warm-started from the previous fit, and each
+fit is recorded.
 """
 
 from __future__ import annotations
@@ -30,6 +54,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -52,6 +77,10 @@ MEASURES: dict[str, tuple[str, str]] = {
 }
 # Statistics carried by every history point and alert: the export's, without labels and flags.
 REPORTED = tuple(c for c in EXPORT_COLUMNS[2:] if not c.startswith("signal_"))
+# The transitions that raise an alert, most significant first: a pair's alert is named after
+# the most significant of its measures' changes.
+SIGNIFICANCE = ("new", "strengthened", "weakened", "closed")
+ALERT_TRANSITIONS = frozenset(SIGNIFICANCE)
 
 
 @dataclass(frozen=True)
@@ -90,7 +119,10 @@ def next_state(
     config: DetectionConfig,
     now: str,
 ) -> tuple[SignalState | None, str | None]:
-    """The state after one evaluation, and the transition it makes (None if none)."""
+    """The state after one evaluation, and the alerting transition it makes (None if none).
+
+    ``new -> ongoing`` changes the state but is no alert. Levels are compared by difference,
+    so an infinite level (a zero cell) that stays infinite is no change."""
     current = level(measure, value)
     if state is None or state.status == "closed":
         if not flagged:
@@ -102,10 +134,10 @@ def next_state(
             return SignalState("closed", now, current), "closed"
         return SignalState(state.status, state.since, state.reference, failures), None
     if state.status == "new":
-        return SignalState("ongoing", now, current), "ongoing"
-    if current >= state.reference + config.change_log2:
+        return SignalState("ongoing", now, current), None
+    if current - state.reference >= config.change_log2:
         return SignalState("strengthened", now, current), "strengthened"
-    if current <= state.reference - config.change_log2:
+    if state.reference - current >= config.change_log2:
         return SignalState("weakened", now, current), "weakened"
     if state.failures:
         return SignalState(state.status, state.since, state.reference), None
@@ -130,6 +162,8 @@ class Detector:
         self._registry: tuple[str | None, Registry] | None = None  # (store's mark, registry)
         self._fitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mgps-fit")
         self._fitting: dict[str, Future] = {}  # scope -> its refit running in the background
+        # scope -> (pair -> position, counts) at this detector's last update of it (_advance)
+        self._last_counts: dict[str, tuple[dict[tuple[str, str], int], list[float]]] = {}
 
     def update(self, scopes: Iterable[str]) -> list[dict[str, Any]]:
         """Bring the given scopes up to date; return the alerts this made (also stored)."""
@@ -200,10 +234,11 @@ class Detector:
         now = dt.datetime.now(dt.UTC).isoformat()
         index = dict(zip(zip(pairs.product, pairs.event, strict=True), itertools.count()))
         changed: dict[tuple[str, str, str], dict[str, Any]] = {}
-        alerts: list[dict[str, Any]] = []
+        moves: dict[tuple[str, str], dict[str, str]] = {}  # pair -> {measure: transition}
         points: dict[tuple[str, str], int] = {}
         # Python lists: the loop reads single values, which numpy arrays hand out slowly.
         counts = stats["a"].tolist()
+        last = self._last_counts.get(scope)
         for measure, (flag_column, value_column) in MEASURES.items():
             flags, values = stats[flag_column], stats[value_column].tolist()
             # Only pairs that signal now or have an open state can change.
@@ -221,6 +256,13 @@ class Detector:
                 value = values[i] if i is not None else float("nan")
                 flagged = flags[i] if i is not None else False
                 old = stored.get(key)
+                if (
+                    flagged
+                    and (old is None or old["status"] == "closed")
+                    and last is not None
+                    and _count_in(last, product, event) >= a
+                ):
+                    continue  # no new case of the pair: other pairs' reports do not open it
                 current = level(measure, value)
                 if old is not None and (
                     (flagged and _steady(old, a, current, self.config))
@@ -240,48 +282,102 @@ class Detector:
                 if i is not None and (old is None or old["last_a"] != a or transition):
                     points[product, event] = i
                 if transition is not None:
-                    alerts.append(
-                        self._alert(
-                            scope, product, event, measure, transition, registry, i, theta, now
-                        )
-                    )
+                    moves.setdefault((product, event), {})[measure] = transition
         # Statistics of the recorded pairs, converted column by column rather than per pair.
-        wanted = sorted(
-            {*points.values(), *(x["statistics"] for x in alerts if x["statistics"] is not None)}
-        )
+        alerting = {pair: index.get(pair) for pair in moves}
+        wanted = sorted({*points.values(), *(i for i in alerting.values() if i is not None)})
         rows = _statistics_rows(stats, wanted)
-        for alert in alerts:
-            alert["statistics"] = {} if alert["statistics"] is None else rows[alert["statistics"]]
+        alerts = [
+            self._alert(
+                scope,
+                pair,
+                moves[pair],
+                self._measure_states(scope, pair, i, stats, stored, changed),
+                {} if i is None else rows[i],
+                registry,
+                theta,
+                now,
+            )
+            for pair, i in sorted(alerting.items())
+        ]
         history = [(p, e, rows[i]["a"], rows[i]) for (p, e), i in points.items()]
         self.store.write_detection(scope, changed, history, alerts, now)
+        self._last_counts[scope] = (index, counts)
         return alerts
+
+    @staticmethod
+    def _measure_states(
+        scope: str,
+        pair: tuple[str, str],
+        i: int | None,
+        stats: dict[str, np.ndarray],
+        stored: dict[tuple[str, str, str], dict[str, Any]],
+        changed: dict[tuple[str, str, str], dict[str, Any]],
+    ) -> dict[str, dict[str, Any]]:
+        """Every measure's state after this run, with its flag and the statistic it tracks."""
+        states = {}
+        for measure, (flag_column, value_column) in MEASURES.items():
+            state = changed.get((*pair, measure)) or stored.get((*pair, measure))
+            states[measure] = {
+                "status": None if state is None else state["status"],
+                "since": None if state is None else state["since"],
+                "flagged": False if i is None else bool(stats[flag_column][i]),
+                "statistic": value_column,
+                "value": None if i is None else _plain(stats[value_column][i]),
+            }
+        return states
 
     @staticmethod
     def _alert(
         scope: str,
-        product: str,
-        event: str,
-        measure: str,
-        transition: str,
+        pair: tuple[str, str],
+        changes: dict[str, str],
+        measures: dict[str, dict[str, Any]],
+        statistics: dict[str, Any],
         registry: Registry,
-        i: int | None,
         theta: Hyperparameters,
         now: str,
     ) -> dict[str, Any]:
+        product, event = pair
         registered = registry.get(product)
+        mah_id = None if registered is None else registered.mah_id
+        pathway = None if registered is None else registered.pathway.value
+        kind = None if registered is None else registered.kind.value
         return {
             "scope": scope,
             "product_id": product,
             "pt": event,
-            "measure": measure,
-            "transition": transition,
+            "transition": min(changes.values(), key=SIGNIFICANCE.index),
+            "changes": {m: changes[m] for m in MEASURES if m in changes},
             "at": now,
-            "mah_id": None if registered is None else registered.mah_id,
-            "pathway": None if registered is None else registered.pathway.value,
-            "kind": None if registered is None else registered.kind.value,
-            "statistics": i,  # the pair's row: replaced by its statistics before writing
+            "measures": measures,
+            "statistics": statistics,
+            "product": {
+                "registered": registered is not None,
+                "names": [] if registered is None else list(registered.names),
+                "mah_id": mah_id,
+                "pathway": pathway,
+                "kind": kind,
+            },
+            "mah_id": mah_id,
+            "pathway": pathway,
+            "kind": kind,
+            "link": signal_link(scope, product, event),
             "theta": theta._asdict(),
         }
+
+
+def signal_link(scope: str, product: str, event: str) -> str:
+    """The API path of one pair's signal (each part URL-quoted, slashes included)."""
+    return "/v1/signals/" + "/".join(quote(part, safe="") for part in (scope, product, event))
+
+
+def _count_in(
+    last: tuple[dict[tuple[str, str], int], list[float]], product: str, event: str
+) -> int:
+    index, counts = last
+    i = index.get((product, event))
+    return 0 if i is None else int(counts[i])
 
 
 def _steady(old: dict[str, Any], a: int, current: float, config: DetectionConfig) -> bool:

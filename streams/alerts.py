@@ -1,8 +1,11 @@
 """Alerts out: the store's outbox published to ``pvsignal.alerts``, each alert exactly once.
 
-The detector writes each signal transition to an outbox in the store, in the transaction that
-changes the signal's state. The publisher sends pending alerts as JSON keyed by ``product_id``
-(with an ``alert-id`` header), waits for the broker's acks, then marks them published.
+The detector writes each alert (one per (scope, product, PT) change of a detection run, with
+``transition``, ``changes`` per measure, every measure's state and statistics, the product's
+names, MAH and pathway and a ``link``: see :mod:`pvsignal.detection`) to an outbox in the
+store, in the transaction that changes the signal's state. The publisher sends pending alerts
+as JSON keyed by ``product_id`` (with an ``alert-id`` header), waits for the broker's acks,
+then marks them published.
 
 A crash between the ack and the mark would send them again. So before it first publishes, and
 after any failed send, the publisher reads back the tail of every partition of the topic and

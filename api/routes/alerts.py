@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -13,13 +14,21 @@ from api.auth import Principal
 from api.deps import Reader, RegistryDep, RuntimeDep, StoreDep
 from api.events import StreamFilter, visible_alert
 from api.runtime import Runtime
-from api.schemas import AlertList, Measure, Transition
+from api.schemas import AlertList, AlertTransition, Measure
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 _REPLAY_LIMIT = 1000
 
 
-@router.get("", response_model=AlertList, summary="Past alerts, oldest first")
+@router.get(
+    "",
+    response_model=AlertList,
+    summary="Past alerts, oldest first",
+    description="One alert per (scope, product, PT) change of a detection run: `transition` "
+    "is the most significant change (new > strengthened > weakened > closed), `changes` names "
+    "each measure that moved, `measures` every measure's state. `ongoing` is a state, never an "
+    "alert.",
+)
 def list_alerts(
     principal: Reader,
     store: StoreDep,
@@ -27,8 +36,20 @@ def list_alerts(
     scope: Annotated[str | None, Query(max_length=63)] = None,
     product_id: Annotated[str | None, Query(max_length=200)] = None,
     pt: Annotated[str | None, Query(max_length=500)] = None,
-    measure: Measure | None = None,
-    transition: Transition | None = None,
+    measure: Annotated[
+        Measure | None, Query(description="alerts in which this measure moved")
+    ] = None,
+    transition: Annotated[
+        AlertTransition | None,
+        Query(description="alerts in which a measure (`measure`, if given) made this transition"),
+    ] = None,
+    since: Annotated[
+        dt.datetime | None,
+        Query(
+            description="alerts raised at or after this ISO 8601 time (without a UTC offset: "
+            "UTC), e.g. 2026-11-30T08:00:00Z"
+        ),
+    ] = None,
     after: Annotated[int, Query(ge=0, le=2**62, description="alerts after this id")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AlertList:
@@ -39,6 +60,7 @@ def list_alerts(
         event=pt,
         measure=measure,
         transition=transition,
+        since=None if since is None else _utc(since),
         after=after,
         limit=limit,
     )
@@ -84,6 +106,14 @@ async def stream_alerts(
             sent += 1
     finally:
         runtime.broker.unsubscribe(subscriber)
+
+
+def _utc(moment: dt.datetime) -> str:
+    """The moment as the store writes alert times (UTC, ``isoformat``), so that they compare
+    as strings."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat()
 
 
 def _replay(

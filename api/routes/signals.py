@@ -163,11 +163,12 @@ def signal_detail(
     history = store.history(scope, product_id, pt)
     if i is None and not history:
         raise NotFoundError(f"no pair ({product_id!r}, {pt!r}) in scope {scope!r}")
-    transitions = [
-        {k: alert[k] for k in ("alert_id", "at", "measure", "transition")}
+    transitions = [  # each measure's change of each alert (an alert covers the pair)
+        {"alert_id": alert["alert_id"], "at": alert["at"], "measure": m, "transition": t}
         for alert in store.alerts_of(
             products=None, scope=scope, product=product_id, event=pt, limit=10_000
         )
+        for m, t in alert["changes"].items()
     ]
     row = rows(snapshot, np.array([i]), registry)[0] if i is not None else None
     document = {

@@ -1,4 +1,8 @@
-"""Webhook subscriptions: each organisation manages its own; alerts are filtered and signed."""
+"""Webhook subscriptions: each organisation manages its own; alerts are filtered and signed.
+
+A subscription narrows what it receives with its ``filter`` (products, PTs, scopes, and which
+measures and transitions moved) and may ask for a ``digest`` (hourly or daily): one delivery
+per period listing each of its alerts once, instead of one delivery per alert."""
 
 from __future__ import annotations
 
@@ -83,6 +87,7 @@ def create_subscription(
         url,
         runtime.secrets.seal(secret),  # stored sealed, shown only in this answer
         body.filter.model_dump(),
+        body.digest,
     )
     return SubscriptionCreated(**_public(created), secret=secret)
 

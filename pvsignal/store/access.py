@@ -4,6 +4,13 @@ A mixin of :class:`~pvsignal.store.sql.SqlStore`: the same "?" statements run on
 API keys are kept as hashes only; webhook secrets arrive here already sealed by the caller.
 Every publisher of the alerts outbox keeps its own cursor (``outbox_cursors``), so webhooks
 and server-sent events never interfere with the Kafka publisher's ``published_at`` marks.
+
+Deliveries: a subscription without a digest gets one delivery per alert (unique per
+subscription and alert). A digest subscription's alerts are queued as ``digest_items`` (one
+per subscription and alert, so an alert is listed once however often it is fanned out); when
+a period has ended, :meth:`close_digests` makes one delivery per subscription and period and
+claims the period's items for it in the same transaction. Digest deliveries are then sent,
+signed and retried exactly like the others.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ _SUBSCRIPTION_COLUMNS = (
     "url",
     "secret",
     "filter",
+    "digest",
     "created_at",
 )
 _DELIVERY_COLUMNS = (
@@ -42,6 +50,8 @@ _DELIVERY_COLUMNS = (
     "last_status",
     "created_at",
     "delivered_at",
+    "period_start",
+    "period_end",
 )
 _RECEIPT_COLUMNS = ("receipt_id", "org", "role", "submitted_at", "content_type", "records")
 
@@ -50,6 +60,45 @@ _RECEIPT_COLUMNS = ("receipt_id", "org", "role", "submitted_at", "content_type",
 # counts (of the registry) know when to rebuild.
 BATCHES_WRITTEN = "batches_written"
 PRODUCTS_WRITTEN = "products_written"
+
+# An alert covers a pair, not one measure: its ``measure`` column holds this mark, and its
+# ``changes`` column the measures that moved (see encode_changes).
+PAIR_MEASURE = "*"
+DIGEST_PERIODS = {"hourly": dt.timedelta(hours=1), "daily": dt.timedelta(days=1)}
+
+
+def encode_changes(changes: dict[str, str]) -> str:
+    """``{"ebgm": "new", "prr": "strengthened"}`` as ``,ebgm:new,prr:strengthened,``: one
+    ``LIKE '%,ebgm:new,%'`` (or ``'%,ebgm:%'``, ``'%:new,%'``) finds an alert by what moved."""
+    return "," + "".join(f"{measure}:{transition}," for measure, transition in changes.items())
+
+
+def changes_pattern(measure: str | None, transition: str | None) -> str:
+    """The LIKE pattern of alerts in which ``measure`` made ``transition`` (either may be
+    None: any). Measures and transitions are closed sets of plain words (no LIKE wildcards)."""
+    if measure is not None and transition is not None:
+        return f"%,{measure}:{transition},%"
+    if measure is not None:
+        return f"%,{measure}:%"
+    return f"%:{transition},%"
+
+
+def stored_alert(payload: str | bytes) -> dict[str, Any]:
+    """An outbox payload as a document; alerts written per measure (before migration 7) are
+    given the pair-level fields they lack (``changes`` of their one measure)."""
+    alert = orjson.loads(payload)
+    if "changes" not in alert and "measure" in alert:
+        alert["changes"] = {alert["measure"]: alert["transition"]}
+    return alert
+
+
+def period_of(moment: str, digest: str) -> tuple[str, str]:
+    """The UTC hour or day (start, end) in which the ISO ``moment`` falls."""
+    at = dt.datetime.fromisoformat(moment).astimezone(dt.UTC)
+    start = at.replace(minute=0, second=0, microsecond=0)
+    if digest == "daily":
+        start = start.replace(hour=0)
+    return start.isoformat(), (start + DIGEST_PERIODS[digest]).isoformat()
 
 
 class AccessStore:
@@ -114,14 +163,23 @@ class AccessStore:
         url: str,
         sealed_secret: str,
         filter_: dict[str, Any],
+        digest: str | None = None,
     ) -> dict[str, Any]:
         now = _now()
         with self._transaction() as cursor:
             self._execute(
                 cursor,
-                "INSERT INTO subscriptions (owner_role, owner_org, url, secret, filter, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING subscription_id",
-                (owner_role, owner_org, url, sealed_secret, orjson.dumps(filter_).decode(), now),
+                "INSERT INTO subscriptions (owner_role, owner_org, url, secret, filter, digest, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING subscription_id",
+                (
+                    owner_role,
+                    owner_org,
+                    url,
+                    sealed_secret,
+                    orjson.dumps(filter_).decode(),
+                    digest,
+                    now,
+                ),
             )
             (subscription_id,) = cursor.fetchone()
         return {
@@ -131,6 +189,7 @@ class AccessStore:
             "url": url,
             "secret": sealed_secret,
             "filter": filter_,
+            "digest": digest,
             "created_at": now,
         }
 
@@ -185,10 +244,17 @@ class AccessStore:
             "SELECT alert_id, payload FROM alerts WHERE alert_id > ? ORDER BY alert_id LIMIT ?",
             (after, limit),
         )
-        return [{**orjson.loads(payload), "alert_id": int(i)} for i, payload in rows]
+        return [{**stored_alert(payload), "alert_id": int(i)} for i, payload in rows]
 
-    def fan_out(self, consumer: str, through: int, deliveries: list[tuple[int, int]]) -> None:
-        """Queue (subscription_id, alert_id) deliveries and move the cursor, atomically."""
+    def fan_out(
+        self,
+        consumer: str,
+        through: int,
+        deliveries: list[tuple[int, int]],
+        digest_items: Sequence[tuple[int, int]] = (),
+    ) -> None:
+        """Queue (subscription_id, alert_id) deliveries and digest items, and move the cursor,
+        atomically. Both are unique per subscription and alert: a repeat adds nothing."""
         now = _now()
         with self._transaction() as cursor:
             self._executemany(
@@ -197,6 +263,12 @@ class AccessStore:
                 "next_attempt_at, created_at) VALUES (?, ?, 'pending', 0, ?, ?) "
                 "ON CONFLICT (subscription_id, alert_id) DO NOTHING",
                 [(s, a, now, now) for s, a in deliveries],
+            )
+            self._executemany(
+                cursor,
+                "INSERT INTO digest_items (subscription_id, alert_id) VALUES (?, ?) "
+                "ON CONFLICT (subscription_id, alert_id) DO NOTHING",
+                [(s, a) for s, a in digest_items],
             )
             self._execute(
                 cursor,
@@ -207,11 +279,53 @@ class AccessStore:
 
     # -- deliveries -------------------------------------------------------------------------
 
+    def close_digests(self, now: str) -> int:
+        """Make one delivery per digest subscription and ended period of its queued items
+        (a period ends at ``now``'s side of its end); return how many were made.
+
+        Each delivery claims its items in its own transaction, and is unique per subscription
+        and last alert: two replicas closing the same period at once make one delivery."""
+        rows = self._query(
+            "SELECT i.subscription_id, s.digest, i.alert_id, a.created_at FROM digest_items i "
+            "JOIN subscriptions s ON s.subscription_id = i.subscription_id "
+            "JOIN alerts a ON a.alert_id = i.alert_id "
+            "WHERE i.delivery_id IS NULL AND s.deleted_at IS NULL AND s.digest IS NOT NULL "
+            "ORDER BY i.subscription_id, i.alert_id"
+        )
+        periods: dict[tuple[int, str, str], list[int]] = {}
+        for subscription_id, digest, alert_id, created_at in rows:
+            start, end = period_of(created_at, digest)
+            if end <= now:
+                periods.setdefault((int(subscription_id), start, end), []).append(int(alert_id))
+        made = 0
+        for (subscription_id, start, end), alert_ids in sorted(periods.items()):
+            with self._transaction() as cursor:
+                self._execute(
+                    cursor,
+                    "INSERT INTO deliveries (subscription_id, alert_id, status, attempts, "
+                    "next_attempt_at, created_at, period_start, period_end) "
+                    "VALUES (?, ?, 'pending', 0, ?, ?, ?, ?) "
+                    "ON CONFLICT (subscription_id, alert_id) DO NOTHING RETURNING delivery_id",
+                    (subscription_id, alert_ids[-1], now, now, start, end),
+                )
+                created = cursor.fetchone()
+                if created is None:
+                    continue  # another replica closed this period first
+                self._executemany(
+                    cursor,
+                    "UPDATE digest_items SET delivery_id = ? WHERE subscription_id = ? "
+                    "AND alert_id = ? AND delivery_id IS NULL",
+                    [(int(created[0]), subscription_id, a) for a in alert_ids],
+                )
+                made += 1
+        return made
+
     def due_deliveries(self, now: str, limit: int = 100) -> list[dict[str, Any]]:
-        """Pending deliveries whose time has come, with their subscription and alert."""
+        """Pending deliveries whose time has come, with their subscription and alert (or,
+        for a digest, its period and every alert it lists, oldest first)."""
         rows = self._query(
             "SELECT d.delivery_id, d.subscription_id, d.alert_id, d.attempts, s.url, s.secret, "
-            "a.payload FROM deliveries d "
+            "d.period_start, d.period_end, s.digest, a.payload FROM deliveries d "
             "JOIN subscriptions s ON s.subscription_id = d.subscription_id "
             "JOIN alerts a ON a.alert_id = d.alert_id "
             "WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND s.deleted_at IS NULL "
@@ -219,13 +333,26 @@ class AccessStore:
             (now, limit),
         )
         names = ("delivery_id", "subscription_id", "alert_id", "attempts", "url", "secret")
-        return [
-            {
-                **dict(zip(names, row[:6], strict=True)),
-                "alert": {**orjson.loads(row[6]), "alert_id": int(row[2])},
-            }
-            for row in rows
-        ]
+        due = []
+        for row in rows:
+            delivery = dict(zip(names, row[:6], strict=True))
+            period_start, period_end, digest, payload = row[6:]
+            if period_start is None:
+                delivery["alert"] = {**stored_alert(payload), "alert_id": int(row[2])}
+            else:
+                delivery["digest"] = {"digest": digest, "start": period_start, "end": period_end}
+                delivery["alerts"] = self.digest_alerts(int(row[0]))
+            due.append(delivery)
+        return due
+
+    def digest_alerts(self, delivery_id: int) -> list[dict[str, Any]]:
+        """The alerts a digest delivery lists, oldest first."""
+        rows = self._query(
+            "SELECT a.alert_id, a.payload FROM digest_items i "
+            "JOIN alerts a ON a.alert_id = i.alert_id WHERE i.delivery_id = ? ORDER BY a.alert_id",
+            (delivery_id,),
+        )
+        return [{**stored_alert(payload), "alert_id": int(i)} for i, payload in rows]
 
     def claim_delivery(self, delivery_id: int, now: str, lease_until: str) -> bool:
         """Take a due delivery for one sender (pushing its time to the lease's end), so two
@@ -285,12 +412,23 @@ class AccessStore:
         event: str | None = None,
         measure: str | None = None,
         transition: str | None = None,
+        since: str | None = None,
         after: int = 0,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Alerts (oldest first) after an id, limited to ``products`` unless that is None."""
+        """Alerts (oldest first) after an id, limited to ``products`` unless that is None.
+
+        ``measure`` and ``transition`` select alerts by what moved (an alert in which that
+        measure made that transition); ``since`` (UTC ISO, as the store writes them) keeps
+        alerts raised at or after it."""
         where: list[str] = ["alert_id > ?"]
         parameters: list[Any] = [after]
+        if measure is not None or transition is not None:
+            where.append("changes LIKE ?")
+            parameters.append(changes_pattern(measure, transition))
+        if since is not None:
+            where.append("created_at >= ?")
+            parameters.append(since)
         if products is not None:
             if not products:
                 return []
@@ -301,8 +439,6 @@ class AccessStore:
             ("scope", scope),
             ("product", product),
             ("event", event),
-            ("measure", measure),
-            ("transition", transition),
         ):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -312,7 +448,7 @@ class AccessStore:
             "ORDER BY alert_id LIMIT ?",
             (*parameters, limit),
         )
-        return [{**orjson.loads(payload), "alert_id": int(i)} for i, payload in rows]
+        return [{**stored_alert(payload), "alert_id": int(i)} for i, payload in rows]
 
     # -- submission receipts ----------------------------------------------------------------
 

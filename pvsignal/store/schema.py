@@ -163,7 +163,28 @@ ALTER TABLE receipts ADD COLUMN body_digest TEXT;
 CREATE UNIQUE INDEX receipts_idempotency ON receipts (idempotency_key)
 """
 
-MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6)
+
+# Alerts per pair, not per measure; digests. An alert's ``measure`` is "*" from here on, and
+# ``changes`` lists what moved as ",measure:transition," items (filters match one item with
+# LIKE; earlier per-measure alerts are given theirs). A digest subscription collects its
+# alerts in ``digest_items`` (one row per subscription and alert: each alert is listed once);
+# closing a period makes one delivery (``period_start``/``period_end`` set, ``alert_id`` the
+# last alert it lists) and claims its items by setting their ``delivery_id``.
+_V7 = """
+ALTER TABLE alerts ADD COLUMN changes TEXT;
+UPDATE alerts SET changes = ',' || measure || ':' || transition || ',';
+CREATE INDEX alerts_created ON alerts (created_at);
+ALTER TABLE subscriptions ADD COLUMN digest TEXT;
+ALTER TABLE deliveries ADD COLUMN period_start TEXT;
+ALTER TABLE deliveries ADD COLUMN period_end TEXT;
+CREATE TABLE digest_items (
+    subscription_id BIGINT NOT NULL, alert_id BIGINT NOT NULL, delivery_id BIGINT,
+    PRIMARY KEY (subscription_id, alert_id)
+);
+CREATE INDEX digest_items_delivery ON digest_items (delivery_id)
+"""
+
+MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 
 
 def migrations(

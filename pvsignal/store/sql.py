@@ -22,7 +22,14 @@ from pvsignal.errors import InputError
 from pvsignal.institutions import Institution
 from pvsignal.ownership import UNATTRIBUTED
 from pvsignal.products import RegisteredProduct
-from pvsignal.store.access import BATCHES_WRITTEN, PRODUCTS_WRITTEN, AccessStore
+from pvsignal.store.access import (
+    BATCHES_WRITTEN,
+    PAIR_MEASURE,
+    PRODUCTS_WRITTEN,
+    AccessStore,
+    encode_changes,
+    stored_alert,
+)
 
 _CHUNK = 5_000  # case ids per lookup query (SQLite allows 32,766 parameters)
 
@@ -505,8 +512,9 @@ class SqlStore(AccessStore):
                         scope,
                         x["product_id"],
                         x["pt"],
-                        x["measure"],
+                        PAIR_MEASURE,
                         x["transition"],
+                        encode_changes(x["changes"]),
                         x["mah_id"],
                         orjson.dumps(x).decode(),
                     )
@@ -525,7 +533,7 @@ class SqlStore(AccessStore):
             {
                 "alert_id": int(i),
                 "product_id": product,
-                "payload": {"alert_id": int(i), **orjson.loads(payload)},
+                "payload": {"alert_id": int(i), **stored_alert(payload)},
             }
             for i, product, payload in rows
         ]
@@ -560,7 +568,7 @@ class SqlStore(AccessStore):
             (*parameters, limit),
         )
         return [
-            {"alert_id": int(i), **orjson.loads(payload), "published_at": published}
+            {"alert_id": int(i), **stored_alert(payload), "published_at": published}
             for i, payload, published in rows
         ]
 
@@ -648,8 +656,18 @@ _INSERT_HISTORY = Rows(
 )
 _INSERT_ALERT = Rows(
     "alerts",
-    ("created_at", "scope", "product", "event", "measure", "transition", "mah_id", "payload"),
-    ("text",) * 8,
+    (
+        "created_at",
+        "scope",
+        "product",
+        "event",
+        "measure",
+        "transition",
+        "changes",
+        "mah_id",
+        "payload",
+    ),
+    ("text",) * 9,
 )
 
 

@@ -128,7 +128,8 @@ ALERT_FILTERS = {
     "product_id": [None, "A1", "B1", UNREGISTERED],
     "pt": [None, PLANTED["A1"], PLANTED["B1"]],
     "measure": [None, "prr", "ebgm"],
-    "transition": [None, "new", "ongoing"],
+    "transition": [None, "new", "closed"],
+    "since": [None, "2020-01-01T00:00:00Z"],
     "scope": [None, "all"],
 }
 

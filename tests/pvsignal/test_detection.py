@@ -1,13 +1,22 @@
 """Signal lifecycle, hysteresis, alerts outbox and history."""
 
 import json
+from urllib.parse import quote
 
 import pytest
 
 from pvsignal.cli_store import reader_for
-from pvsignal.detection import DetectionConfig, Detector, SignalState, next_state
+from pvsignal.detection import (
+    SIGNIFICANCE,
+    DetectionConfig,
+    Detector,
+    SignalState,
+    next_state,
+    signal_link,
+)
 from pvsignal.ingest import Ingestor
 from pvsignal.products import load_products
+from pvsignal.readers import RawRecord
 from pvsignal.scopes import ScopeConfig
 from pvsignal.simulate import SimulationConfig, sidecar_paths, write_simulation
 
@@ -15,33 +24,51 @@ CONFIG = DetectionConfig(close_after=3, change_log2=1.0)
 
 
 def _run(sequence, measure="ebgm"):
-    """Feed (flagged, value) evaluations; return the transitions made."""
-    state, made = None, []
+    """Feed (flagged, value) evaluations; return the alerting transitions made and the states
+    passed through."""
+    state, made, states = None, [], []
     for step, (flagged, value) in enumerate(sequence):
         state, transition = next_state(state, flagged, value, measure, CONFIG, str(step))
         if transition:
             made.append(transition)
-    return made, state
+        states.append(state.status)
+    return made, state, states
 
 
 def test_lifecycle_new_ongoing_strengthened_weakened_closed():
-    made, state = _run(
+    made, state, states = _run(
         [(True, 2), (True, 2.2), (True, 5), (True, 2), (False, 1), (False, 1), (False, 1)]
     )
-    assert made == ["new", "ongoing", "strengthened", "weakened", "closed"]
+    # ongoing is a state the signal passes through, not an alert.
+    assert states[:2] == ["new", "ongoing"]
+    assert made == ["new", "strengthened", "weakened", "closed"]
     assert state.status == "closed"
 
 
 def test_a_pair_flickering_at_the_threshold_alerts_once():
     flicker = [(True, 2.0), (False, 1.9)] * 20
-    made, state = _run(flicker)
-    assert made == ["new", "ongoing"]
+    made, state, _ = _run(flicker)
+    assert made == ["new"]
     assert state.status == "ongoing"
 
 
+def test_an_infinite_level_that_stays_infinite_is_no_change():
+    # PRR with no other product reporting the event: +inf now and at the last transition.
+    made, _, _ = _run([(True, float("inf")), (True, float("inf")), (True, float("inf"))], "prr")
+    assert made == ["new"]
+
+
 def test_a_closed_signal_can_open_again():
-    made, _ = _run([(True, 3), (False, 1), (False, 1), (False, 1), (True, 3)])
+    made, _, _ = _run([(True, 3), (False, 1), (False, 1), (False, 1), (True, 3)])
     assert made == ["new", "closed", "new"]
+
+
+def test_the_most_significant_change_names_the_alert():
+    assert min(["closed", "weakened", "new"], key=SIGNIFICANCE.index) == "new"
+    assert min(["closed", "strengthened"], key=SIGNIFICANCE.index) == "strengthened"
+    assert signal_link("all", "unregistered:x/y", "A/B c") == (
+        "/v1/signals/all/unregistered%3Ax%2Fy/A%2FB%20c"
+    )
 
 
 def test_ic_levels_are_on_their_own_scale():
@@ -70,9 +97,21 @@ def test_planted_signal_raises_exactly_one_new_alert(simulation, new_store):
         detector.update(touched)
     pilot = signals[0]
     alerts = store.alerts(product=pilot["product_id"], event=pilot["pt"], limit=10_000)
-    prr_transitions = [a["transition"] for a in alerts if a["measure"] == "prr"]
+    prr_transitions = [a["changes"]["prr"] for a in alerts if "prr" in a["changes"]]
     assert prr_transitions.count("new") == 1, prr_transitions
-    assert alerts[0]["mah_id"] is not None and alerts[0]["statistics"]["a"] >= 3
+    first = alerts[0]
+    assert first["transition"] == "new" and first["mah_id"] is not None
+    assert first["statistics"]["a"] >= 3
+    # One alert per pair and run, carrying every measure and the product's identity.
+    assert set(first["measures"]) == {"prr", "ror", "ic", "ebgm"}
+    assert set(first["changes"]) <= set(first["measures"])
+    assert all(first["measures"][m]["status"] == t for m, t in first["changes"].items())
+    assert first["product"]["names"] and first["pathway"] is not None
+    assert first["link"] == f"/v1/signals/all/{pilot['product_id']}/" + quote(pilot["pt"], safe="")
+    every = store.alerts(limit=100_000)
+    assert "ongoing" not in {a["transition"] for a in every}
+    runs = [(a["at"], a["scope"], a["product_id"], a["pt"]) for a in every]
+    assert len(runs) == len(set(runs)), "one alert per pair and detection run"
     # The same state never alerts twice: an update with nothing new adds no alert.
     before = len(store.alerts(limit=100_000))
     assert detector.update(["all"]) == []
@@ -89,7 +128,7 @@ def test_outbox_publication_marks(new_store):
     alert = {
         "product_id": "P",
         "pt": "E",
-        "measure": "prr",
+        "changes": {"prr": "new"},
         "transition": "new",
         "mah_id": "M",
         "scope": "all",
@@ -133,3 +172,42 @@ def test_a_background_refit_is_adopted_by_a_later_update(simulation, new_store):
     fits = store.fits("all")
     assert len(fits) == 2 and fits[-1]["warm_start"] and fits[-1]["cases"] > fits[0]["cases"]
     assert detector._theta["all"] != first
+
+
+def test_reports_of_other_pairs_do_not_open_a_signal(simulation, new_store):
+    """Every report moves every pair's expected count a little; a pair at a threshold must not
+    open because of reports that are not about it (only pairs with new cases open)."""
+    path, products, _ = simulation
+    store = new_store("sqlite")
+    store.save_products(products)
+    ingestor = Ingestor(store, ScopeConfig())
+    detector = Detector(store, ScopeConfig())
+    records = list(reader_for("jsonl")([path]))
+    detector.update(ingestor.apply(records).summary.touched_scopes)
+    touched = ingestor.apply(_unrelated("UNRELATED", 2)).summary.touched_scopes
+    assert detector.update(touched) == []
+    # Only the pair that received cases may open.
+    raised = detector.update(ingestor.apply(_unrelated("MORE", 6)).summary.touched_scopes)
+    assert {(a["product_id"], a["pt"]) for a in raised} <= {UNRELATED_PAIR}
+
+
+UNRELATED_PAIR = ("unregistered:an unrelated product", "An unrelated reaction")
+
+
+def _unrelated(prefix, n):
+    return [
+        RawRecord(
+            f"{prefix}:{i}",
+            json.dumps(
+                {
+                    "case_id": f"{prefix}-{i}",
+                    "report_id": f"{prefix}-{i}",
+                    "version": 1,
+                    "received": "2026-03-01",
+                    "products": [{"name": "an unrelated product", "role": "suspect"}],
+                    "reactions": [{"pt": UNRELATED_PAIR[1]}],
+                }
+            ),
+        )
+        for i in range(n)
+    ]
