@@ -54,13 +54,17 @@ class Sex(StrEnum):
     unknown = "U"
 
 
-class Role(StrEnum):
-    """G.k.1 characterisation of the drug's role."""
+class ProductRole(StrEnum):
+    """G.k.1 characterisation of the drug's role (named apart from the API's caller roles in
+    the OpenAPI document)."""
 
     suspect = "suspect"
     concomitant = "concomitant"
     interacting = "interacting"
     not_administered = "not_administered"
+
+
+Role = ProductRole  # the name the core has always used
 
 
 class Outcome(StrEnum):

@@ -78,6 +78,13 @@ def test_every_operation_conforms_to_its_documentation(live_api: tuple[str, str]
 
 
 def _explore(operation, mode, examples, base, key, checks, failures: list[str]) -> None:
+    # The wire format's rules across fields and beyond JSON Schema (a product named by neither
+    # a null product_id nor a null name, a received date in the future, a reaction's code
+    # pattern under anyOf) make some schema-valid reports invalid: those are answered 422
+    # naming the field (tests/api/test_reports.py), not accepted.
+    if operation.method.upper() == "POST" and operation.path == "/v1/reports":
+        checks = [c for c in checks if c.__name__ != "positive_data_acceptance"]
+
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
         max_examples=examples,
