@@ -15,7 +15,6 @@ digits like letters) to one skeleton, in the spirit of Unicode TR39's confusable
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import functools
 import re
@@ -26,18 +25,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
 )
 
 from pvsignal.errors import InputError
-from pvsignal.reports import Product, problems_of
+from pvsignal.registryfile import load_registry_file
+from pvsignal.reports import Product
 
 UNREGISTERED = "unregistered:"
 
@@ -255,36 +253,4 @@ def load_products(path: Path) -> list[RegisteredProduct]:
     InputError
         Naming the file, the entry (YAML index or CSV line), the field and the value.
     """
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".yaml", ".yml"):
-            entries = list(enumerate(yaml.safe_load(path.read_text(encoding="utf-8")) or []))
-            where = "entry"
-        elif suffix == ".csv":
-            entries = list(_csv_entries(path))
-            where = "line"
-        else:
-            raise InputError(f"products file {str(path)!r}: use .yaml, .yml or .csv")
-    except FileNotFoundError:
-        raise InputError(f"products file {str(path)!r} does not exist") from None
-    except (yaml.YAMLError, UnicodeDecodeError, csv.Error) as error:
-        raise InputError(f"cannot parse products file {str(path)!r}: {error}") from None
-    products = []
-    for position, entry in entries:
-        if not isinstance(entry, dict):
-            raise InputError(f"products file {str(path)!r} {where} {position}: not a mapping")
-        try:
-            products.append(RegisteredProduct.model_validate(entry))
-        except ValidationError as error:
-            detail = "; ".join(str(problem) for problem in problems_of(error))
-            raise InputError(f"products file {str(path)!r} {where} {position}: {detail}") from None
-    return products
-
-
-def _csv_entries(path: Path) -> Iterable[tuple[int, dict[str, object]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            entry: dict[str, object] = {k: v for k, v in row.items() if v not in ("", None)}
-            if "names" in entry:
-                entry["names"] = [name for name in str(entry["names"]).split("|") if name.strip()]
-            yield line, entry
+    return load_registry_file(path, RegisteredProduct, "products", ("names",))

@@ -115,8 +115,10 @@ def test_kill_9_at_random_points_then_restart(kafka_broker, tmp_path):
     # The same state never alerts twice: replayed detection after a crash does not re-alert.
     transitions = defaultdict(list)
     for alert in sorted(published, key=lambda a: a["alert_id"]):
-        key = (alert["scope"], alert["product_id"], alert["pt"], alert["measure"])
-        transitions[key].append(alert["transition"])
+        for measure, transition in alert["changes"].items():
+            transitions[(alert["scope"], alert["product_id"], alert["pt"], measure)].append(
+                transition
+            )
     for key, sequence in transitions.items():
         for before, after in itertools.pairwise(sequence):
             assert before != after or before in ("strengthened", "weakened"), (key, sequence)
@@ -124,10 +126,12 @@ def test_kill_9_at_random_points_then_restart(kafka_broker, tmp_path):
     # Each planted signal raised exactly one `new` alert per measure that flagged it.
     for planted in simulation.signals:
         news = [
-            alert["measure"]
+            measure
             for alert in published
-            if (alert["scope"], alert["product_id"], alert["pt"], alert["transition"])
-            == ("all", planted.product_id, planted.pt, "new")
+            if (alert["scope"], alert["product_id"], alert["pt"])
+            == ("all", planted.product_id, planted.pt)
+            for measure, transition in alert["changes"].items()
+            if transition == "new"
         ]
         assert news and len(news) == len(set(news)), (planted, news)
 
