@@ -164,22 +164,6 @@ class Detector:
         self._fitting: dict[str, Future] = {}  # scope -> its refit running in the background
         # scope -> (pair -> position, counts) at this detector's last update of it (_advance)
         self._last_counts: dict[str, tuple[dict[tuple[str, str], int], list[float]]] = {}
-        self._remember_evaluated_counts()
-
-    def _remember_evaluated_counts(self) -> None:
-        """Start from the store's counts of every scope detection has run over (it has a
-        fit): a restarted process then opens no pair that gained no case since, as a running
-        one would not. Assumes the last process detected after its last counted batch (the
-        consumer and the API do; ``ingest --detect off`` leaves it to the next ingest)."""
-        for scope in self.store.scopes():
-            if not self.store.fits(scope, last=1):
-                continue
-            counts = self.store.scope_counts(scope, ordered=False)
-            pairs = zip(counts.pair_product.tolist(), counts.pair_event.tolist(), strict=True)
-            self._last_counts[scope] = (
-                dict(zip(pairs, itertools.count())),
-                counts.a.tolist(),
-            )
 
     def update(self, scopes: Iterable[str]) -> list[dict[str, Any]]:
         """Bring the given scopes up to date; return the alerts this made (also stored)."""
