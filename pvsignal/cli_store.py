@@ -14,11 +14,11 @@ import orjson
 from pvsignal.argtypes import positive_int
 from pvsignal.errors import InputError
 from pvsignal.ingest import BatchCollector, Ingestor, IngestSummary, batches
-from pvsignal.institutions import InstitutionRegistry, load_institutions
+from pvsignal.institutions import load_institutions
 from pvsignal.ownership import UNATTRIBUTED, OwnerRule, SenderOwns, SourceOwns
 from pvsignal.products import Registry, load_products
 from pvsignal.readers import FORMATS, RawRecord, detect_format
-from pvsignal.rebuild import effective_scopes, rebuild, rename_owners
+from pvsignal.rebuild import effective_scopes, rebuild, register_institutions
 from pvsignal.scopes import ScopeConfig, load_scope_config
 from pvsignal.store import DEFAULT_URL, SqlStore, open_store
 
@@ -243,10 +243,9 @@ def _run_institutions_load(args: argparse.Namespace) -> int:
     institutions = load_institutions(args.file)
     store = open_store(args.store)
     try:
-        registry = InstitutionRegistry([*store.load_institutions(), *institutions])
-        store.save_institutions(institutions)
+        renamed = register_institutions(store, institutions)
         print(f"loaded {len(institutions)} institutions into {args.store}")
-        for old, new in rename_owners(store, registry).items():
+        for old, new in renamed.items():
             print(f"cases of {old!r} now belong to {new!r}")
         if store.count_cases().get("active"):
             # An institution's region counts for reports that state none: recount.

@@ -17,7 +17,7 @@ from pathlib import Path
 from pvsignal.cases import CaseKey, Contribution, Deltas
 from pvsignal.errors import InputError
 from pvsignal.ingest import Ingestor
-from pvsignal.institutions import InstitutionRegistry
+from pvsignal.institutions import Institution, InstitutionRegistry
 from pvsignal.reports import Report
 from pvsignal.scopes import ScopeConfig, load_scope_config
 from pvsignal.store import SqlStore
@@ -65,6 +65,19 @@ def rebuild(store: SqlStore, scopes: ScopeConfig) -> RebuildSummary:
     store.replace_counts(deltas, contributions)
     store.set_setting(SCOPES_SETTING, scopes.model_dump_json())
     return RebuildSummary(len(contributions), tuple(s.name for s in scopes.all_scopes()))
+
+
+def register_institutions(store: SqlStore, institutions: list[Institution]) -> dict[str, str]:
+    """Add or replace institutions in the store's registry: first checked against it (a name
+    of another institution is an InputError), then the cases sent under one of their names
+    are moved to their ids (refused whole when two cases would merge), then saved. Returns
+    what was renamed; the caller recounts (a region now known counts for reports)."""
+    registry = InstitutionRegistry(store.load_institutions())
+    for institution in institutions:
+        registry.add(institution)
+    renamed = rename_owners(store, registry)
+    store.save_institutions(institutions)
+    return renamed
 
 
 def rename_owners(store: SqlStore, institutions: InstitutionRegistry) -> dict[str, str]:

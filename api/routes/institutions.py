@@ -9,8 +9,8 @@ from api.deps import RegistryDep, Regulator, RuntimeDep
 from api.problems import ConflictError
 from api.schemas import InstitutionIn, InstitutionList, InstitutionOut
 from pvsignal.errors import InputError
-from pvsignal.institutions import Institution, InstitutionRegistry
-from pvsignal.rebuild import rename_owners
+from pvsignal.institutions import Institution
+from pvsignal.rebuild import register_institutions
 
 router = APIRouter(prefix="/v1/institutions", tags=["institutions"])
 
@@ -46,17 +46,11 @@ def _save(runtime: RuntimeDep, institution_id: str, body: InstitutionIn) -> Inst
         institution = Institution(institution_id=institution_id, **body.model_dump())
     except ValueError as error:
         raise InputError(f"institution {institution_id!r}: {error}") from None
-    trial = InstitutionRegistry(runtime.registry.current().institutions)
-    try:
-        trial.add(institution)
-    except InputError as error:
-        raise ConflictError(str(error)) from None
     with runtime.pool.store() as store:
         try:
-            renamed = rename_owners(store, trial)  # refused whole when it would merge cases
-        except InputError as error:
+            renamed = register_institutions(store, [institution])
+        except InputError as error:  # a name of another institution; cases that would merge
             raise ConflictError(str(error)) from None
-        store.save_institutions([institution])
         has_cases = bool(store.count_cases().get("active"))
     runtime.registry.invalidate()
     recounted = runtime.intake.recount() if has_cases else None

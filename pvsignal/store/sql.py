@@ -692,27 +692,15 @@ def _stored_owner(report_json: str) -> str:
 
 
 def _suspicion(row: Sequence[Any]) -> dict[str, Any]:
-    (
-        suspicion_id,
-        survivor_owner,
-        survivor_case_id,
-        suspect_owner,
-        suspect_case_id,
-        status,
-        found_at,
-        decided_by,
-        decided_at,
-        note,
-    ) = row
+    found = dict(zip(_SUSPICION_COLUMNS.split(", "), row, strict=True))
     return {
-        "suspicion_id": int(suspicion_id),
-        "survivor": {"owner": survivor_owner, "case_id": survivor_case_id},
-        "suspect": {"owner": suspect_owner, "case_id": suspect_case_id},
-        "status": status,
-        "found_at": found_at,
-        "decided_by": decided_by,
-        "decided_at": decided_at,
-        "note": note,
+        "suspicion_id": int(found.pop("suspicion_id")),
+        "survivor": {
+            "owner": found.pop("survivor_owner"),
+            "case_id": found.pop("survivor_case_id"),
+        },
+        "suspect": {"owner": found.pop("suspect_owner"), "case_id": found.pop("suspect_case_id")},
+        **found,
     }
 
 
