@@ -9,8 +9,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from pvsignal.cases import Outcome
+from pvsignal.detection import SIGNIFICANCE
 
-TRANSITIONS = ("new", "ongoing", "strengthened", "weakened", "closed")
 REJECT_REASONS = ("invalid", "unreadable")
 DELIVERY_RESULTS = ("delivered", "retried", "failed")
 UNMATCHED = "unmatched"
@@ -86,7 +86,7 @@ class Metrics:
             self.reports_ingested.labels(outcome.value)
         for reason in REJECT_REASONS:
             self.reports_rejected.labels(reason)
-        for transition in TRANSITIONS:
+        for transition in SIGNIFICANCE:  # the transitions that alert
             self.alerts.labels(transition)
         for result in DELIVERY_RESULTS:
             self.webhook_deliveries.labels(result)

@@ -15,12 +15,12 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
+from pvsignal.detection import SIGNIFICANCE
 from streams.codec import POISON_REASONS
 
 # A valid report the case semantics refuse (a version of a withdrawn case) is rejected, but
 # it is not poison: resending it would not help, so it is not dead-lettered.
 REJECT_REASONS = (*POISON_REASONS, "refused")
-TRANSITIONS = ("new", "ongoing", "strengthened", "weakened", "closed")
 _BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -100,7 +100,7 @@ class StreamMetrics:
             self.rejected.labels(reason)
         for reason in POISON_REASONS:
             self.dead_lettered.labels(reason)
-        for transition in TRANSITIONS:
+        for transition in SIGNIFICANCE:  # the transitions that alert
             self.alerts_emitted.labels(transition)
 
     def track_partitions(self, topic: str, partitions: Iterable[int]) -> None:

@@ -8,8 +8,9 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry
 
+from pvsignal.detection import SIGNIFICANCE
 from streams.codec import POISON_REASONS
-from streams.metrics import REJECT_REASONS, TRANSITIONS, StreamMetrics, serve
+from streams.metrics import REJECT_REASONS, StreamMetrics, serve
 from tests.support.postgres import free_port
 
 
@@ -21,7 +22,7 @@ def test_known_label_sets_exist_at_zero():
     for reason in POISON_REASONS:
         labels = {"reason": reason}
         assert registry.get_sample_value("pvsignal_reports_dead_lettered_total", labels) == 0
-    for transition in TRANSITIONS:
+    for transition in SIGNIFICANCE:
         labels = {"transition": transition}
         assert registry.get_sample_value("pvsignal_alerts_emitted_total", labels) == 0
     for name in (
