@@ -12,8 +12,8 @@ from detectors.mgps_fit import Squash, fit_hyperparameters, negative_log_likelih
 CAERS_PUBLISHED_NEG_LL = 4162.456
 
 
-def _caers_pairs(shared_data):
-    frame = pd.read_csv(shared_data / "caers" / "caers.csv").drop_duplicates(["id", "var1", "var2"])
+def _caers_pairs(public_data):
+    frame = pd.read_csv(public_data / "caers" / "caers.csv").drop_duplicates(["id", "var1", "var2"])
     reports = frame["id"].nunique()
     a = frame.groupby(["var1", "var2"]).size()
     n_product = frame.drop_duplicates(["id", "var1"]).groupby("var1").size()
@@ -54,8 +54,8 @@ def test_gradient_matches_finite_differences():
     np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-7)
 
 
-def test_caers_fit_reaches_openebgm_likelihood(shared_data):
-    a, e = _caers_pairs(shared_data)
+def test_caers_fit_reaches_openebgm_likelihood(public_data):
+    a, e = _caers_pairs(public_data)
     fit = fit_hyperparameters(a, e)
     assert fit.neg_log_likelihood <= CAERS_PUBLISHED_NEG_LL + 0.001
     assert fit.converged and fit.starts_agreeing >= 3 and not fit.on_bound

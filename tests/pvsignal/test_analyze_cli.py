@@ -29,8 +29,8 @@ def _example(tmp_path, extra=()):
     return _write(tmp_path, rows + list(extra))
 
 
-def _analyze_shared(cases, out):
-    """Analyze a shared data table with the openEBGM column names (id, var1, var2)."""
+def _analyze_public(cases, out):
+    """Analyze a public data table with the openEBGM column names (id, var1, var2)."""
     return _analyze(cases, out, product="var1", event="var2")
 
 
@@ -163,9 +163,9 @@ def test_missing_and_unreadable_files_are_named(tmp_path, capsys):
     assert "is not UTF-8 text" in capsys.readouterr().err
 
 
-def test_caers_end_to_end(shared_data, tmp_path):
+def test_caers_end_to_end(public_data, tmp_path):
     out = tmp_path / "caers.csv"
-    assert _analyze_shared(str(shared_data / "caers" / "caers.csv"), out) == 0
+    assert _analyze_public(str(public_data / "caers" / "caers.csv"), out) == 0
     fit = json.loads((tmp_path / "caers.fit.json").read_text())
     assert fit["neg_log_likelihood"] <= 4162.456 + 0.001
     assert fit["counts"]["reports"] == 3356 and fit["counts"]["pairs"] == 17189
@@ -199,10 +199,10 @@ def test_bad_rules_are_named(tmp_path, capsys, rule, message):
     assert message in capsys.readouterr().err
 
 
-def test_fit_on_a_bound_warns_on_stderr(shared_data, tmp_path, capsys):
+def test_fit_on_a_bound_warns_on_stderr(public_data, tmp_path, capsys):
     out = tmp_path / "vaers.csv"
-    cases = shared_data / "derived" / "vaers2020.csv"
-    assert _analyze_shared(str(cases), out) == 0
+    cases = public_data / "derived" / "vaers2020.csv"
+    assert _analyze_public(str(cases), out) == 0
     assert (
         "warning: MGPS fit: theta sits on a bound of the search (alpha1)" in capsys.readouterr().err
     )

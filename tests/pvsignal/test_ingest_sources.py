@@ -13,8 +13,8 @@ from pvsignal.store import open_store
 THETA = "0.5,0.3,3.0,2.5,0.2"
 
 
-def test_faers_counts_distinct_cases_at_their_latest_version(shared_data, tmp_path, capsys):
-    folder = shared_data / "faers" / "ubesp_faers20q3_first10000"
+def test_faers_counts_distinct_cases_at_their_latest_version(public_data, tmp_path, capsys):
+    folder = public_data / "faers" / "ubesp_faers20q3_first10000"
     url = f"sqlite:///{tmp_path}/faers.db"
     assert main(["ingest", str(folder), "--format", "faers", "--store", url]) == 0
     assert "received 9999 records" in capsys.readouterr().out
@@ -42,15 +42,15 @@ def test_faers_counts_distinct_cases_at_their_latest_version(shared_data, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def vaers_store(shared_data, tmp_path_factory):
+def vaers_store(public_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("vaers")
     url = f"sqlite:///{folder}/vaers.db"
-    files = [shared_data / "vaers" / f"2020VAERS{kind}.csv" for kind in ("SYMPTOMS", "VAX")]
+    files = [public_data / "vaers" / f"2020VAERS{kind}.csv" for kind in ("SYMPTOMS", "VAX")]
     assert main(["ingest", *map(str, files), "--format", "vaers", "--store", url]) == 0
     return url, folder
 
 
-def test_vaers_equals_analyze_of_the_equivalent_case_table(shared_data, vaers_store):
+def test_vaers_equals_analyze_of_the_equivalent_case_table(public_data, vaers_store):
     url, folder = vaers_store
     assert (
         main(
@@ -67,7 +67,7 @@ def test_vaers_equals_analyze_of_the_equivalent_case_table(shared_data, vaers_st
         )
         == 0
     )
-    cases = shared_data / "derived" / "vaers2020.csv"
+    cases = public_data / "derived" / "vaers2020.csv"
     assert (
         main(
             [

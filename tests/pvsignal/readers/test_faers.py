@@ -18,8 +18,8 @@ def _table(path: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def q3_dir(shared_data: Path) -> Path:
-    return shared_data / "faers" / "ubesp_faers20q3_first10000"
+def q3_dir(public_data: Path) -> Path:
+    return public_data / "faers" / "ubesp_faers20q3_first10000"
 
 
 @pytest.fixture(scope="module")
@@ -120,16 +120,16 @@ def test_roles_country_fallback_and_long_reports(q3_records):
     Report.model_validate(long)
 
 
-def test_current_layout_sample_is_all_valid(shared_data):
-    folder = shared_data / "faers" / "yunuuuu_sample" / "faers_ascii_2017q2"
+def test_current_layout_sample_is_all_valid(public_data):
+    folder = public_data / "faers" / "yunuuuu_sample" / "faers_ascii_2017q2"
     records = list(read_faers([folder]))
     assert len(records) == 100
     for record in records:
         Report.model_validate(record.payload)
 
 
-def test_legacy_aers_layout(shared_data):
-    folder = shared_data / "faers" / "yunuuuu_sample" / "aers_ascii_2004q1" / "ascii"
+def test_legacy_aers_layout(public_data):
+    folder = public_data / "faers" / "yunuuuu_sample" / "aers_ascii_2004q1" / "ascii"
     files = [folder / f"{name}04Q1.TXT" for name in ("DEMO", "DRUG", "REAC")]
     reports = _by_id(read_faers(files))
     assert len(reports) == 100

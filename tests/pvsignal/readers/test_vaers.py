@@ -14,8 +14,8 @@ SYMPTOMS = [f"SYMPTOM{i}" for i in range(1, 6)]
 
 
 @pytest.fixture(scope="module")
-def vaers_dir(shared_data: Path) -> Path:
-    return shared_data / "vaers"
+def vaers_dir(public_data: Path) -> Path:
+    return public_data / "vaers"
 
 
 @pytest.fixture(scope="module")
