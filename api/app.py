@@ -24,6 +24,7 @@ from api.openapi import document_problems
 from api.problems import install_problem_handlers
 from api.routes import (
     alerts,
+    cases,
     duplicates,
     fits,
     health,
@@ -32,8 +33,10 @@ from api.routes import (
     products,
     receipts,
     reports,
+    scopes,
     signals,
     subscriptions,
+    trends,
 )
 from api.runtime import LagProbe, build_runtime
 from pvsignal.reports import Report
@@ -85,7 +88,10 @@ def create_app(
             health,
             reports,
             receipts,
+            trends,  # before signals: the pair detail's {pt:path} would take /trend
             signals,
+            scopes,
+            cases,
             products,
             institutions,
             duplicates,

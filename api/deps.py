@@ -70,6 +70,10 @@ Reader = Annotated[Principal, Depends(require(Role.mah, Role.regulator, Role.adm
 Submitter = Annotated[
     Principal, Depends(require(Role.hospital, Role.mah, Role.regulator, Role.admin))
 ]
+# Cases: every role reads some (api.tenancy.case_access says which, and which fields).
+CaseReader = Annotated[
+    Principal, Depends(require(Role.hospital, Role.mah, Role.regulator, Role.admin))
+]
 Regulator = Annotated[Principal, Depends(require(Role.regulator, Role.admin))]
 Admin = Annotated[Principal, Depends(require(Role.admin))]
 

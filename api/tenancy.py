@@ -4,6 +4,9 @@
 - An MAH sees the registered products whose ``mah_id`` is its organisation, nothing else:
   never another MAH's product, never an unregistered one.
 - Hospitals read no signal at all (their routes refuse them before any product is looked at).
+- Cases (``case_access``): regulators and admins read every case in full, a hospital its own
+  cases in full, an MAH the cases counted with one of its products at the restricted level
+  (pvsignal.case_access holds the field masks).
 - Writes: a hospital or an MAH owns the cases it submits and names no other sender; a
   regulator (or admin) submits on behalf of the sender organisation its records name
   (``owner_rule``, used by every write path of the API).
@@ -23,6 +26,7 @@ import numpy as np
 
 from api.auth import Principal, Role
 from api.pool import StorePool
+from pvsignal.case_access import CaseAccess, Level
 from pvsignal.institutions import InstitutionRegistry
 from pvsignal.ownership import UNATTRIBUTED, OwnerRule, SenderOwns, SubmitterOwns
 from pvsignal.products import RegisteredProduct, Registry
@@ -107,3 +111,19 @@ class RegistryCache:
 
     def invalidate(self) -> None:
         self._checked = 0.0
+
+
+def case_access(principal: Principal, registry: RegistrySnapshot, key: bytes) -> CaseAccess:
+    """Which cases, and which of their fields, the principal may read (pvsignal.case_access):
+    regulators and admins every case in full; a hospital its own cases in full; an MAH the
+    cases counted with one of its registered products, at the restricted level."""
+    if principal.sees_everything:
+        return CaseAccess(Level.full, key)
+    if principal.role is Role.hospital:
+        assert principal.org, "organisation roles always carry an organisation (api.auth)"
+        return CaseAccess(Level.full, key, owner=principal.org)
+    if principal.role is Role.mah:
+        return CaseAccess(
+            Level.restricted, key, products=frozenset(registry.products_of(principal.org))
+        )
+    return CaseAccess(Level.restricted, key, products=frozenset())

@@ -42,21 +42,31 @@ class Outcome(StrEnum):
     refused = "refused"
 
 
+# The received period of a report that states no received date (C.1.5 absent).
+UNKNOWN_PERIOD = "unknown"
+
+
 class Contribution(NamedTuple):
-    """What one case version adds to the counts: its stratum, and per scope the counted
-    products and events (the pairs are their cross product). A named tuple: the bulk path
-    makes one per report, and tuples are the cheapest immutable records to build."""
+    """What one case version adds to the counts: its stratum, its received month
+    (``YYYY-MM``, or ``UNKNOWN_PERIOD``), and per scope the counted products and events (the
+    pairs are their cross product). A named tuple: the bulk path makes one per report, and
+    tuples are the cheapest immutable records to build."""
 
     stratum: str
     scopes: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]
+    period: str = UNKNOWN_PERIOD
 
     def to_json(self) -> str:
-        return orjson.dumps({"s": self.stratum, "c": self.scopes}).decode()
+        return orjson.dumps({"s": self.stratum, "c": self.scopes, "p": self.period}).decode()
 
     @classmethod
     def from_json(cls, text: str) -> Contribution:
         document = orjson.loads(text)
-        return cls(document["s"], tuple((s, tuple(p), tuple(e)) for s, p, e in document["c"]))
+        return cls(
+            document["s"],
+            tuple((s, tuple(p), tuple(e)) for s, p, e in document["c"]),
+            document.get("p", UNKNOWN_PERIOD),  # stored before migration 8 backfilled it
+        )
 
 
 # The owner of cases whose source names no organisation (see pvsignal.ownership).
@@ -95,6 +105,9 @@ class CaseState:
     # The survivor's owner when a regulator confirmed a duplicate across owners (else None:
     # ``duplicate_of`` is a case id of the same owner).
     duplicate_of_owner: str | None = None
+    # C.1.5 of the stored version (YYYY-MM-DD), for case listings by date; None: not
+    # stated, or a state loaded from the store (whose stored date a write keeps).
+    received: str | None = None
 
     @property
     def key(self) -> CaseKey:
@@ -140,6 +153,26 @@ class Deltas:
     def totals(self) -> Counter[tuple[str, ...]]:
         return self._net("totals")
 
+    # The same counts per received month (the trend tables), keyed as their tables:
+    # (scope, product, event, period), (scope, product|event, stratum, period) and
+    # (scope, stratum, period).
+
+    @property
+    def pair_periods(self) -> Counter[tuple[str, str, str, str]]:
+        return self._net("pair_periods")
+
+    @property
+    def product_periods(self) -> Counter[tuple[str, str, str, str]]:
+        return self._net("product_periods")
+
+    @property
+    def event_periods(self) -> Counter[tuple[str, str, str, str]]:
+        return self._net("event_periods")
+
+    @property
+    def total_periods(self) -> Counter[tuple[str, str, str]]:
+        return self._net("total_periods")
+
     def _net(self, table: str) -> Counter:
         net = Counter(getattr(self._added, table))
         net.subtract(Counter(getattr(self._withdrawn, table)))
@@ -154,15 +187,24 @@ class _Keys:
         self.products: list[tuple[str, str, str]] = []
         self.events: list[tuple[str, str, str]] = []
         self.totals: list[tuple[str, str]] = []
+        self.pair_periods: list[tuple[str, str, str, str]] = []
+        self.product_periods: list[tuple[str, str, str, str]] = []
+        self.event_periods: list[tuple[str, str, str, str]] = []
+        self.total_periods: list[tuple[str, str, str]] = []
 
     def append(self, contribution: Contribution) -> None:
-        stratum = contribution.stratum
+        stratum, when = contribution.stratum, (contribution.period,)
+        product = itertools.product
         for scope, products, events in contribution.scopes:
-            where, within = (scope,), (scope, stratum)
-            self.totals.append(within)
-            self.products.extend(itertools.product(where, (stratum,), products))
-            self.events.extend(itertools.product(where, (stratum,), events))
-            self.pairs.extend(itertools.product(where, products, events))
+            where, strata = (scope,), (stratum,)
+            self.totals.append((scope, stratum))
+            self.products.extend(product(where, strata, products))
+            self.events.extend(product(where, strata, events))
+            self.pairs.extend(product(where, products, events))
+            self.total_periods.append((scope, stratum, when[0]))
+            self.product_periods.extend(product(where, products, strata, when))
+            self.event_periods.extend(product(where, events, strata, when))
+            self.pair_periods.extend(product(where, products, events, when))
 
 
 class Version(NamedTuple):
@@ -176,6 +218,7 @@ class Version(NamedTuple):
     duplicate_of_ids: tuple[str, ...]
     contribution: Contribution
     report_json: str
+    received: str | None = None  # C.1.5 as YYYY-MM-DD, kept with the version's history
 
     @property
     def key(self) -> CaseKey:
@@ -227,6 +270,7 @@ class CaseBook:
                     version.report_id,
                     report_json=version.report_json,
                     owner=version.owner,
+                    received=version.received,
                 )
             )
             return Outcome.nullified, None
@@ -249,6 +293,7 @@ class CaseBook:
                 contribution=version.contribution,
                 report_json=version.report_json,
                 owner=version.owner,
+                received=version.received,
             )
         )
         return outcome, None

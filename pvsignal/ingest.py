@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import orjson
 from pydantic import ValidationError
 
-from pvsignal.cases import CaseBook, Contribution, Outcome, Version
+from pvsignal.cases import UNKNOWN_PERIOD, CaseBook, Contribution, Outcome, Version
 from pvsignal.errors import StaleOffsetsError
 from pvsignal.institutions import InstitutionRegistry
 from pvsignal.ownership import OwnerRule, SenderOwns, sender_organisation
@@ -27,7 +27,7 @@ from pvsignal.readers import RawRecord
 from pvsignal.reports import Report, problems_of
 from pvsignal.scopes import ScopeConfig, stratum_of
 from pvsignal.store import BatchWrite, Reject, SqlStore
-from pvsignal.store.sql import BatchSession
+from pvsignal.store.sql import BatchSession, VersionRow
 
 _SENDER_OWNS = SenderOwns()
 
@@ -160,6 +160,7 @@ class Ingestor:
                     rejects=rejects,
                     offsets=offsets or {},
                     suspicions=sorted(book.suspicions),
+                    versions=_version_rows(versions, results),
                 )
             )
             result = BatchResult(summary, [r for r in results if r is not None])
@@ -238,6 +239,7 @@ class Ingestor:
             duplicate_of_ids=tuple(report.duplicate_of_ids),
             contribution=self.contribution(report),
             report_json=text,
+            received=None if report.received is None else report.received.isoformat(),
         )
 
     def contribution(self, report: Report) -> Contribution:
@@ -258,7 +260,7 @@ class Ingestor:
                 continue
             if products and events:
                 scopes.append((name, products, events))
-        return Contribution(stratum_of(report), tuple(scopes))
+        return Contribution(stratum_of(report), tuple(scopes), period_of(report))
 
     def _located(self, report: Report) -> Report:
         """The report with its institution's region when it states none itself."""
@@ -304,6 +306,34 @@ def _check_fence(session: BatchSession, expected: dict[tuple[str, int], int | No
                 f"{topic}[{partition}] is at offset {now} in the store, not {start} as this "
                 "batch was read: another consumer has applied it; the batch is not written"
             )
+
+
+def period_of(report: Report) -> str:
+    """The received month (``YYYY-MM``) a report counts in, or ``UNKNOWN_PERIOD``."""
+    received = report.received
+    return UNKNOWN_PERIOD if received is None else f"{received.year:04d}-{received.month:02d}"
+
+
+def _version_rows(
+    versions: list[tuple[int, Version]], results: list[RecordResult | None]
+) -> list[VersionRow]:
+    """Every valid version of the batch with what it did: the cases' version history."""
+    rows = []
+    for index, version in versions:
+        result = results[index]
+        assert result is not None, "every applied version has its result"
+        rows.append(
+            VersionRow(
+                version.owner,
+                version.case_id,
+                version.version,
+                version.report_id,
+                version.received,
+                result.outcome,
+                result.location,
+            )
+        )
+    return rows
 
 
 def batches(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:

@@ -59,7 +59,7 @@ def _snapshot(runtime: RuntimeDep, scope: str) -> ScopeSnapshot:
     "matching pair with the columns of `pvsignal analyze`.",
     responses={
         200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
-        404: {"description": "the scope has no counted pairs"},
+        404: {"description": "no such scope"},
     },
 )
 def list_signals(
@@ -88,7 +88,11 @@ def list_signals(
     ] = None,
     format: Literal["json", "csv"] = "json",
 ) -> Response:
-    snapshot = _snapshot(runtime, scope)
+    snapshot = runtime.signals.get(scope)
+    if snapshot is None:
+        if scope not in {s.name for s in runtime.scopes.all_scopes()}:
+            raise NotFoundError(f"no scope {scope!r}")
+        return _empty(scope, format)  # configured, but nothing counted there yet
     query = SignalFilter(
         product_ids=tuple(product_id or ()),
         mah_id=mah_id,
@@ -114,6 +118,32 @@ def list_signals(
         "next_cursor": next_cursor(runtime.cursors, snapshot, order, sort, found),
         "theta": snapshot.theta._asdict(),
         "fitted_at": snapshot.fit.get("fitted_at"),
+    }
+    return Response(orjson.dumps(document), media_type="application/json")
+
+
+def _empty(scope: str, format: str) -> Response:
+    """The page (or CSV, header only) of a configured scope that counts no pair yet."""
+    if format == "csv":
+        sink = io.BytesIO()
+        write_csv(
+            export_table(
+                np.empty(0, object), np.empty(0, object), {name: np.empty(0) for name in STATISTICS}
+            ),
+            sink,
+        )
+        return Response(
+            sink.getvalue(),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="signals-{scope}.csv"'},
+        )
+    document = {
+        "scope": scope,
+        "total": 0,
+        "signals": [],
+        "next_cursor": None,
+        "theta": {},
+        "fitted_at": None,
     }
     return Response(orjson.dumps(document), media_type="application/json")
 

@@ -184,7 +184,44 @@ CREATE TABLE digest_items (
 CREATE INDEX digest_items_delivery ON digest_items (delivery_id)
 """
 
-MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# Trends and case series. Counts per received month (``YYYY-MM``, or "unknown" for reports
+# stating no C.1.5), kept beside the running sums by the same batch write: per pair, per
+# product and per event within a stratum, and in total per stratum (quarters and years are
+# sums of months). A case's received date is a column, for listings by date. Every valid
+# version a batch applies is kept in ``case_versions`` (its outcome and where it came from):
+# history exists from this migration on; earlier versions were never stored. The period
+# counts of existing cases are backfilled right after this migration from their stored
+# reports (see SqlStore._backfill_periods), in the same transaction.
+_V8 = """
+CREATE TABLE pair_period_counts (
+    scope TEXT NOT NULL, product TEXT NOT NULL, event TEXT NOT NULL, period TEXT NOT NULL,
+    a INTEGER NOT NULL,
+    PRIMARY KEY (scope, product, event, period)
+) {without_rowid};
+CREATE TABLE product_period_counts (
+    scope TEXT NOT NULL, product TEXT NOT NULL, stratum TEXT NOT NULL, period TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (scope, product, stratum, period)
+) {without_rowid};
+CREATE TABLE event_period_counts (
+    scope TEXT NOT NULL, event TEXT NOT NULL, stratum TEXT NOT NULL, period TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (scope, event, stratum, period)
+) {without_rowid};
+CREATE TABLE total_period_counts (
+    scope TEXT NOT NULL, stratum TEXT NOT NULL, period TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (scope, stratum, period)
+) {without_rowid};
+ALTER TABLE cases ADD COLUMN received TEXT;
+CREATE TABLE case_versions (
+    id {serial},
+    owner TEXT NOT NULL, case_id TEXT NOT NULL, version BIGINT NOT NULL, report_id TEXT,
+    received TEXT, outcome TEXT NOT NULL, location TEXT NOT NULL, recorded_at TEXT NOT NULL
+);
+CREATE INDEX case_versions_case ON case_versions (owner, case_id, id)
+"""
+
+MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 
 
 def migrations(

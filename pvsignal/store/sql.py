@@ -12,12 +12,20 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 
-from pvsignal.cases import CaseKey, CaseState, Contribution, Deltas, Status, Suspicion
+from pvsignal.cases import (
+    UNKNOWN_PERIOD,
+    CaseKey,
+    CaseState,
+    Contribution,
+    Deltas,
+    Status,
+    Suspicion,
+)
 from pvsignal.errors import InputError
 from pvsignal.institutions import Institution
 from pvsignal.ownership import UNATTRIBUTED
@@ -30,6 +38,7 @@ from pvsignal.store.access import (
     encode_changes,
     stored_alert,
 )
+from pvsignal.store.series import SeriesStore
 
 _CHUNK = 5_000  # case ids per lookup query (SQLite allows 32,766 parameters)
 
@@ -46,6 +55,18 @@ class Reject:
     payload: str | None = None
 
 
+class VersionRow(NamedTuple):
+    """One valid version a batch applied, for the case's version history."""
+
+    owner: str
+    case_id: str
+    version: int
+    report_id: str
+    received: str | None
+    outcome: str
+    location: str
+
+
 @dataclass
 class BatchWrite:
     """Everything one batch changes, written in one transaction."""
@@ -55,6 +76,7 @@ class BatchWrite:
     rejects: list[Reject] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> next
     suspicions: list[Suspicion] = field(default_factory=list)
+    versions: list[VersionRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -119,6 +141,31 @@ _UPSERT_PAIRS = _running_sum("pair_counts", ("scope", "product", "event"), "a")
 _UPSERT_PRODUCTS = _running_sum("product_counts", ("scope", "stratum", "product"), "n")
 _UPSERT_EVENTS = _running_sum("event_counts", ("scope", "stratum", "event"), "n")
 _UPSERT_TOTALS = _running_sum("scope_totals", ("scope", "stratum"), "n")
+_UPSERT_PAIR_PERIODS = _running_sum(
+    "pair_period_counts", ("scope", "product", "event", "period"), "a"
+)
+_UPSERT_PRODUCT_PERIODS = _running_sum(
+    "product_period_counts", ("scope", "product", "stratum", "period"), "n"
+)
+_UPSERT_EVENT_PERIODS = _running_sum(
+    "event_period_counts", ("scope", "event", "stratum", "period"), "n"
+)
+_UPSERT_TOTAL_PERIODS = _running_sum("total_period_counts", ("scope", "stratum", "period"), "n")
+_COUNT_TABLES = (
+    "pair_counts",
+    "product_counts",
+    "event_counts",
+    "scope_totals",
+    "pair_period_counts",
+    "product_period_counts",
+    "event_period_counts",
+    "total_period_counts",
+)
+_INSERT_VERSIONS = Rows(
+    "case_versions",
+    ("owner", "case_id", "version", "report_id", "received", "outcome", "location", "recorded_at"),
+    ("text", "text", "bigint", "text", "text", "text", "text", "text"),
+)
 _UPSERT_CASES = Rows(
     "cases",
     (
@@ -131,14 +178,17 @@ _UPSERT_CASES = Rows(
         "duplicate_of_owner",
         "contribution",
         "report",
+        "received",
         "updated_at",
     ),
-    ("text", "text", "text", "bigint", "text", "text", "text", "text", "text", "text"),
+    ("text", "text", "text", "bigint", "text", "text", "text", "text", "text", "text", "text"),
     "ON CONFLICT (owner, case_id) DO UPDATE SET status = excluded.status, "
     "version = excluded.version, report_id = excluded.report_id, "
     "duplicate_of = excluded.duplicate_of, duplicate_of_owner = excluded.duplicate_of_owner, "
     "contribution = excluded.contribution, "
-    "report = COALESCE(excluded.report, cases.report), updated_at = excluded.updated_at",
+    "report = COALESCE(excluded.report, cases.report), "
+    "received = CASE WHEN excluded.report IS NULL THEN cases.received ELSE excluded.received END, "
+    "updated_at = excluded.updated_at",
 )
 _INSERT_SUSPICIONS = Rows(
     "suspected_duplicates",
@@ -172,7 +222,7 @@ _UPSERT_OFFSET = Rows(
 )
 
 
-class SqlStore(AccessStore):
+class SqlStore(AccessStore, SeriesStore):
     """The store over a DB-API connection; subclasses open it and name the dialect."""
 
     def __init__(self, url: str, connection: Any, dialect: Dialect) -> None:
@@ -214,6 +264,8 @@ class SqlStore(AccessStore):
                         self._execute(cursor, statement)
                 if number == _OWNERS_MIGRATION:
                     self._assign_owners(cursor)
+                if number == _PERIODS_MIGRATION:
+                    self._backfill_periods(cursor)
                 self._execute(cursor, "INSERT INTO schema_version (version) VALUES (?)", (number,))
 
     def _assign_owners(self, cursor: Any) -> None:
@@ -235,6 +287,38 @@ class SqlStore(AccessStore):
             "UPDATE cases SET owner = ?, duplicate_of_owner = ? WHERE owner = '' AND case_id = ?",
             updates,
         )
+
+    def _backfill_periods(self, cursor: Any) -> None:
+        """Migration 8 on a store with cases: each case's received date and month from its
+        stored report, into its row and its contribution, and the period counts of every
+        counting case (the sums over months equal the running sums kept so far)."""
+        self._execute(
+            cursor,
+            "SELECT owner, case_id, contribution, report FROM cases WHERE report IS NOT NULL",
+        )
+        rows = cursor.fetchall()
+        deltas, updates = Deltas(), []
+        for owner, case_id, contribution, report in rows:
+            received = _stored_received(report)
+            stored = None if contribution is None else Contribution.from_json(contribution)
+            if stored is not None:
+                stored = stored._replace(period=_month_of(received))
+                deltas.add(stored, +1)
+            updates.append((received, None if stored is None else stored.to_json(), owner, case_id))
+        self._executemany(
+            cursor,
+            "UPDATE cases SET received = ?, contribution = ? WHERE owner = ? AND case_id = ?",
+            updates,
+        )
+        run = self._write_rows
+        run(cursor, _UPSERT_PAIR_PERIODS, [(*k, v) for k, v in deltas.pair_periods.items() if v])
+        run(
+            cursor,
+            _UPSERT_PRODUCT_PERIODS,
+            [(*k, v) for k, v in deltas.product_periods.items() if v],
+        )
+        run(cursor, _UPSERT_EVENT_PERIODS, [(*k, v) for k, v in deltas.event_periods.items() if v])
+        run(cursor, _UPSERT_TOTAL_PERIODS, [(*k, v) for k, v in deltas.total_periods.items() if v])
 
     def close(self) -> None:
         self._connection.close()
@@ -326,7 +410,7 @@ class SqlStore(AccessStore):
         """Replace every count, and the cases' contributions, in one transaction (a rebuild
         after the scopes or the registry changed)."""
         with self._transaction(exclusive=True) as cursor:
-            for table in ("pair_counts", "product_counts", "event_counts", "scope_totals"):
+            for table in _COUNT_TABLES:
                 self._execute(cursor, f"DELETE FROM {table}")
             self._executemany(
                 cursor,
@@ -672,6 +756,7 @@ _INSERT_ALERT = Rows(
 
 
 _OWNERS_MIGRATION = 6
+_PERIODS_MIGRATION = 8
 _RENAME_OWNER = (
     "UPDATE cases SET owner = ? WHERE owner = ?",
     "UPDATE cases SET duplicate_of_owner = ? WHERE duplicate_of_owner = ?",
@@ -689,6 +774,16 @@ def _stored_owner(report_json: str) -> str:
     sender = orjson.loads(report_json).get("sender") or {}
     organisation = (sender.get("institution_id") or "").strip()
     return organisation or UNATTRIBUTED
+
+
+def _stored_received(report_json: str) -> str | None:
+    """C.1.5 of a stored JSON report (YYYY-MM-DD), None when it states none."""
+    received = orjson.loads(report_json).get("received")
+    return received[:10] if isinstance(received, str) and len(received) >= 10 else None
+
+
+def _month_of(received: str | None) -> str:
+    return UNKNOWN_PERIOD if received is None else received[:7]
 
 
 def _suspicion(row: Sequence[Any]) -> dict[str, Any]:
@@ -716,6 +811,7 @@ def _case_row(state: CaseState, now: str) -> tuple[Any, ...]:
         state.duplicate_of_owner,
         contribution,
         state.report_json,
+        state.received,
         now,
     )
 
@@ -802,6 +898,15 @@ class BatchSession:
         run(cursor, _UPSERT_PRODUCTS, [(*k, v) for k, v in deltas.products.items() if v])
         run(cursor, _UPSERT_EVENTS, [(*k, v) for k, v in deltas.events.items() if v])
         run(cursor, _UPSERT_TOTALS, [(*k, v) for k, v in deltas.totals.items() if v])
+        run(cursor, _UPSERT_PAIR_PERIODS, [(*k, v) for k, v in deltas.pair_periods.items() if v])
+        run(
+            cursor,
+            _UPSERT_PRODUCT_PERIODS,
+            [(*k, v) for k, v in deltas.product_periods.items() if v],
+        )
+        run(cursor, _UPSERT_EVENT_PERIODS, [(*k, v) for k, v in deltas.event_periods.items() if v])
+        run(cursor, _UPSERT_TOTAL_PERIODS, [(*k, v) for k, v in deltas.total_periods.items() if v])
+        run(cursor, _INSERT_VERSIONS, [(*v, now) for v in batch.versions])
         run(
             cursor,
             _INSERT_REJECT,
