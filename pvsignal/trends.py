@@ -70,6 +70,28 @@ def _plain(value: np.generic) -> object:
     return number if np.isfinite(number) else None
 
 
+def _scored(
+    counts: PairCounts, theta: Hyperparameters, config: ScoringConfig | None
+) -> dict[str, np.ndarray]:
+    """Every statistic per period, where the pair has a case (as in ``/v1/signals``, which
+    lists pairs with a >= 1); before the pair's first case the measures are null (undefined:
+    E may be 0, the MGPS quantiles of a = 0 underflow) and no flag is on."""
+    defined = (counts.expected > 0) & (counts.a > 0)
+    kept = PairCounts(*(np.asarray(x)[defined] for x in counts.__dict__.values()))
+    scored = score(kept, theta, config or ScoringConfig()) if defined.any() else {}
+    result = {}
+    for name in STATISTICS:
+        if name in ("a", "n_product", "n_event", "n_total", "expected"):
+            result[name] = np.asarray(getattr(counts, name), dtype=np.float64)
+            continue
+        flag = name.startswith("signal_")
+        column = np.zeros(defined.size, bool) if flag else np.full(defined.size, np.nan)
+        if defined.any():
+            column[defined] = scored[name]
+        result[name] = column
+    return result
+
+
 def _bucket(months: np.ndarray, period: Period) -> np.ndarray:
     """Month numbers (year * 12 + month - 1) to period numbers of the granularity."""
     return months // _MONTHS_PER[period]
@@ -136,9 +158,7 @@ def pair_trend(
         e = stratified_expected(product, event, total)
     else:
         e = unstratified_expected(n_product, n_event, n_total)
-    statistics = score(
-        PairCounts(a, n_product, n_event, n_total, e), theta, config or ScoringConfig()
-    )
+    statistics = _scored(PairCounts(a, n_product, n_event, n_total, e), theta, config)
     labels = [_label(b, period) for b in range(first, last + 1)]
     if unknown:
         labels.append(UNKNOWN_PERIOD)
