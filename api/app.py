@@ -7,7 +7,8 @@ feed, webhook delivery) and closes everything on shutdown. Nothing happens at im
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,6 +25,7 @@ from api.openapi import document_problems
 from api.problems import install_problem_handlers
 from api.routes import (
     alerts,
+    audit,
     duplicates,
     fits,
     health,
@@ -32,6 +34,7 @@ from api.routes import (
     products,
     receipts,
     reports,
+    reviews,
     signals,
     subscriptions,
 )
@@ -53,8 +56,10 @@ def create_app(
     *,
     lag_probe: LagProbe | None = None,
     metrics: Metrics | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
 ) -> FastAPI:
-    """Build the app; its lifespan does the I/O."""
+    """Build the app; its lifespan does the I/O. ``clock`` (UTC now) dates reviews and
+    decides what is overdue."""
     metrics = metrics if metrics is not None else Metrics()
 
     @asynccontextmanager
@@ -78,6 +83,7 @@ def create_app(
         dependencies=[Depends(refuse_undeclared_query)],
     )
     app.state.metrics = metrics
+    app.state.clock = clock if clock is not None else (lambda: dt.datetime.now(dt.UTC))
     install_problem_handlers(app)
     routers = [
         module.router
@@ -85,6 +91,7 @@ def create_app(
             health,
             reports,
             receipts,
+            reviews,  # before signals: its /{pt:path}/review must match before /{pt:path}
             signals,
             products,
             institutions,
@@ -93,6 +100,7 @@ def create_app(
             subscriptions,
             alerts,
             keys,
+            audit,
         )
     ]
     for router in routers:

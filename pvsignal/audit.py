@@ -135,7 +135,9 @@ def verify(rows: Iterable[dict[str, Any]], head: tuple[int, str] | None = None) 
         seq = int(row["seq"])
         if seq != expected_seq:
             missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
-            return Broken(seq, f"row {seq} follows row {expected_seq - 1}: row(s) {missing} missing")
+            return Broken(
+                seq, f"row {seq} follows row {expected_seq - 1}: row(s) {missing} missing"
+            )
         if row["prev_hash"] != prev:
             return Broken(seq, f"row {seq} does not link to row {seq - 1} (prev_hash differs)")
         if chain_hash(prev, row) != row["hash"]:

@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     # timelines by default; see pvsignal.review.DEFAULT_DEADLINE_DAYS for the numbers).
     review_deadline_days: dict[ReviewDeadlineStatus, PositiveInt] = Field(
         default_factory=lambda: dict(DEFAULT_DEADLINE_DAYS),
-        description="e.g. PVSIGNAL_REVIEW_DEADLINE_DAYS='{\"validation\": 30, \"assessment\": 60}'",
+        description='e.g. PVSIGNAL_REVIEW_DEADLINE_DAYS=\'{"validation": 30, "assessment": 60}\'',
     )
 
     store_pool_size: PositiveInt = 4

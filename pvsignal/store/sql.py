@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from pvsignal.audit import Actor, Entry
 from pvsignal.cases import CaseKey, CaseState, Contribution, Deltas, Status, Suspicion
 from pvsignal.errors import InputError
 from pvsignal.institutions import Institution
@@ -786,6 +787,10 @@ class BatchSession:
     ) -> None:
         """A submission's receipt, landing with the batch it describes or not at all."""
         self._store.insert_receipt(self._cursor, receipt, idempotency_key, body_digest)
+
+    def append_audit(self, actor: Actor, entry: Entry) -> None:
+        """An audit row landing with the batch it describes (a submission's)."""
+        self._store.append_audit(self._cursor, actor, [entry])
 
     def decide_suspicion(
         self, suspicion_id: int, status: str, decided_by: str, note: str | None
