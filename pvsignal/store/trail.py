@@ -270,7 +270,6 @@ class TrailStore:
         reviews of pairs whose alert made a reopening transition back to validation, each
         with its audit row. Returns how many were reopened."""
         reopened = 0
-        at = dt.datetime.fromisoformat(now)
         decided = [s.value for s in sorted(rules.DECIDED)]
         clause, values = self._dialect.in_clause("status", decided)
         lock = self._dialect.for_update
@@ -293,6 +292,7 @@ class TrailStore:
                 pair,
             )
             (alert_id,) = cursor.fetchone()
+            at = dt.datetime.fromisoformat(now)
             for current in found:
                 changed = rules.reopen(
                     current,
