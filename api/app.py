@@ -7,7 +7,8 @@ feed, webhook delivery) and closes everything on shutdown. Nothing happens at im
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,6 +25,7 @@ from api.openapi import document_problems
 from api.problems import install_problem_handlers
 from api.routes import (
     alerts,
+    audit,
     cases,
     duplicates,
     fits,
@@ -33,6 +35,7 @@ from api.routes import (
     products,
     receipts,
     reports,
+    reviews,
     scopes,
     signals,
     subscriptions,
@@ -56,8 +59,10 @@ def create_app(
     *,
     lag_probe: LagProbe | None = None,
     metrics: Metrics | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
 ) -> FastAPI:
-    """Build the app; its lifespan does the I/O."""
+    """Build the app; its lifespan does the I/O. ``clock`` (UTC now) dates reviews and
+    decides what is overdue."""
     metrics = metrics if metrics is not None else Metrics()
 
     @asynccontextmanager
@@ -81,6 +86,7 @@ def create_app(
         dependencies=[Depends(refuse_undeclared_query)],
     )
     app.state.metrics = metrics
+    app.state.clock = clock if clock is not None else (lambda: dt.datetime.now(dt.UTC))
     install_problem_handlers(app)
     routers = [
         module.router
@@ -89,6 +95,7 @@ def create_app(
             reports,
             receipts,
             trends,  # before signals: the pair detail's {pt:path} would take /trend
+            reviews,  # before signals: its /{pt:path}/review must match before /{pt:path}
             signals,
             scopes,
             cases,
@@ -99,6 +106,7 @@ def create_app(
             subscriptions,
             alerts,
             keys,
+            audit,
         )
     ]
     for router in routers:

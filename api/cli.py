@@ -140,11 +140,14 @@ def _print_demo(demo: DemoStore, url: str, host: str, port: int) -> None:
 
 def _run_keys_create(args: argparse.Namespace) -> int:
     from api.auth import issue_key
+    from pvsignal.audit import Actor, recorded
     from pvsignal.store import open_store
 
     store = open_store(args.store)
     try:
-        key, record = issue_key(store, args.role, args.org, args.name)
+        with recorded(store, Actor.cli(), "key.create", "key", "") as recording:
+            key, record = issue_key(store, args.role, args.org, args.name)
+            recording.object_id, recording.after = record["key_id"], record
     finally:
         store.close()
     print(key)
@@ -174,11 +177,14 @@ def _run_keys_list(args: argparse.Namespace) -> int:
 
 
 def _run_keys_revoke(args: argparse.Namespace) -> int:
+    from pvsignal.audit import Actor, recorded
     from pvsignal.store import open_store
 
     store = open_store(args.store)
     try:
-        revoked = store.revoke_api_key(args.key_id)
+        with recorded(store, Actor.cli(), "key.revoke", "key", args.key_id) as recording:
+            revoked = store.revoke_api_key(args.key_id)
+            recording.after = {"key_id": args.key_id, "revoked": revoked}
     finally:
         store.close()
     if not revoked:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -14,6 +15,7 @@ from api.auth import Principal, Role
 from api.problems import ForbiddenError, NotFoundError, UnprocessableError
 from api.runtime import Runtime
 from api.tenancy import RegistrySnapshot
+from pvsignal.audit import Actor
 from pvsignal.products import RegisteredProduct
 from pvsignal.store import SqlStore
 
@@ -48,6 +50,23 @@ def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def audit_actor(principal: PrincipalDep) -> Actor:
+    """The caller as the audit trail names it. Every write operation depends on this (a test
+    checks it), and records its write with ``pvsignal.audit.recorded(store, actor, ...)``."""
+    return Actor(principal.describe(), principal.role.value, principal.org)
+
+
+AuditActor = Annotated[Actor, Depends(audit_actor)]
+
+
+def get_clock(request: Request) -> Callable[[], dt.datetime]:
+    """The app's clock (UTC now); tests give create_app one they can move."""
+    return request.app.state.clock
+
+
+ClockDep = Annotated[Callable[[], dt.datetime], Depends(get_clock)]
 
 
 def require(*roles: Role) -> Callable[[Principal], Principal]:

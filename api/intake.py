@@ -30,6 +30,7 @@ from api.auth import Principal
 from api.metrics import Metrics
 from api.problems import ConflictError, ContentTooLargeError, UnsupportedMediaTypeError
 from api.tenancy import RegistryCache, owner_rule
+from pvsignal.audit import Actor, Entry
 from pvsignal.ingest import BatchResult, Ingestor, RecordResult
 from pvsignal.readers import RawRecord
 from pvsignal.readers.e2b import E2BReading
@@ -327,6 +328,7 @@ class ReportIntake:
     def submit(
         self,
         principal: Principal,
+        actor: Actor,
         content_type: str | None,
         body: Iterable[bytes],
         idempotency_key: str | None = None,
@@ -337,6 +339,8 @@ class ReportIntake:
         record and the receipt are one store transaction: a refused body, a crash or a kill
         leaves nothing of the submission. A submission sent again with the same
         ``Idempotency-Key`` (per caller) gets the first one's receipt and writes nothing.
+        The submission's audit row (``report.submit``, the receipt and its summary) is
+        written in the same transaction, by ``actor``.
         """
         kind = supported(content_type)
         receipt_id = "r-" + secrets.token_hex(10)
@@ -354,7 +358,20 @@ class ReportIntake:
 
             def keep_receipt(session: BatchSession, applied: BatchResult) -> None:
                 receipt = Receipt.of(receipt_id, kind, len(records), applied, reading)
-                session.save_receipt(receipt.document(principal), scoped_key, digest.hexdigest())
+                document = receipt.document(principal)
+                session.save_receipt(document, scoped_key, digest.hexdigest())
+                session.append_audit(
+                    actor,
+                    Entry(
+                        "report.submit",
+                        "receipt",
+                        receipt_id,
+                        after={
+                            k: document[k]
+                            for k in ("receipt_id", "content_type", "records", "summary")
+                        },
+                    ),
+                )
                 made.append(receipt)
 
             self._current_ingestor().apply(

@@ -102,7 +102,10 @@ def build_runtime(settings: Settings, metrics: Metrics, lag_probe: LagProbe | No
             Detector(
                 open_store(settings.store_url),
                 scopes,
-                DetectionConfig(refit_in_background=True),  # a refit never delays alerts
+                DetectionConfig(
+                    refit_in_background=True,  # a refit never delays alerts
+                    review_deadline_days=dict(settings.review_deadline_days),
+                ),
             ),
             signals,
             metrics,

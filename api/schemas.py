@@ -595,3 +595,101 @@ class InstitutionOut(InstitutionIn):
 
 class InstitutionList(_Model):
     institutions: list[InstitutionOut]
+
+
+# -- signal review and the audit trail ---------------------------------------------------------
+
+ReviewStatus = Literal[
+    "unreviewed",
+    "validation",
+    "validated",
+    "refuted",
+    "assessment",
+    "confirmed",
+    "not_confirmed",
+    "monitoring",
+    "closed",
+]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class ReviewComment(BaseModel):
+    author: str
+    at: str
+    text: str
+
+
+class ReviewMove(BaseModel):
+    at: str
+    by: str
+    from_: str = Field(alias="from")
+    to: str
+    reason: str | None = None
+    alert_id: int | None = None
+
+
+class ReviewOut(BaseModel):
+    scope: str
+    product_id: str
+    pt: str
+    org: str = Field(description="the organisation whose review this is")
+    status: ReviewStatus
+    priority: Literal["low", "medium", "high"]
+    assignee: str | None
+    due_at: str | None = Field(description="when the current status's deadline passes (UTC)")
+    overdue: bool
+    shared: bool = Field(description="an MAH's review a regulator may read")
+    linked_cases: list[str]
+    comments: list[ReviewComment]
+    history: list[ReviewMove] = Field(description="every status change: who, when, why")
+    version: int = Field(description="0 until first written; the ETag")
+    updated_at: str | None
+    updated_by: str | None
+    allowed_moves: list[str]
+
+
+class ReviewDocument(BaseModel):
+    review: ReviewOut = Field(description="the caller's organisation's review")
+    shared: list[ReviewOut] = Field(
+        description="regulators: MAH reviews of this signal their MAH marked shared"
+    )
+
+
+class ReviewPatch(_Model):
+    status: ReviewStatus | None = Field(default=None, description="a legal move (409 if not)")
+    reason: str | None = Field(default=None, max_length=2000, description="why the move")
+    priority: Literal["low", "medium", "high"] | None = None
+    assignee: Text | None = Field(default=None, description="null clears it")
+    due_at: dt.datetime | None = Field(
+        default=None, description="overrides the status's deadline; null clears it"
+    )
+    shared: bool | None = None
+    linked_cases: list[Text] | None = Field(
+        default=None, max_length=1000, description="replaces the linked case ids"
+    )
+    comment: str | None = Field(default=None, min_length=1, max_length=10_000)
+
+
+class ReviewList(BaseModel):
+    reviews: list[ReviewOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next page")
+
+
+class AuditEntry(BaseModel):
+    seq: int
+    at: str
+    actor: str = Field(description="role:organisation:subject")
+    org: str | None
+    role: str
+    action: str
+    object_type: str
+    object_id: str
+    before: Any = None
+    after: Any = None
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    next_after: int | None = Field(description="pass as after for the next page")

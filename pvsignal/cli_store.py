@@ -1,4 +1,4 @@
-"""Commands over the state store: ingest, products, signals export, rejects."""
+"""Commands over the state store: ingest, products, signals export, rejects, audit."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from pvsignal.argtypes import positive_int
+from pvsignal.audit import Actor, Entry
 from pvsignal.errors import InputError
 from pvsignal.ingest import BatchCollector, Ingestor, IngestSummary, batches
 from pvsignal.institutions import load_institutions
@@ -98,6 +99,14 @@ def add_store_commands(commands: argparse._SubParsersAction) -> None:
     load.add_argument("file", type=Path)
     _store_argument(load)
     load.set_defaults(run=_run_products_load)
+
+    audit = commands.add_parser("audit", help="the audit trail")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify", help="check the hash chain; name the first broken row (exit 1)"
+    )
+    _store_argument(verify)
+    verify.set_defaults(run=_run_audit_verify)
     listing = product_commands.add_parser("list", help="list registered products")
     _store_argument(listing)
     listing.set_defaults(run=_run_products_list)
@@ -226,9 +235,25 @@ def _run_products_load(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     try:
         registry = Registry(store.load_products())
+        before = {p.product_id: p.model_dump(mode="json") for p in registry}
         for product in products:  # alias clashes and look-alikes, before anything is saved
             registry.add(product)
-        store.save_products(products)
+        with store.write_transaction() as cursor:
+            store.save_products(products)
+            store.append_audit(
+                cursor,
+                Actor.cli(),
+                [
+                    Entry(
+                        "product.put",
+                        "product",
+                        p.product_id,
+                        before.get(p.product_id),
+                        p.model_dump(mode="json"),
+                    )
+                    for p in products
+                ],
+            )
         print(f"loaded {len(products)} products into {args.store}")
         if store.count_cases().get("active"):
             # New names or aliases may resolve reports to other products: recount.
@@ -243,7 +268,23 @@ def _run_institutions_load(args: argparse.Namespace) -> int:
     institutions = load_institutions(args.file)
     store = open_store(args.store)
     try:
-        renamed = register_institutions(store, institutions)
+        known = {i.institution_id: i.model_dump(mode="json") for i in store.load_institutions()}
+        with store.write_transaction() as cursor:
+            renamed = register_institutions(store, institutions)
+            store.append_audit(
+                cursor,
+                Actor.cli(),
+                [
+                    Entry(
+                        "institution.put",
+                        "institution",
+                        i.institution_id,
+                        known.get(i.institution_id),
+                        i.model_dump(mode="json"),
+                    )
+                    for i in institutions
+                ],
+            )
         print(f"loaded {len(institutions)} institutions into {args.store}")
         for old, new in renamed.items():
             print(f"cases of {old!r} now belong to {new!r}")
@@ -349,4 +390,18 @@ def _run_rejects(args: argparse.Namespace) -> int:
             f"{row['value']}\t{row['reason']}"
         )
     print(f"({len(rows)} of {total} rejects shown)", file=sys.stderr)
+    return 0
+
+
+def _run_audit_verify(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    try:
+        head = store.audit_head()
+        broken = store.verify_audit()
+    finally:
+        store.close()
+    if broken is not None:
+        print(f"audit trail broken at row {broken.seq}: {broken.reason}", file=sys.stderr)
+        return 1
+    print(f"audit trail intact: {head[0]} rows, head {head[1]}")
     return 0

@@ -92,6 +92,9 @@ class DetectionConfig:
     # Refit on a worker thread, so that an update never waits for a refit (the service's
     # report-to-alert latency); updates meanwhile use the current prior.
     refit_in_background: bool = False
+    # Days per review status, for the due date of a review an alert reopens (None: the
+    # defaults of pvsignal.review; the service passes Settings.review_deadline_days).
+    review_deadline_days: dict[str, int] | None = None
 
 
 @dataclass
@@ -301,7 +304,14 @@ class Detector:
             for pair, i in sorted(alerting.items())
         ]
         history = [(p, e, rows[i]["a"], rows[i]) for (p, e), i in points.items()]
-        self.store.write_detection(scope, changed, history, alerts, now)
+        self.store.write_detection(
+            scope,
+            changed,
+            history,
+            alerts,
+            now,
+            review_deadlines=self.config.review_deadline_days,
+        )
         self._last_counts[scope] = (index, counts)
         return alerts
 

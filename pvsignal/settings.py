@@ -13,7 +13,12 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pvsignal.review import DEFAULT_DEADLINE_DAYS
 from pvsignal.store import DEFAULT_URL
+
+ReviewDeadlineStatus = Literal[
+    "validation", "validated", "assessment", "confirmed", "not_confirmed", "monitoring"
+]
 
 # Only ever acceptable in development: anyone who reads this file knows it.
 DEVELOPMENT_SECRET = "pvsignal-development-secret-do-not-use-in-production"
@@ -81,6 +86,13 @@ class Settings(BaseSettings):
     # Kafka (optional): when set, /readyz reports the consumers' stored offsets.
     kafka_bootstrap: str | None = None
     kafka_topic: str = "pvsignal.reports"
+
+    # Signal review: days allowed in each status before a review is overdue (GVP Module IX's
+    # timelines by default; see pvsignal.review.DEFAULT_DEADLINE_DAYS for the numbers).
+    review_deadline_days: dict[ReviewDeadlineStatus, PositiveInt] = Field(
+        default_factory=lambda: dict(DEFAULT_DEADLINE_DAYS),
+        description='e.g. PVSIGNAL_REVIEW_DEADLINE_DAYS=\'{"validation": 30, "assessment": 60}\'',
+    )
 
     store_pool_size: PositiveInt = 4
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -12,10 +12,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import Regulator, RuntimeDep, StoreDep
+from api.deps import AuditActor, Regulator, RuntimeDep, StoreDep
 from api.problems import ConflictError, NotFoundError
 from api.schemas import DuplicateDecision, SuspectedDuplicate, SuspectedDuplicateList
 from pvsignal import duplicates
+from pvsignal.audit import Actor, recorded
 from pvsignal.errors import NotFoundError as UnknownError
 from pvsignal.errors import StateConflictError
 
@@ -59,23 +60,36 @@ def get_duplicate(
     responses={409: {"description": "the suspicion was decided already"}},
 )
 async def decide_duplicate(
-    suspicion_id: SuspicionId, body: DuplicateDecision, principal: Regulator, runtime: RuntimeDep
+    suspicion_id: SuspicionId,
+    body: DuplicateDecision,
+    principal: Regulator,
+    actor: AuditActor,
+    runtime: RuntimeDep,
 ) -> SuspectedDuplicate:
-    return await run_in_threadpool(_decide, runtime, suspicion_id, body, principal.describe())
+    return await run_in_threadpool(_decide, runtime, suspicion_id, body, actor)
 
 
 def _decide(
-    runtime: RuntimeDep, suspicion_id: int, body: DuplicateDecision, by: str
+    runtime: RuntimeDep, suspicion_id: int, body: DuplicateDecision, actor: Actor
 ) -> SuspectedDuplicate:
     decision = duplicates.Decision(body.decision)
     with runtime.pool.store() as store:
         try:
-            touched = duplicates.decide(store, suspicion_id, decision, by, body.note)
+            with recorded(
+                store,
+                actor,
+                f"duplicate.{decision.value}",
+                "suspected_duplicate",
+                str(suspicion_id),
+                before=store.suspicion(suspicion_id),
+            ) as recording:
+                touched = duplicates.decide(store, suspicion_id, decision, actor.who, body.note)
+                decided = store.suspicion(suspicion_id)
+                recording.after = decided
         except UnknownError as error:
             raise NotFoundError(str(error)) from None
         except StateConflictError as error:
             raise ConflictError(str(error)) from None
-        decided = store.suspicion(suspicion_id)
     if touched and runtime.scheduler is not None:
         runtime.scheduler.notify(touched)
     return SuspectedDuplicate.model_validate(decided)

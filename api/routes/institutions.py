@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import RegistryDep, Regulator, RuntimeDep
+from api.deps import AuditActor, RegistryDep, Regulator, RuntimeDep
 from api.problems import ConflictError
 from api.schemas import InstitutionIn, InstitutionList, InstitutionOut
+from pvsignal.audit import Actor, recorded
 from pvsignal.errors import InputError
 from pvsignal.institutions import Institution
 from pvsignal.rebuild import register_institutions
@@ -36,19 +37,31 @@ def list_institutions(principal: Regulator, registry: RegistryDep) -> Institutio
     responses={409: {"description": "a name of another institution, or cases that would merge"}},
 )
 async def put_institution(
-    institution_id: str, body: InstitutionIn, principal: Regulator, runtime: RuntimeDep
+    institution_id: str,
+    body: InstitutionIn,
+    principal: Regulator,
+    actor: AuditActor,
+    runtime: RuntimeDep,
 ) -> InstitutionOut:
-    return await run_in_threadpool(_save, runtime, institution_id, body)
+    return await run_in_threadpool(_save, runtime, institution_id, body, actor)
 
 
-def _save(runtime: RuntimeDep, institution_id: str, body: InstitutionIn) -> InstitutionOut:
+def _save(
+    runtime: RuntimeDep, institution_id: str, body: InstitutionIn, actor: Actor
+) -> InstitutionOut:
     try:
         institution = Institution(institution_id=institution_id, **body.model_dump())
     except ValueError as error:
         raise InputError(f"institution {institution_id!r}: {error}") from None
+    previous = runtime.registry.current().institutions.get(institution_id)
+    before = None if previous is None else previous.model_dump(mode="json")
     with runtime.pool.store() as store:
         try:
-            renamed = register_institutions(store, [institution])
+            with recorded(
+                store, actor, "institution.put", "institution", institution_id, before=before
+            ) as rec:
+                renamed = register_institutions(store, [institution])
+                rec.after = {**institution.model_dump(mode="json"), "renamed": renamed}
         except InputError as error:  # a name of another institution; cases that would merge
             raise ConflictError(str(error)) from None
         has_cases = bool(store.count_cases().get("active"))

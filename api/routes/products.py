@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import Reader, RegistryDep, Regulator, RuntimeDep, VisibleProduct
+from api.deps import AuditActor, Reader, RegistryDep, Regulator, RuntimeDep, VisibleProduct
 from api.problems import ConflictError
 from api.schemas import ProductIn, ProductList, ProductOut
+from pvsignal.audit import Actor, recorded
 from pvsignal.errors import InputError
 from pvsignal.products import RegisteredProduct, Registry
 
@@ -38,12 +39,12 @@ def get_product(product: VisibleProduct) -> ProductOut:
     responses={409: {"description": "a name or alias is another product's"}},
 )
 async def put_product(
-    product_id: str, body: ProductIn, principal: Regulator, runtime: RuntimeDep
+    product_id: str, body: ProductIn, principal: Regulator, actor: AuditActor, runtime: RuntimeDep
 ) -> ProductOut:
-    return await run_in_threadpool(_save, runtime, product_id, body)
+    return await run_in_threadpool(_save, runtime, product_id, body, actor)
 
 
-def _save(runtime: RuntimeDep, product_id: str, body: ProductIn) -> ProductOut:
+def _save(runtime: RuntimeDep, product_id: str, body: ProductIn, actor: Actor) -> ProductOut:
     try:
         product = RegisteredProduct(product_id=product_id, **body.model_dump())
     except ValueError as error:
@@ -51,8 +52,11 @@ def _save(runtime: RuntimeDep, product_id: str, body: ProductIn) -> ProductOut:
     current = runtime.registry.current()
     _check_aliases(current.registry, product)
     previous = current.get(product_id)
+    before = None if previous is None else previous.model_dump(mode="json")
     with runtime.pool.store() as store:
-        store.save_products([product])
+        with recorded(store, actor, "product.put", "product", product_id, before=before) as rec:
+            store.save_products([product])
+            rec.after = product.model_dump(mode="json")
         has_cases = bool(store.count_cases().get("active"))
     runtime.registry.invalidate()
     recounted = None

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from api.auth import Principal
-from api.deps import RuntimeDep, Submitter
+from api.deps import AuditActor, RuntimeDep, Submitter
 from api.intake import (
     JSON_TYPES,
     NDJSON_TYPES,
@@ -25,6 +25,7 @@ from api.intake import (
 )
 from api.problems import PROBLEM_JSON, UnprocessableError
 from api.schemas import SubmissionReceipt
+from pvsignal.audit import Actor
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -143,6 +144,7 @@ _LIMITS = (
 async def submit_reports(
     request: Request,
     principal: Submitter,
+    actor: AuditActor,
     runtime: RuntimeDep,
     idempotency_key: Annotated[
         str | None,
@@ -157,7 +159,9 @@ async def submit_reports(
 ) -> Response:
     content_type = request.headers.get("content-type")
     supported(content_type)  # a 415 before any of the body is read
-    receipt = await _submit(request, principal, runtime.intake, content_type, idempotency_key)
+    receipt = await _submit(
+        request, principal, actor, runtime.intake, content_type, idempotency_key
+    )
     replayed = {"Idempotent-Replayed": "true"} if receipt.replayed else {}
     if receipt.e2b is not None and _wants_xml(request.headers.get("accept")):
         return Response(receipt.acknowledgement(), media_type="application/xml", headers=replayed)
@@ -180,6 +184,7 @@ def _wants_xml(accept: str | None) -> bool:
 async def _submit(
     request: Request,
     principal: Principal,
+    actor: Actor,
     intake: ReportIntake,
     content_type: str | None,
     idempotency_key: str | None,
@@ -194,7 +199,7 @@ async def _submit(
 
     def work() -> Receipt:
         try:
-            return intake.submit(principal, content_type, feed.chunks(), idempotency_key)
+            return intake.submit(principal, actor, content_type, feed.chunks(), idempotency_key)
         finally:
             feed.stopped()
 

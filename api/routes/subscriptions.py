@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from starlette.responses import Response
 
 from api.auth import Principal, Role
-from api.deps import Reader, RegistryDep, RuntimeDep, StoreDep
+from api.deps import AuditActor, Reader, RegistryDep, RuntimeDep, StoreDep
 from api.problems import NotFoundError, UnprocessableError
 from api.schemas import (
     DeliveryList,
@@ -23,6 +23,7 @@ from api.schemas import (
     SubscriptionOut,
 )
 from api.webhooks import check_url
+from pvsignal.audit import recorded
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
@@ -61,6 +62,7 @@ OwnedSubscription = Annotated[dict[str, Any], Depends(owned_subscription)]
 def create_subscription(
     body: SubscriptionIn,
     principal: Reader,
+    actor: AuditActor,
     store: StoreDep,
     registry: RegistryDep,
     runtime: RuntimeDep,
@@ -81,14 +83,17 @@ def create_subscription(
                 ],
             )
     secret = "whsec_" + secrets.token_urlsafe(32)
-    created = store.create_subscription(
-        principal.role.value,
-        principal.org,
-        url,
-        runtime.secrets.seal(secret),  # stored sealed, shown only in this answer
-        body.filter.model_dump(),
-        body.digest,
-    )
+    with recorded(store, actor, "subscription.create", "subscription", "") as recording:
+        created = store.create_subscription(
+            principal.role.value,
+            principal.org,
+            url,
+            runtime.secrets.seal(secret),  # stored sealed, shown only in this answer
+            body.filter.model_dump(),
+            body.digest,
+        )
+        recording.object_id = str(created["subscription_id"])
+        recording.after = _public(created)
     return SubscriptionCreated(**_public(created), secret=secret)
 
 
@@ -120,8 +125,15 @@ def list_deliveries(
 
 
 @router.delete("/{subscription_id}", status_code=204, summary="Stop a subscription")
-def delete_subscription(subscription: OwnedSubscription, store: StoreDep) -> Response:
-    store.delete_subscription(subscription["subscription_id"])
+def delete_subscription(
+    subscription: OwnedSubscription, actor: AuditActor, store: StoreDep
+) -> Response:
+    subscription_id = subscription["subscription_id"]
+    before = _public(subscription)
+    with recorded(
+        store, actor, "subscription.delete", "subscription", str(subscription_id), before=before
+    ):
+        store.delete_subscription(subscription_id)
     return Response(status_code=204)
 
 

@@ -17,6 +17,7 @@ _BATCH_LOCK = 0x7076736967
 
 class PostgresDialect(Dialect):
     name = "postgresql"
+    for_update = " FOR UPDATE"
     schema = migrations(
         "BIGSERIAL PRIMARY KEY",
         widen_case_version="ALTER TABLE cases ALTER COLUMN version TYPE BIGINT",
@@ -48,7 +49,9 @@ class PostgresStore(SqlStore):
         super().__init__(url, connection, PostgresDialect())
 
     @contextmanager
-    def _transaction(self, *, exclusive: bool = False) -> Iterator[Any]:
+    def _transaction(self, *, exclusive: bool = False, write: bool = False) -> Iterator[Any]:
+        # A transaction opened inside another is a savepoint of it (psycopg nests them); an
+        # exclusive one takes the batch lock there, held until the outer transaction ends.
         with self._connection.transaction(), self._connection.cursor() as cursor:
             if exclusive:
                 # Batch writers take one transaction-scoped advisory lock (see SqlStore.batch).

@@ -221,7 +221,31 @@ CREATE TABLE case_versions (
 CREATE INDEX case_versions_case ON case_versions (owner, case_id, id)
 """
 
-MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+# Signal reviews (one per scope, product, PT and organisation; the document holds comments,
+# links and history; the columns what the work queue filters on) and the audit trail: rows
+# chained by hash (see pvsignal.audit) and its head, the one row every append updates first,
+# which serialises appends and records the tail (rows cut from the end are found there).
+_V9 = """
+CREATE TABLE reviews (
+    scope TEXT NOT NULL, product TEXT NOT NULL, event TEXT NOT NULL, org TEXT NOT NULL,
+    status TEXT NOT NULL, assignee TEXT, due_at TEXT, shared INTEGER NOT NULL,
+    version BIGINT NOT NULL, doc TEXT NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (scope, product, event, org)
+);
+CREATE INDEX reviews_queue ON reviews (org, status, due_at);
+CREATE TABLE audit_log (
+    seq BIGINT PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, org TEXT, role TEXT NOT NULL,
+    action TEXT NOT NULL, object_type TEXT NOT NULL, object_id TEXT NOT NULL,
+    before TEXT, after TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+);
+CREATE INDEX audit_log_object ON audit_log (object_type, object_id, seq);
+CREATE INDEX audit_log_actor ON audit_log (actor, seq);
+CREATE INDEX audit_log_at ON audit_log (at);
+CREATE TABLE audit_head (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{genesis}')
+"""
+
+MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 
 
 def migrations(
@@ -232,6 +256,7 @@ def migrations(
         "{serial}": serial,
         "{without_rowid}": without_rowid,
         "{widen_case_version}": widen_case_version,
+        "{genesis}": "0" * 64,
     }
     filled = []
     for migration in MIGRATIONS:

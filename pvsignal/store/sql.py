@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
+from pvsignal.audit import Actor, Entry
 from pvsignal.cases import (
     UNKNOWN_PERIOD,
     CaseKey,
@@ -30,6 +31,7 @@ from pvsignal.errors import InputError
 from pvsignal.institutions import Institution
 from pvsignal.ownership import UNATTRIBUTED
 from pvsignal.products import RegisteredProduct
+from pvsignal.review import DEFAULT_DEADLINE_DAYS
 from pvsignal.store.access import (
     BATCHES_WRITTEN,
     PAIR_MEASURE,
@@ -39,6 +41,7 @@ from pvsignal.store.access import (
     stored_alert,
 )
 from pvsignal.store.series import SeriesStore
+from pvsignal.store.trail import TrailStore
 
 _CHUNK = 5_000  # case ids per lookup query (SQLite allows 32,766 parameters)
 
@@ -96,6 +99,7 @@ class Dialect:
 
     name = "sql"
     schema: Sequence[str] = ()
+    for_update = ""  # row locks for a read-then-write (PostgreSQL); SQLite's write lock is one
 
     def sql(self, statement: str) -> str:
         return statement
@@ -222,7 +226,7 @@ _UPSERT_OFFSET = Rows(
 )
 
 
-class SqlStore(AccessStore, SeriesStore):
+class SqlStore(AccessStore, SeriesStore, TrailStore):
     """The store over a DB-API connection; subclasses open it and name the dialect."""
 
     def __init__(self, url: str, connection: Any, dialect: Dialect) -> None:
@@ -232,8 +236,18 @@ class SqlStore(AccessStore, SeriesStore):
     # -- plumbing ---------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self, *, exclusive: bool = False) -> Iterator[Any]:
+    def _transaction(self, *, exclusive: bool = False, write: bool = False) -> Iterator[Any]:
+        """A transaction; nested ones join the one already open on this connection.
+        ``exclusive``: serialised with batch writers; ``write``: will write (SQLite locks)."""
         raise NotImplementedError
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[Any]:
+        """A transaction that writes (SQLite: it takes the write lock at once). The store's
+        own methods called inside it join it, so a caller can make several writes and their
+        audit row one commit (see pvsignal.audit.recorded)."""
+        with self._transaction(write=True) as cursor:
+            yield cursor
 
     def _execute(self, cursor: Any, statement: str, parameters: Sequence[Any] = ()) -> Any:
         return cursor.execute(self._dialect.sql(statement), parameters)
@@ -559,9 +573,12 @@ class SqlStore(AccessStore, SeriesStore):
         history: list[tuple[str, str, int, dict[str, Any]]],
         alerts: list[dict[str, Any]],
         now: str,
+        *,
+        review_deadlines: dict[str, int] | None = None,
     ) -> None:
-        """Signal states, history points and alerts of one update, in one transaction."""
-        with self._transaction() as cursor:
+        """Signal states, history points and alerts of one update, in one transaction, with
+        the reviews those alerts reopen (see pvsignal.review.reopen) and their audit rows."""
+        with self._transaction(write=bool(alerts)) as cursor:
             self._write_rows(
                 cursor,
                 _UPSERT_SIGNAL,
@@ -605,6 +622,10 @@ class SqlStore(AccessStore, SeriesStore):
                     for x in alerts
                 ],
             )
+            if alerts:
+                self.reopen_reviews(
+                    cursor, scope, alerts, now, review_deadlines or DEFAULT_DEADLINE_DAYS
+                )
 
     def pending_alerts(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Alerts not yet published, oldest first, with their ids in the payload."""
@@ -862,6 +883,10 @@ class BatchSession:
     ) -> None:
         """A submission's receipt, landing with the batch it describes or not at all."""
         self._store.insert_receipt(self._cursor, receipt, idempotency_key, body_digest)
+
+    def append_audit(self, actor: Actor, entry: Entry) -> None:
+        """An audit row landing with the batch it describes (a submission's)."""
+        self._store.append_audit(self._cursor, actor, [entry])
 
     def decide_suspicion(
         self, suspicion_id: int, status: str, decided_by: str, note: str | None

@@ -38,17 +38,25 @@ class SqliteStore(SqlStore):
             "busy_timeout = 30000",
         ):
             connection.execute(f"PRAGMA {pragma}")
+        self._open: Any = None  # the cursor of the transaction in progress
         super().__init__(url, connection, SqliteDialect())
 
     @contextmanager
-    def _transaction(self, *, exclusive: bool = False) -> Iterator[Any]:
+    def _transaction(self, *, exclusive: bool = False, write: bool = False) -> Iterator[Any]:
         # IMMEDIATE takes the write lock at once, so a batch's read-apply-write is serialised
-        # with other writers; plain reads use a deferred (shared) transaction.
+        # with other writers; plain reads use a deferred (shared) transaction. A transaction
+        # opened inside another joins it (the outer one commits or rolls back the whole).
+        if self._open is not None:
+            yield self._open
+            return
         cursor = self._connection.cursor()
-        cursor.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
+        cursor.execute("BEGIN IMMEDIATE" if exclusive or write else "BEGIN")
+        self._open = cursor
         try:
             yield cursor
         except BaseException:
+            self._open = None
             cursor.execute("ROLLBACK")
             raise
+        self._open = None
         cursor.execute("COMMIT")
