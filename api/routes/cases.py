@@ -21,11 +21,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from fastapi import APIRouter, Query
 from starlette.responses import Response, StreamingResponse
 
-from api.deps import CaseReader, RegistryDep, RuntimeDep, StoreDep
+from api.deps import AuditActor, CaseReader, RegistryDep, RuntimeDep, StoreDep
 from api.problems import NotFoundError, UnprocessableError
 from api.runtime import Runtime
 from api.series_schemas import CaseDetail, CasePage
 from api.tenancy import case_access
+from pvsignal.audit import audit_read
 from pvsignal.case_access import CaseAccess, CaseQuery, case_series
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
@@ -62,6 +63,7 @@ def _access(runtime: Runtime, principal: CaseReader, registry: RegistryDep) -> C
 )
 def list_cases(
     principal: CaseReader,
+    actor: AuditActor,
     runtime: RuntimeDep,
     registry: RegistryDep,
     store: StoreDep,
@@ -88,14 +90,18 @@ def list_cases(
         None if received_to is None else received_to.isoformat(),
     )
     sealer = _keys(runtime)[1]
+    listing = orjson.dumps(query.__dict__).decode()
     if format == "csv":
+        audit_read(store, actor, "case_series", listing, detail={"format": "csv"})
         return _csv(store, access, query)
     after = None if cursor is None else _unseal(sealer, cursor, query)
     cases, more = case_series(store, access, query, after=after, limit=limit)
+    shown = [access.mask(case) for case in cases]
+    audit_read(store, actor, "case_series", listing, detail={"cases": len(shown)})
     document = {
         "scope": scope,
         "level": access.level.value,
-        "cases": [access.mask(case) for case in cases],
+        "cases": shown,
         "next_cursor": None if more is None else _seal(sealer, more, query),
     }
     return Response(orjson.dumps(document), media_type="application/json")
@@ -163,6 +169,7 @@ def case_detail(
     owner: str,
     case_id: str,
     principal: CaseReader,
+    actor: AuditActor,
     runtime: RuntimeDep,
     registry: RegistryDep,
     store: StoreDep,
@@ -172,5 +179,6 @@ def case_detail(
     if case is None or not access.admits(case):
         raise NotFoundError(f"no case {case_id!r} of {owner!r}")
     versions = store.case_versions(owner, case_id)
+    audit_read(store, actor, "case", f"{owner}/{case_id}")
     document = {"level": access.level.value, "case": access.mask(case, versions)}
     return Response(orjson.dumps(document), media_type="application/json")

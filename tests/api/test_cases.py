@@ -83,7 +83,7 @@ def _counted_products(world, case):
 
 
 @pytest.mark.parametrize(
-    ("params", "who"), itertools.product(FILTERS[:4], ["hospital", "hospital2"])
+    ("params", "who"), list(itertools.product(FILTERS[:4], ["hospital", "hospital2"]))
 )
 def test_hospital_sees_only_its_own_cases(world, params, who):
     level, cases = _all_pages(world, who, params)
@@ -129,3 +129,18 @@ def test_trend_tenancy_and_csv(world):
     assert trend["points"][-1]["total"]["a"] == sum(p["new"]["a"] for p in trend["points"])
     text = world.get("mah_a", path, params={"format": "csv", "period": "year"}).text
     assert text.splitlines()[0].startswith("period,new_a,")
+
+
+def test_every_case_level_read_leaves_one_audit_row(world):
+    _, cases = _all_pages(world, "regulator", {"product_id": "B1"})
+    object_id = f"{cases[0]['owner']}/{cases[0]['case_id']}"
+
+    def reads() -> list[dict]:
+        params = {"object_type": "case", "object_id": object_id}
+        return world.get("admin", "/v1/audit", params=params).json()["entries"]
+
+    before = len(reads())
+    assert world.get("mah_b", f"/v1/cases/{object_id}").status_code == 200
+    after = reads()
+    assert len(after) == before + 1
+    assert after[-1]["action"] == "case.read" and after[-1]["org"] == "MAH-B"
