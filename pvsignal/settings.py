@@ -25,7 +25,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PVSIGNAL_", frozen=True, extra="forbid")
 
-    store_url: str = Field(default=DEFAULT_URL, description="sqlite:///FILE or postgresql://...")
+    store_url: str = Field(
+        default=DEFAULT_URL,
+        description="sqlite:///FILE or postgresql://USER:PASSWORD@HOST:PORT/DB?sslmode=..."
+        " (TLS as libpq parameters: sslmode, sslrootcert, sslcert, sslkey)",
+        repr=False,  # it may hold the database password
+    )
     environment: Literal["development", "production"] = "development"
     secret_key: SecretStr = Field(
         default=SecretStr(DEVELOPMENT_SECRET),

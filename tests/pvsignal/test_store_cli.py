@@ -4,6 +4,7 @@ migration Job), and store URLs shown without their passwords."""
 from __future__ import annotations
 
 import psycopg
+import pytest
 
 from pvsignal.cli import main
 from pvsignal.store import open_store, redact_url
@@ -55,3 +56,12 @@ def test_messages_never_show_a_store_password(capsys):
     assert redact_url("sqlite:///pvsignal.db") == "sqlite:///pvsignal.db"
     assert main(["store", "migrate", "--store", "mysql://pv:s3cret@db/pv"]) == 2
     assert "s3cret" not in capsys.readouterr().err
+
+
+def test_postgres_tls_is_set_in_the_url(postgres_server):
+    """sslmode (and sslrootcert, sslcert, sslkey) are libpq parameters of the URL: the test
+    server speaks no TLS, so requiring it is refused and disabling it connects."""
+    url = create_database(postgres_server, "store_cli_tls")
+    open_store(f"{url}?sslmode=disable").close()
+    with pytest.raises(psycopg.OperationalError, match="SSL|ssl"):
+        open_store(f"{url}?sslmode=require")
