@@ -37,4 +37,4 @@ def test_runtime_is_non_root_without_compilers():
     for tool in ("gcc", "build-essential", "apt-get install"):
         assert tool not in runtime
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
-    assert ignored[1:2] == ["*"] or "*" in ignored
+    assert "*" in ignored  # everything out, then only the sources back in
