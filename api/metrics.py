@@ -79,6 +79,14 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        # Scopes are a small configured set (never product or event ids): a fine label.
+        self.fit_on_bound = Gauge(
+            "pvsignal_mgps_fit_parameters_on_bound",
+            "Hyperparameters of the scope's MGPS prior that sit on a bound of the fit's search "
+            "(0 is healthy; more means the prior, and so EBGM, is not well determined).",
+            ["scope"],
+            registry=r,
+        )
         self._preinitialise()
 
     def _preinitialise(self) -> None:

@@ -155,10 +155,15 @@ def _prior(
         return Hyperparameters(**last["theta"]), {
             "fitted_at": last["fitted_at"],
             "theta_source": last.get("theta_source", "fitted"),
+            "on_bound": len(last.get("on_bound") or ()),
         }
     fit = fit_hyperparameters(a, expected)
     store.record_fit(scope, {"theta_source": "fitted", "fitted_by": "api", **fit.report()})
-    return fit.theta, {"fitted_at": None, "theta_source": "fitted"}
+    return fit.theta, {
+        "fitted_at": None,
+        "theta_source": "fitted",
+        "on_bound": len(fit.on_bound),
+    }
 
 
 def _states(
@@ -288,6 +293,7 @@ class SignalCache:
         seconds = time.perf_counter() - started
         self._metrics.cache_refresh.observe(seconds)
         if snapshot is not None:
+            self._metrics.fit_on_bound.labels(scope).set(snapshot.fit.get("on_bound", 0))
             log.info(
                 "signals snapshot built",
                 extra={"scope": scope, "pairs": snapshot.size, "seconds": round(seconds, 3)},

@@ -21,7 +21,7 @@ from pvsignal.products import Registry, load_products
 from pvsignal.readers import FORMATS, RawRecord, detect_format
 from pvsignal.rebuild import effective_scopes, rebuild, register_institutions
 from pvsignal.scopes import ScopeConfig, load_scope_config
-from pvsignal.store import DEFAULT_URL, SqlStore, open_store
+from pvsignal.store import DEFAULT_URL, SqlStore, open_store, redact_url
 
 if TYPE_CHECKING:
     from pvsignal.detection import Detector
@@ -145,6 +145,17 @@ def add_store_commands(commands: argparse._SubParsersAction) -> None:
     _store_argument(rebuild_parser)
     rebuild_parser.set_defaults(run=_run_rebuild)
 
+    store = commands.add_parser("store", help="the state store itself")
+    store_commands = store.add_subparsers(dest="store_command", required=True)
+    migrate = store_commands.add_parser(
+        "migrate",
+        help="apply the schema's migrations and exit",
+        description="Create or upgrade the store's tables, then exit: run once before the API "
+        "and the consumers start (the Helm chart's pre-install/pre-upgrade Job).",
+    )
+    _store_argument(migrate)
+    migrate.set_defaults(run=_run_store_migrate)
+
     rejects = commands.add_parser("rejects", help="records refused, with their reasons")
     rejects.add_argument("--limit", type=int, default=50)
     rejects.add_argument("--offset", type=int, default=0)
@@ -213,7 +224,7 @@ def describe_ingest(summary: IngestSummary, url: str) -> str:
     """The ingest summary a person reads."""
     o = summary.outcomes
     lines = [
-        f"received {summary.received} records into {url}",
+        f"received {summary.received} records into {redact_url(url)}",
         f"new cases {o['new']}, follow-ups applied {o['follow_up']}, "
         f"stale versions ignored {o['stale']}, resent unchanged {o['resent']}",
         f"withdrawn: nullified {o['nullified']}, duplicates {summary.duplicates_withdrawn}; "
@@ -254,7 +265,7 @@ def _run_products_load(args: argparse.Namespace) -> int:
                     for p in products
                 ],
             )
-        print(f"loaded {len(products)} products into {args.store}")
+        print(f"loaded {len(products)} products into {redact_url(args.store)}")
         if store.count_cases().get("active"):
             # New names or aliases may resolve reports to other products: recount.
             summary = rebuild(store, effective_scopes(store, None))
@@ -285,7 +296,7 @@ def _run_institutions_load(args: argparse.Namespace) -> int:
                     for i in institutions
                 ],
             )
-        print(f"loaded {len(institutions)} institutions into {args.store}")
+        print(f"loaded {len(institutions)} institutions into {redact_url(args.store)}")
         for old, new in renamed.items():
             print(f"cases of {old!r} now belong to {new!r}")
         if store.count_cases().get("active"):
@@ -374,6 +385,13 @@ def _run_signals_export(args: argparse.Namespace) -> int:
             + ", ".join(f"{k} {v}" for k, v in signals.items()),
             file=sys.stderr,
         )
+    return 0
+
+
+def _run_store_migrate(args: argparse.Namespace) -> int:
+    store = open_store(args.store)  # opening a store applies its pending migrations
+    store.close()
+    print(f"store {redact_url(args.store)} is at the current schema")
     return 0
 
 

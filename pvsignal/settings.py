@@ -30,7 +30,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PVSIGNAL_", frozen=True, extra="forbid")
 
-    store_url: str = Field(default=DEFAULT_URL, description="sqlite:///FILE or postgresql://...")
+    store_url: str = Field(
+        default=DEFAULT_URL,
+        description="sqlite:///FILE or postgresql://USER:PASSWORD@HOST:PORT/DB?sslmode=..."
+        " (TLS as libpq parameters: sslmode, sslrootcert, sslcert, sslkey)",
+        repr=False,  # it may hold the database password
+    )
     environment: Literal["development", "production"] = "development"
     secret_key: SecretStr = Field(
         default=SecretStr(DEVELOPMENT_SECRET),
@@ -122,3 +127,77 @@ class Settings(BaseSettings):
         return self.oidc_issuer is not None and (
             self.oidc_jwks_url is not None or self.oidc_public_key is not None
         )
+
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class KafkaSettings(BaseSettings):
+    """How the consumer and every producer reach Kafka (env prefix ``PVSIGNAL_KAFKA_``, e.g.
+    ``PVSIGNAL_KAFKA_SASL_PASSWORD``).
+
+    ``security_protocol`` says whether TLS (``SSL``, ``SASL_SSL``) and SASL (``SASL_*``) are
+    used. TLS takes a CA file (else the system's CAs) and, for mutual TLS, a client
+    certificate and key; SASL takes a mechanism, a username and a password. A combination that
+    could not work (SASL options without a SASL protocol, a certificate without its key, a file
+    that does not exist) is refused with the setting's name.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PVSIGNAL_KAFKA_", frozen=True, extra="forbid")
+
+    bootstrap: str | None = Field(default=None, description="HOST:PORT[,HOST:PORT...]")
+    security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle (PEM) of the brokers")
+    ssl_certfile: Path | None = Field(default=None, description="client certificate (PEM)")
+    ssl_keyfile: Path | None = Field(default=None, description="client private key (PEM)")
+    ssl_key_password: SecretStr | None = Field(default=None, description="of an encrypted key")
+    ssl_check_hostname: bool = True
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        tls = self.security_protocol in ("SSL", "SASL_SSL")
+        sasl = self.security_protocol.startswith("SASL_")
+        ssl_files = {
+            "ssl_cafile": self.ssl_cafile,
+            "ssl_certfile": self.ssl_certfile,
+            "ssl_keyfile": self.ssl_keyfile,
+        }
+        for name, path in ssl_files.items():
+            if path is None:
+                continue
+            if not tls:
+                raise ValueError(
+                    f"kafka_{name} is set but kafka_security_protocol is "
+                    f"{self.security_protocol}: use SSL or SASL_SSL"
+                )
+            if not path.is_file():
+                raise ValueError(f"kafka_{name}: {str(path)!r} is not a readable file")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError(
+                "kafka_ssl_certfile and kafka_ssl_keyfile: a client certificate needs its key "
+                "(set both, or neither)"
+            )
+        given = {
+            "kafka_sasl_mechanism": self.sasl_mechanism,
+            "kafka_sasl_username": self.sasl_username,
+            "kafka_sasl_password": self.sasl_password,
+        }
+        if sasl:
+            missing = [name for name, value in given.items() if not value]
+            if missing:
+                raise ValueError(
+                    f"{', '.join(missing)}: required with kafka_security_protocol "
+                    f"{self.security_protocol}"
+                )
+        else:
+            stray = [name for name, value in given.items() if value]
+            if stray:
+                raise ValueError(
+                    f"{', '.join(stray)}: set but kafka_security_protocol is "
+                    f"{self.security_protocol}: use SASL_PLAINTEXT or SASL_SSL"
+                )
+        return self

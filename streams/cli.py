@@ -14,14 +14,20 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from pvsignal.argtypes import level, positive_int, seconds
+from pvsignal.errors import InputError
 from pvsignal.scopes import load_scope_config
 from pvsignal.store import DEFAULT_URL
 from streams import ALERTS_TOPIC, DLQ_TOPIC, REPORTS_TOPIC
 from streams.codec import DEFAULT_MAX_BYTES
+
+if TYPE_CHECKING:
+    from pvsignal.settings import KafkaSettings
 
 
 def add_consume_command(commands: argparse._SubParsersAction) -> None:
@@ -34,7 +40,11 @@ def add_consume_command(commands: argparse._SubParsersAction) -> None:
         "keep signals current and publish each transition once to the alerts topic. "
         "Runs until SIGTERM or SIGINT, then finishes its batch, leaves the group and exits 0.",
     )
-    parser.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka brokers")
+    parser.add_argument(
+        "--bootstrap",
+        metavar="HOST:PORT",
+        help="Kafka brokers (default $PVSIGNAL_KAFKA_BOOTSTRAP)",
+    )
     parser.add_argument("--topic", default=REPORTS_TOPIC, help=f"reports (default {REPORTS_TOPIC})")
     parser.add_argument("--group", default="pvsignal", help="consumer group (default pvsignal)")
     parser.add_argument(
@@ -86,7 +96,52 @@ def add_consume_command(commands: argparse._SubParsersAction) -> None:
         type=positive_int,
         help="consumer group session timeout (kafka-python's default otherwise)",
     )
+    security = parser.add_argument_group(
+        "Kafka TLS and SASL",
+        "Each option overrides its PVSIGNAL_KAFKA_* variable (e.g. PVSIGNAL_KAFKA_SSL_CAFILE); "
+        "the SASL password and a key's password are read only from PVSIGNAL_KAFKA_SASL_PASSWORD "
+        "and PVSIGNAL_KAFKA_SSL_KEY_PASSWORD, never from the command line.",
+    )
+    security.add_argument(
+        "--security-protocol", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+    )
+    security.add_argument("--ssl-cafile", type=Path, help="the brokers' CA bundle (PEM)")
+    security.add_argument("--ssl-certfile", type=Path, help="client certificate (PEM, mTLS)")
+    security.add_argument("--ssl-keyfile", type=Path, help="client private key (PEM, mTLS)")
+    security.add_argument("--sasl-mechanism", choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
+    security.add_argument("--sasl-username")
     parser.set_defaults(run=run_consume)
+
+
+_SECURITY_OPTIONS = (
+    "bootstrap",
+    "security_protocol",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "sasl_mechanism",
+    "sasl_username",
+)
+
+
+def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
+    """PVSIGNAL_KAFKA_* overridden by the options given; an invalid combination is refused
+    with the setting's name."""
+    from pvsignal.settings import KafkaSettings
+
+    overrides = {name: getattr(args, name) for name in _SECURITY_OPTIONS}
+    try:
+        settings = KafkaSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        problems = "; ".join(
+            ("kafka_" + ".".join(map(str, e["loc"])) + ": " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in error.errors()
+        )
+        raise InputError(f"settings: {problems}") from None
+    if settings.bootstrap is None:
+        raise InputError("kafka_bootstrap: give --bootstrap or set PVSIGNAL_KAFKA_BOOTSTRAP")
+    return settings
 
 
 STARTED = "pvsignal consume: started; SIGTERM or SIGINT stops it after the current batch"
@@ -94,13 +149,15 @@ STARTED = "pvsignal consume: started; SIGTERM or SIGINT stops it after the curre
 
 def run_consume(args: argparse.Namespace) -> int:
     # The consumer's imports (kafka, the detectors, scipy) are paid only by `consume`.
+    from streams.connection import client_options
     from streams.consumer import ConsumerConfig, StreamConsumer
     from streams.metrics import StreamMetrics, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    kafka = kafka_settings(args)
     config = ConsumerConfig(
-        bootstrap=args.bootstrap,
+        bootstrap=kafka.bootstrap,
         topic=args.topic,
         group=None if args.no_group else args.group,
         dlq_topic=args.dlq_topic,
@@ -113,6 +170,7 @@ def run_consume(args: argparse.Namespace) -> int:
         kafka={}
         if args.session_timeout_ms is None
         else {"session_timeout_ms": args.session_timeout_ms},
+        client=client_options(kafka),
     )
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):

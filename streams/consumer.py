@@ -105,6 +105,8 @@ class ConsumerConfig:
     backoff: tuple[float, float] = (0.5, 30.0)  # first and longest wait after a failure
     health_seconds: float = 5.0  # lag, broker and store checks
     kafka: Mapping[str, Any] = field(default_factory=dict)  # more KafkaConsumer options
+    # Connection and security options of every client (streams.connection.client_options).
+    client: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 < self.detect_share <= 1:
@@ -121,6 +123,7 @@ class ConsumerConfig:
             "max_poll_records": self.batch_size,
             "max_partition_fetch_bytes": max(1 << 20, self.max_message_bytes + 4096),
             "bootstrap_timeout_ms": 5_000,  # short, so a stop is noticed while the broker is away
+            **self.client,
             **self.kafka,
         }
 
@@ -134,6 +137,18 @@ class ConsumerConfig:
             "max_request_size": max(1 << 20, 2 * self.max_message_bytes),
             "max_block_ms": 10_000,  # a send waiting for metadata gives up (and is retried)
             "bootstrap_timeout_ms": 5_000,
+            **self.client,
+        }
+
+    def reader_options(self) -> dict[str, Any]:
+        """The alerts topic's read-back (streams.alerts): no group, answers quickly."""
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "group_id": None,
+            "enable_auto_commit": False,
+            "fetch_max_wait_ms": 100,  # an empty partition answers quickly
+            "bootstrap_timeout_ms": 5_000,
+            **self.client,
         }
 
 
@@ -400,13 +415,7 @@ class StreamConsumer:
         return self._engine
 
     def _alerts_reader(self) -> KafkaConsumer:
-        return KafkaConsumer(
-            bootstrap_servers=self.config.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=100,  # an empty partition answers quickly
-            bootstrap_timeout_ms=5_000,
-        )
+        return KafkaConsumer(**self.config.reader_options())
 
     def _settle(self, kafka: _Kafka, engine: _Engine) -> None:
         """Apply queued (re)assignments; seek unpositioned partitions to the store's offsets."""

@@ -2,17 +2,28 @@
 
 ``open_store(url)`` gives the implementation the URL names: ``sqlite:///file.db`` (the
 embedded default) or ``postgresql://user@host:port/db`` (production). Both run the same SQL
-and pass the same contract tests.
+and pass the same contract tests. A PostgreSQL URL carries its TLS settings as libpq
+parameters, e.g. ``?sslmode=verify-full&sslrootcert=/etc/pvsignal/postgres/ca.crt``.
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
 
 from pvsignal.errors import InputError
 from pvsignal.store.sql import BatchWrite, Reject, ScopeCounts, SqlStore
 
 DEFAULT_URL = "sqlite:///pvsignal.db"
 
-__all__ = ["DEFAULT_URL", "BatchWrite", "Reject", "ScopeCounts", "SqlStore", "open_store"]
+__all__ = [
+    "DEFAULT_URL",
+    "BatchWrite",
+    "Reject",
+    "ScopeCounts",
+    "SqlStore",
+    "open_store",
+    "redact_url",
+]
 
 
 def open_store(url: str) -> SqlStore:
@@ -26,4 +37,17 @@ def open_store(url: str) -> SqlStore:
         from pvsignal.store.postgres import PostgresStore
 
         return PostgresStore(url)
-    raise InputError(f"store URL {url!r}: use sqlite:///FILE or postgresql://USER@HOST:PORT/DB")
+    raise InputError(
+        f"store URL {redact_url(url)!r}: use sqlite:///FILE or postgresql://USER@HOST:PORT/DB"
+    )
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (if any) replaced by ``***``: for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
