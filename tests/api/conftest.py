@@ -22,7 +22,7 @@ from pvsignal.products import RegisteredProduct
 from pvsignal.readers import RawRecord
 from pvsignal.scopes import ScopeConfig
 from pvsignal.settings import Settings
-from pvsignal.store import open_store
+from pvsignal.store import SqlStore, open_store
 
 PRODUCTS = [
     RegisteredProduct(
@@ -110,6 +110,13 @@ class Seed:
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seed:
     path = tmp_path_factory.mktemp("seed") / "world.db"
     store = open_store(f"sqlite:///{path}")
+    keys = seed_world(store)
+    store.close()
+    return Seed(path, keys)
+
+
+def seed_world(store: SqlStore) -> dict[str, str]:
+    """Register the products, ingest the world's reports, detect, and issue a key per role."""
     store.save_products(PRODUCTS)
     ingestor = Ingestor(store, ScopeConfig(), source="seed")
     detector = Detector(store, ScopeConfig())
@@ -126,8 +133,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seed:
         "regulator": issue_key(store, "regulator", None)[0],
         "admin": issue_key(store, "admin", None)[0],
     }
-    store.close()
-    return Seed(path, keys)
+    return keys
 
 
 def test_settings(store_url: str, **overrides: Any) -> Settings:
