@@ -30,6 +30,7 @@ The package, in the order a run draws it: ``config`` (what is asked for, what co
 ``plan`` (exact counts), ``terms`` (the PT vocabulary), ``catalogue`` (products, names, the
 registry file), ``cases`` (case content and follow-up changes), ``planted`` (planted signals),
 ``institutions`` (senders and case ids), ``lines`` (versions in arrival order, the truth),
+``crossing`` (the month each planted pair's counts meet Evans' rule),
 ``malformed`` and ``render`` (lines to bytes), ``simulation`` (``simulate``,
 ``write_simulation``) and ``cli`` (``pvsignal simulate``). Import from ``pvsignal.simulate``.
 """

@@ -77,6 +77,11 @@ class PlantedSignal:
     ``expected_background`` is the number of the product's cases from ``start`` on times the
     share of all cases reporting the PT; ``cases`` extra cases with the pair were added, so
     ``strength = (expected_background + cases) / expected_background``.
+
+    ``evans_month`` (``YYYY-MM``) is the first received month whose cumulative 2x2 table of
+    the pair, over the latest versions of the live cases, meets Evans' PRR rule (a >= 3,
+    PRR >= 2, Yates' chi-square >= 4), counted from the simulator's own tables (see
+    ``pvsignal.simulate.crossing``); None when no month's does.
     """
 
     product_id: str
@@ -85,6 +90,7 @@ class PlantedSignal:
     start: dt.date
     cases: int
     expected_background: float
+    evans_month: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

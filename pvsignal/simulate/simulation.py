@@ -27,6 +27,7 @@ from pvsignal.simulate.config import (
     SimulationSummary,
     SimulationTruth,
 )
+from pvsignal.simulate.crossing import _evans_months
 from pvsignal.simulate.institutions import _identities, _institutions
 from pvsignal.simulate.lines import _lines, _truth
 from pvsignal.simulate.plan import _plan
@@ -86,6 +87,7 @@ def simulate(config: SimulationConfig) -> Simulation:
     start = np.datetime64(config.start, "D")
     days = np.datetime_as_string(start + np.arange(span + 1)).tolist()
     renderer = _Renderer(catalogue, terms, cases, identities, institutions, lines, days)
+    months = _evans_months(config.start, cases, lines, dup_rows, [(s[0], s[1]) for s in signals])
     planted = tuple(
         PlantedSignal(
             product_id=catalogue.products[p].product_id,
@@ -94,8 +96,9 @@ def simulate(config: SimulationConfig) -> Simulation:
             start=config.start + dt.timedelta(days=int(t0)),
             cases=x,
             expected_background=a0,
+            evans_month=month,
         )
-        for p, e, strength, t0, x, a0 in signals
+        for (p, e, strength, t0, x, a0), month in zip(signals, months, strict=True)
     )
     return Simulation(config, catalogue, planted, truth, renderer)
 

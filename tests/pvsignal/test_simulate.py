@@ -298,8 +298,21 @@ def test_planted_signals_stand_out(large):
         planted = signal["expected_background"] * signal["strength"]
         assert planted == pytest.approx(signal["expected_background"] + signal["cases"])
         assert abs(a - planted) <= 4 * planted**0.5 + 2, (signal, a)
+        # The month its counts clear Evans' rule (checked against the engine's trend in
+        # tests/pvsignal/test_trends.py): in the stream, not before the plant; or never, for
+        # a weak plant (5 extra cases at 3x) whose 2x2 table never meets the rule.
+        month = signal["evans_month"]
+        assert month is None or signal["start"][:7] <= month <= LARGE.end.isoformat()[:7]
     assert sum(s["cases"] for s in large.signals) == large.truth["planted_cases"]
     assert any(s["cases"] > 5 for s in large.signals)  # the strength, not the minimum, decided
+    assert [s["evans_month"] for s in large.signals] == [
+        "2025-07",
+        "2026-02",
+        "2025-03",
+        "2026-03",
+        None,
+        None,
+    ]
 
 
 def _cases(frame: pd.DataFrame, product: str | None = None, pt: str | None = None) -> set:

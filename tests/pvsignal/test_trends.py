@@ -1,7 +1,7 @@
 """Trends over a simulated 24-month stream, on SQLite and PostgreSQL: cumulative counts per
 month equal a recount from the counted cases' received dates, "new" sums to the totals, the
-last month equals the scope's current statistics, and the planted pair's flag first turns on
-in the month the simulator planted it (±1)."""
+last month equals the scope's current statistics, and each planted pair's PRR flag first turns
+on within a month of the month the simulator's truth says its counts meet Evans' rule."""
 
 from __future__ import annotations
 
@@ -155,8 +155,9 @@ def test_the_planted_flag_turns_on_when_the_counts_say_and_never_before_the_plan
 ):
     """The flag turns on in the month an independent recount's 2x2 tables first meet each rule,
     and never before the month the simulator planted the signal in. (Not within a month of
-    it: the simulator spreads the 43 extra cases over the remaining year, and cumulative
-    counts since month 1 need 3-4 months of them to clear the rules.)"""
+    the plant's start: the simulator spreads the 43 extra cases over the remaining year, and
+    cumulative counts since month 1 need 3-4 months of them to clear the rules; the month the
+    simulator's truth says they clear Evans' rule is checked below.)"""
     planted = next(s for s in simulation.signals if (s.product_id, s.pt) == PLANTED)
     truth = (planted.start.year - 2024) * 12 + planted.start.month  # 1-based month
     trend = _trend(store, *PLANTED)
@@ -167,6 +168,31 @@ def test_the_planted_flag_turns_on_when_the_counts_say_and_never_before_the_plan
         assert flags.any() and first == expected[measure], (measure, first, expected)
         assert truth <= first <= truth + 4, (measure, first, truth)
         assert flags[first - 1 :].all(), measure
+
+
+def test_each_planted_flag_turns_on_in_the_month_the_simulators_truth_says(store, simulation):
+    """The simulator states, from its own case table and lines (never from the reports it
+    renders), the month each planted pair's cumulative counts first meet Evans' PRR rule
+    (``PlantedSignal.evans_month``); the trend's PRR flag first turns on within a month of it."""
+    assert [s.evans_month for s in simulation.signals] == [
+        "2025-10",
+        "2024-12",
+        "2025-09",
+        "2025-05",
+        "2024-11",
+        "2025-04",
+    ]
+    for signal in simulation.signals:
+        trend = _trend(store, signal.product_id, signal.pt)
+        flags = trend.statistics["signal_prr"]
+        assert flags.any(), signal
+        first = trend.labels[int(np.argmax(flags))]
+        assert abs(_month_number(first) - _month_number(signal.evans_month)) <= 1, (first, signal)
+
+
+def _month_number(label: str) -> int:
+    year, month = label.split("-")
+    return int(year) * 12 + int(month)
 
 
 def test_unknown_received_dates_come_last_and_count_in_the_totals(tmp_path: Path):
