@@ -30,14 +30,14 @@ PRODUCTION: dict[str, Any] = {
         "audience": "pvsignal",
         "jwksUrl": "https://login.example.org/realms/pv/protocol/openid-connect/certs",
     },
-    "scopes": {"scopes": [{"name": "north", "filter": {"regions": ["north"]}}]},
+    "scopes": {"scopes": [{"name": "north", "filter": {"regions": ["CN-HL", "CN-JL", "CN-LN"]}}]},
     "registries": {
         "products": [
             {
                 "product_id": "P-1",
                 "names": ["Examplomab"],
                 "kind": "biologic",
-                "pathway": "innovator",
+                "pathway": "innovative",
                 "mah_id": "MAH-A",
             }
         ]

@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from pvsignal.products import Kind, Pathway, RegisteredProduct
 from tests.helm.conftest import CHART, PRODUCTION, SECRET, VALUE_SETS, by_kind, notes, render
 
 KUBERNETES = "1.30.0"
@@ -194,6 +195,9 @@ def _with(path: str, value):
         ("api.unknownKey", True),
         ("image.pullPolicy", "Sometimes"),
         ("monitoring.serviceMonitor.interval", "soon"),
+        ("registries.products", [{**PRODUCTION["registries"]["products"][0], "pathway": "pilot"}]),
+        ("registries.products", [{"product_id": "P-2", "names": ["x"], "kind": "drug"}]),
+        ("registries.products", [{**PRODUCTION["registries"]["products"][0], "names": []}]),
     ],
 )
 def test_schema_refuses_wrong_values(chart, path, value):
@@ -202,6 +206,20 @@ def test_schema_refuses_wrong_values(chart, path, value):
         chart.validate_schema(values)
     with pytest.raises(helm.HelmValuesError):
         chart.render(values, name="pv")
+
+
+def test_the_schema_knows_the_product_registry():
+    """values.schema.json describes a registry entry as pvsignal reads it, so that a wrong
+    entry is refused by the chart, not by the products-load hook Job during the install."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    product = schema["properties"]["registries"]["properties"]["products"]["items"]
+    model = RegisteredProduct.model_json_schema()
+    assert set(product["properties"]) == set(model["properties"])
+    assert set(product["required"]) == set(model["required"])
+    assert product["properties"]["kind"]["enum"] == [k.value for k in Kind]
+    assert product["properties"]["pathway"]["enum"] == [p.value for p in Pathway]
+    for entry in PRODUCTION["registries"]["products"]:
+        RegisteredProduct.model_validate(entry)
 
 
 @pytest.mark.parametrize(
