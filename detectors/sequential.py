@@ -377,6 +377,33 @@ def update(state: SequentialState, added_expected: float, added_observed: int) -
 
 
 def _alpha_spent(state: SequentialState, mu: float) -> float:
+    """Null probability of a signal by ``mu``: the spent part of the design's alpha.
+
+    A MaxSPRT stopped at ``mu`` is the same test with length ``mu``, so this equals
+    ``rejection_probability(mu, M, CV)``; the design's checkpoints are kept (cached) so that each
+    update costs one interval's worth of work instead of a march from 0.
+    """
     if mu <= 0:
         return 0.0
-    return rejection_probability(mu, state.min_events, state.critical_value)
+    starts, spent_before, alives, needs = _spending(
+        state.length, state.min_events, state.critical_value
+    )
+    i = int(np.searchsorted(starts, mu, side="right")) - 1
+    within = alives[i] @ _interval_signals(alives[i], needs[i], mu - starts[i])
+    return min(float(spent_before[i] + within), 1.0)
+
+
+@lru_cache(maxsize=64)
+def _spending(
+    length: float, min_events: int, cv: float
+) -> tuple[FloatArray, FloatArray, list[FloatArray], list[int]]:
+    """Per interval of the null march: its start, the alpha spent before it, the chain, the need."""
+    starts, spent_before, alives, needs = [], [], [], []
+    spent = 0.0
+    for begin, stop, need, alive in _march(length, min_events, cv, 1.0):
+        starts.append(begin)
+        spent_before.append(spent)
+        alives.append(alive)
+        needs.append(need)
+        spent += float(alive @ _interval_signals(alive, need, stop - begin))
+    return np.array(starts), np.array(spent_before), alives, needs
