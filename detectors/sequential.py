@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
 from detectors._arrays import FloatArray, as_counts, as_positive
 
@@ -128,15 +128,20 @@ def _checkpoints(length: float, min_events: int, cv: float) -> tuple[FloatArray,
     return checkpoint_times, needed
 
 
-def _kernel(mean: float, size: int) -> FloatArray:
-    """Poisson(mean) probabilities of 0..size-1 increments, cut where the tail is negligible.
+def _reach(mean: float) -> int:
+    """Arrivals in an interval holding ``mean`` events beyond which the probability is nil.
 
-    Beyond ``mean + 10 sqrt(mean) + 40`` the upper tail is below 1e-30 for every mean, far
-    under double precision next to the probabilities it would be added to; the cut keeps each
-    step's convolution short (intervals between checkpoints hold about one expected event).
+    ``P(Poisson(mean) > mean + 10 sqrt(mean) + 40)`` is below 1e-30 for every mean: far under
+    double precision next to the probabilities it would be added to. Cutting there keeps each
+    step short, since intervals between checkpoints hold about one expected event.
     """
-    top = min(size, int(mean + 10.0 * math.sqrt(mean)) + 41)
-    return stats.poisson.pmf(np.arange(top), mean)
+    return int(mean + 10.0 * math.sqrt(mean)) + 41
+
+
+def _kernel(mean: float, size: int) -> FloatArray:
+    """Poisson(mean) probabilities of 0..size-1 increments, cut at :func:`_reach`."""
+    k = np.arange(min(size, _reach(mean)), dtype=np.float64)
+    return np.exp(special.xlogy(k, mean) - mean - special.gammaln(k + 1.0))
 
 
 def _march(length: float, min_events: int, cv: float, rr: float):
@@ -157,10 +162,16 @@ def _march(length: float, min_events: int, cv: float, rr: float):
         start = stop
 
 
-def _interval_signals(alive: FloatArray, need: int, mean: float) -> FloatArray:
-    """P(signal in the interval) from each count ``j``: ``need - j`` or more arrivals."""
-    short = need - np.arange(alive.size, dtype=np.float64)
-    return special.gammainc(short, mean)  # P(Poisson(mean) >= m) = P(Gamma(m) <= mean)
+def _within_reach(alive: FloatArray, need: int, mean: float) -> tuple[FloatArray, FloatArray]:
+    """The counts that may still signal in an interval: their probabilities and shortfalls."""
+    first = max(0, need - _reach(mean))
+    return alive[first:], need - np.arange(first, alive.size, dtype=np.float64)
+
+
+def _signal_probability(alive: FloatArray, need: int, mean: float) -> float:
+    """P(signal in an interval holding ``mean`` events): ``need - j`` arrivals from count ``j``."""
+    chance, short = _within_reach(alive, need, mean)
+    return float(chance @ special.gammainc(short, mean))  # P(Pois >= m) = P(Gamma(m) <= mean)
 
 
 def performance(length: float, min_events: int, cv: float, rr: float = 1.0) -> Performance:
@@ -195,10 +206,10 @@ def performance(length: float, min_events: int, cv: float, rr: float = 1.0) -> P
     timed = 0.0  # E[mu at signal; signal]
     for start, stop, need, alive in _march(length, min_events, cv, rr):
         mean = rr * (stop - start)
-        short = need - np.arange(alive.size, dtype=np.float64)
-        signal = alive @ special.gammainc(short, mean)
+        chance, short = _within_reach(alive, need, mean)
+        signal = chance @ special.gammainc(short, mean)
         power += signal
-        timed += start * signal + alive @ (short / rr * special.gammainc(short + 1, mean))
+        timed += start * signal + chance @ (short / rr * special.gammainc(short + 1, mean))
     power = min(float(power), 1.0)
     timed = float(timed)
     signal_time = timed / power if power > 0 else math.nan
@@ -216,8 +227,8 @@ def rejection_probability(length: float, min_events: int, cv: float, rr: float =
     length, min_events, cv, rr = _design(length, min_events, cv, rr)
     total = 0.0
     for start, stop, need, alive in _march(length, min_events, cv, rr):
-        total += alive @ _interval_signals(alive, need, rr * (stop - start))
-    return min(float(total), 1.0)
+        total += _signal_probability(alive, need, rr * (stop - start))
+    return min(total, 1.0)
 
 
 def expected_time_to_signal(length: float, min_events: int, cv: float, rr: float) -> float:
@@ -389,7 +400,7 @@ def _alpha_spent(state: SequentialState, mu: float) -> float:
         state.length, state.min_events, state.critical_value
     )
     i = int(np.searchsorted(starts, mu, side="right")) - 1
-    within = alives[i] @ _interval_signals(alives[i], needs[i], mu - starts[i])
+    within = _signal_probability(alives[i], needs[i], mu - starts[i])
     return min(float(spent_before[i] + within), 1.0)
 
 
@@ -405,5 +416,5 @@ def _spending(
         spent_before.append(spent)
         alives.append(alive)
         needs.append(need)
-        spent += float(alive @ _interval_signals(alive, need, stop - begin))
+        spent += _signal_probability(alive, need, stop - begin)
     return np.array(starts), np.array(spent_before), alives, needs
