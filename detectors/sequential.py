@@ -72,7 +72,7 @@ def llr(observed: ArrayLike, expected: ArrayLike) -> float | FloatArray:
 
     Notes
     -----
-    ``LLR = c ln(c/mu) - (c - mu)`` when ``c > mu``, else 0 (Eq. 2, Kulldorff et al. 2011 [1]_).
+    ``LLR = c ln(c/mu) - (c - mu)`` when ``c > mu``, else 0 (Kulldorff et al. 2011 [1]_).
     With ``mu = 0`` and ``c > 0`` the LLR is ``inf``: events with no exposure behind them.
 
     Examples
@@ -307,7 +307,7 @@ def _check_alpha(alpha: float) -> None:
 
 
 def _check_min_events(min_events: int) -> int:
-    if int(min_events) != min_events or min_events < 1:
+    if not (math.isfinite(min_events) and int(min_events) == min_events and min_events >= 1):
         raise ValueError(f"min_events must be a whole number >= 1, got {min_events!r}")
     return int(min_events)
 

@@ -104,6 +104,8 @@ def test_bad_designs_are_refused_by_name():
         critical_value(-1)
     with pytest.raises(ValueError, match=r"min_events must be a whole number >= 1, got 2.5"):
         critical_value(10, 2.5)
+    with pytest.raises(ValueError, match=r"min_events must be a whole number >= 1, got nan"):
+        critical_value(10, float("nan"))
     with pytest.raises(ValueError, match=r"alpha must lie in \(0, 0.5\], got 0.7"):
         critical_value(10, 1, 0.7)
     with pytest.raises(ValueError, match="cv must be finite and positive; element 0 is 0"):
