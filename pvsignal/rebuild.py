@@ -54,16 +54,18 @@ def effective_scopes(store: SqlStore, path: Path | None) -> ScopeConfig:
 
 
 def rebuild(store: SqlStore, scopes: ScopeConfig) -> RebuildSummary:
-    """Recount every counting case under ``scopes``, the store's registry and terminology."""
+    """Recount every counting case under ``scopes``, the store's registry and terminology,
+    in one transaction serialised with batch writers (a batch written meanwhile would
+    otherwise lose its counts to the replacement)."""
     ingestor = Ingestor(store, scopes)
     contributions: dict[CaseKey, Contribution] = {}
-    for owner, case_id, report_json in store.active_reports():
-        contribution = ingestor.contribution(Report.model_validate_json(report_json))
-        contributions[CaseKey(owner, case_id)] = contribution
-    labels = ingestor.terms.labels
-    with store.batch():  # serialised with batch writers: the labels claimed are the store's
+    with store.batch():
+        for owner, case_id, report_json in store.active_reports():
+            contribution = ingestor.contribution(Report.model_validate_json(report_json))
+            contributions[CaseKey(owner, case_id)] = contribution
+        labels = ingestor.terms.labels
         changed = labels.changes(store.claim_event_labels(labels.unclaimed()))
-        if changed:
+        if changed:  # a writer recorded them since the engine loaded its labels: theirs win
             contributions = {k: relabelled(c, changed) for k, c in contributions.items()}
         deltas = Deltas()
         for contribution in contributions.values():

@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from pvsignal.store.series import StoredCase
 from pvsignal.terminology.dictionary import Dictionary
-from pvsignal.terminology.events import EventTerms
+from pvsignal.terminology.events import UNMAPPED, EventTerms
 from pvsignal.terminology.meddra import Release
 from pvsignal.terminology.normalise import TermLabels
 
@@ -108,6 +111,30 @@ class TermStore:
         """The mapping step under the store's dictionary and labels."""
         labels = dict(self._query("SELECT normal, label FROM event_labels"))
         return EventTerms(TermLabels(labels), self.meddra_dictionary())
+
+    def cases_with_unmapped_terms(
+        self, *, after: tuple[str, str] | None, chunk: int, owner: str | None = None
+    ) -> list[StoredCase]:
+        """Up to ``chunk`` active cases after ``after`` in (owner, case_id) order whose
+        contribution names an unmapped term (a prefilter: the caller reads it exactly). Their
+        reports are not read: the listing shows terms, never case content."""
+        where = ["status = 'active'", "contribution LIKE ?"]
+        parameters: list[Any] = [f'%"{UNMAPPED}%']
+        if after is not None:
+            where.append("(owner > ? OR (owner = ? AND case_id > ?))")
+            parameters += [after[0], after[0], after[1]]
+        if owner is not None:
+            where.append("owner = ?")
+            parameters.append(owner)
+        rows = self._query(
+            "SELECT owner, case_id, status, version, received, contribution FROM cases "
+            f"WHERE {' AND '.join(where)} ORDER BY owner, case_id LIMIT ?",
+            (*parameters, chunk),
+        )
+        return [
+            StoredCase(owner, case_id, status, version, received, orjson.loads(c), {})
+            for owner, case_id, status, version, received, c in rows
+        ]
 
     def claim_event_labels(self, labels: dict[str, str]) -> dict[str, str]:
         """Record the labels of terms not yet recorded (a label recorded first wins); return

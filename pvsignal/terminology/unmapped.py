@@ -11,8 +11,8 @@ from collections import Counter
 from typing import NamedTuple
 
 from pvsignal.case_access import CaseAccess
-from pvsignal.store.series import SeriesStore
 from pvsignal.terminology.events import UNMAPPED
+from pvsignal.terminology.store import TermStore
 
 _CHUNK = 1000
 
@@ -22,14 +22,14 @@ class UnmappedTerm(NamedTuple):
     cases: int  # active cases counting it in the scope
 
 
-def unmapped_terms(store: SeriesStore, access: CaseAccess, scope: str) -> list[UnmappedTerm]:
+def unmapped_terms(store: TermStore, access: CaseAccess, scope: str) -> list[UnmappedTerm]:
     """The scope's unmapped terms in the cases ``access`` admits, most cases first."""
     if access.products is not None and not access.products:
         return []
     counts: Counter[str] = Counter()
     after = None
     while True:
-        page = store.case_page(after=after, chunk=_CHUNK, owner=access.owner, like_all=[scope])
+        page = store.cases_with_unmapped_terms(after=after, chunk=_CHUNK, owner=access.owner)
         for case in page:
             counted = case.counted_in(scope)
             if counted is None or not access.admits(case):
