@@ -135,3 +135,11 @@ def test_reactions_resolve_by_code_then_name_in_any_case_and_language(dictionary
 def test_terms_are_named_in_english_when_the_english_release_is_loaded(dictionary):
     assert dictionary.languages == ("en", "zh")
     assert dictionary.pt_names[SJS] == "Stevens-Johnson syndrome"
+
+
+def test_a_chinese_release_alone_names_the_terms_in_chinese(tmp_path):
+    alone = Dictionary.of([read_release(write_release(tmp_path, chinese=True))])
+    assert alone.languages == ("zh",)
+    assert alone.pt_names[SJS] == "史蒂文斯-约翰逊综合征"
+    assert alone.resolve(pt="Rash", pt_code=None, llt_code=None, llt=None) is None
+    assert alone.resolve(pt=None, pt_code=None, llt_code="90002003", llt=None) == RASH
