@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 UNMAPPED = "unmapped:"
 
-_Signature = tuple[str | None, str | None, str | None, str | None]
+# A reaction's coded fields and the level asked for.
+_Signature = tuple[str | None, str | None, str | None, str | None, Level, Paths]
 
 
 class EventTerms:
@@ -29,7 +30,7 @@ class EventTerms:
 
     def __init__(self, labels: TermLabels, dictionary: Dictionary | None = None) -> None:
         self.labels, self.dictionary = labels, dictionary
-        self._resolved: dict[_Signature, str | None] = {}
+        self._cached: dict[_Signature, tuple[str, ...]] = {}
 
     @property
     def version(self) -> str | None:
@@ -53,23 +54,26 @@ class EventTerms:
         """The distinct terms the reactions count under at the level, in order."""
         if self.dictionary is None:
             return tuple(dict.fromkeys([self.labels.key(r.event_key) for r in reactions]))
+        if len(reactions) == 1:
+            return self._terms(reactions[0], level, paths)
         found: dict[str, None] = {}
         for reaction in reactions:
-            pt = self._resolve(reaction)
-            if pt is None:
-                found[unmapped_key(reaction.event_key)] = None
-            else:
-                found.update(dict.fromkeys(self.dictionary.terms(pt, level, paths)))
+            found.update(dict.fromkeys(self._terms(reaction, level, paths)))
         return tuple(found)
 
-    def _resolve(self, reaction: Reaction) -> str | None:
-        signature = (reaction.pt, reaction.pt_code, reaction.llt_code, reaction.llt)
-        try:
-            return self._resolved[signature]
-        except KeyError:
+    def _terms(self, reaction: Reaction, level: Level, paths: Paths) -> tuple[str, ...]:
+        """One reaction's terms at the level (cached: streams repeat the same codes)."""
+        signature = (reaction.pt, reaction.pt_code, reaction.llt_code, reaction.llt, level, paths)
+        terms = self._cached.get(signature)
+        if terms is None:
             assert self.dictionary is not None
-            pt = self._resolved[signature] = self.dictionary.resolve(*signature)
-            return pt
+            pt = self.dictionary.resolve(*signature[:4])
+            terms = self._cached[signature] = (
+                (unmapped_key(reaction.event_key),)
+                if pt is None
+                else self.dictionary.terms(pt, level, paths)
+            )
+        return terms
 
 
 def unmapped_key(text: str) -> str:
