@@ -39,6 +39,7 @@ from api.routes import (
     scopes,
     signals,
     subscriptions,
+    terms,
     trends,
 )
 from api.runtime import LagProbe, build_runtime
@@ -107,6 +108,7 @@ def create_app(
             alerts,
             keys,
             audit,
+            terms,
         )
     ]
     for router in routers:

@@ -228,6 +228,11 @@ class SignalRow(_Model):
 
 class SignalPage(_Model):
     scope: str
+    level: str = Field(
+        default="pt",
+        description="the event level the scope counts at (pt, hlt, hlgt, soc, smq_narrow, "
+        "smq_broad): `pt` names a term of that level",
+    )
     total: int = Field(description="pairs matching the filters (that the caller may see)")
     signals: list[SignalRow]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
@@ -250,6 +255,7 @@ class TransitionPoint(_Model):
 
 
 class SignalDetail(_Model):
+    level: str = Field(default="pt", description="the event level the scope counts at")
     signal: SignalRow | None = Field(description="None when the pair no longer has cases")
     states: dict[Measure, dict[str, Any] | None]
     history: list[HistoryPoint] = Field(description="statistics at each evaluation, oldest first")

@@ -64,6 +64,11 @@ class ScopeInfo(_Model):
     name: str
     description: str
     filter: dict[str, Any]
+    level: str = Field(
+        default="pt",
+        description="event level of its pairs: pt, hlt, hlgt, soc, smq_narrow, smq_broad",
+    )
+    paths: str = Field(default="primary", description="hlt/hlgt/soc: primary path or all paths")
     reports: int = Field(description="cases counted in the scope")
     pairs: int = Field(description="product–event pairs with a case (an MAH: of its products)")
     last_fit: ScopeFit | None

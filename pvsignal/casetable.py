@@ -17,6 +17,7 @@ import pandas as pd
 from detectors.table import expected, stratified_expected
 from pvsignal.errors import InputError
 from pvsignal.scoring import PairCounts
+from pvsignal.terminology.normalise import TermLabels
 
 # Stratified expectations are summed in blocks of pairs so that memory stays bounded
 # whatever the number of strata.
@@ -121,7 +122,7 @@ def count_pairs(table: CaseTable) -> PairTable:
         raise InputError("the cases file has no valid rows to count")
     report, _ = pd.factorize(rows[columns.id])
     product, product_labels = pd.factorize(rows[columns.product])
-    event, event_labels = pd.factorize(rows[columns.event])
+    event, event_labels = pd.factorize(event_keys(rows[columns.event]))
     report, product, event = (np.asarray(x, dtype=np.int64) for x in (report, product, event))
     n_reports = int(report.max()) + 1
     n_products, n_events = len(product_labels), len(event_labels)
@@ -172,6 +173,14 @@ def count_pairs(table: CaseTable) -> PairTable:
         reports=n_reports,
         strata=n_strata,
     )
+
+
+def event_keys(events: pd.Series) -> pd.Series:
+    """Each event under the key the store counts it under without a dictionary: spellings
+    that normalise alike (case, width, hyphens, spacing) are one event, named by the first
+    spelling in the file (pvsignal.terminology.normalise)."""
+    labels = TermLabels()
+    return events.map({text: labels.key(text) for text in pd.unique(events)})
 
 
 def _per_stratum(

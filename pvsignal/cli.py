@@ -13,6 +13,7 @@ from pvsignal.cli_maxsprt import add_maxsprt_command
 from pvsignal.cli_store import add_store_commands
 from pvsignal.errors import PvsignalError
 from pvsignal.simulate import add_simulate_command
+from pvsignal.terminology.cli import add_terminology_commands
 
 
 def _add_analyze(commands: argparse._SubParsersAction) -> None:
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_commands(commands)
     add_simulate_command(commands)
     add_maxsprt_command(commands)
+    add_terminology_commands(commands)
     for plugin in entry_points(group="pvsignal.commands"):
         # api/ and streams/ add their commands (serve, keys, consume) through entry points,
         # so that the core never imports them.

@@ -360,8 +360,9 @@ def _run_signals_export(args: argparse.Namespace) -> int:
     theta = parse_theta(args.theta) if args.theta is not None else None
     store = open_store(args.store)
     try:
-        stratify = effective_scopes(store, args.scope_config).stratify
-        result = scope_statistics(store, args.scope, theta=theta, stratify=stratify)
+        scopes = effective_scopes(store, args.scope_config)
+        result = scope_statistics(store, args.scope, theta=theta, stratify=scopes.stratify)
+        level = next((s.level.value for s in scopes.all_scopes() if s.name == args.scope), "pt")
     finally:
         store.close()
     table = export_table(result.pairs.product, result.pairs.event, result.statistics)
@@ -369,7 +370,7 @@ def _run_signals_export(args: argparse.Namespace) -> int:
         write_csv(table, args.out if args.out is not None else sys.stdout.buffer)
     else:
         document = orjson.dumps(
-            {"scope": args.scope, "fit": result.fit, "pairs": table.to_pylist()},
+            {"scope": args.scope, "level": level, "fit": result.fit, "pairs": table.to_pylist()},
             option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2,
         )
         if args.out is None:
@@ -381,8 +382,8 @@ def _run_signals_export(args: argparse.Namespace) -> int:
             k: int(np.sum(v)) for k, v in result.statistics.items() if k.startswith("signal_")
         }
         print(
-            f"wrote {result.pairs.counts.a.size} pairs of scope {args.scope!r} to {args.out}; "
-            + ", ".join(f"{k} {v}" for k, v in signals.items()),
+            f"wrote {result.pairs.counts.a.size} pairs of scope {args.scope!r} (event level "
+            f"{level}) to {args.out}; " + ", ".join(f"{k} {v}" for k, v in signals.items()),
             file=sys.stderr,
         )
     return 0

@@ -28,6 +28,8 @@ from pvsignal.reports import Report, problems_of
 from pvsignal.scopes import ScopeConfig, stratum_of
 from pvsignal.store import BatchWrite, Reject, SqlStore
 from pvsignal.store.sql import BatchSession, VersionRow
+from pvsignal.terminology.dictionary import Level, Paths
+from pvsignal.terminology.store import MEDDRA_VERSION
 
 _SENDER_OWNS = SenderOwns()
 
@@ -97,10 +99,16 @@ class Ingestor:
         )
         self.owners = owners
         self._filters = [
-            (scope.name, None if scope.filter.admits_everything else scope.filter)
+            (
+                scope.name,
+                None if scope.filter.admits_everything else scope.filter,
+                (scope.level, scope.paths),
+            )
             for scope in scopes.all_scopes()
         ]
         self._roles = scopes.counted_roles()
+        self.terms = store.event_terms()
+        self.terms.check((scope.name, scope.level) for scope in scopes.all_scopes())
 
     def ingest(self, records: Iterable[RawRecord]) -> IngestSummary:
         """Ingest all records in batches; each batch is one transaction."""
@@ -129,8 +137,9 @@ class Ingestor:
         rejects: list[Reject] = []
         results: list[RecordResult | None] = []
         versions: list[tuple[int, Version]] = []
+        reports: dict[int, Report] = {}
         for record in records:
-            version, reject = self._version(record, owners)
+            version, reject, report = self._version(record, owners)
             if reject is not None:
                 rejects.append(reject)
                 results.append(
@@ -142,6 +151,8 @@ class Ingestor:
                     )
                 )
             else:
+                assert version is not None and report is not None
+                reports[len(results)] = report
                 versions.append((len(results), version))
                 results.append(None)
         invalid = len(rejects)
@@ -150,6 +161,7 @@ class Ingestor:
         with self.store.batch() as session:
             if expected:
                 _check_fence(session, expected)
+            versions, labels = self._settle_terms(versions, reports)
             book = CaseBook(session.load_cases(wanted))
             summary = self._apply_versions(book, versions, records, results, rejects)
             summary.received, summary.rejected = len(records), invalid
@@ -166,7 +178,30 @@ class Ingestor:
             result = BatchResult(summary, [r for r in results if r is not None])
             if finish is not None:
                 finish(session, result)
+        self.terms.labels.settle(labels)  # committed: the labels claimed are the store's
         return result
+
+    def _settle_terms(
+        self, versions: list[tuple[int, Version]], reports: dict[int, Report]
+    ) -> tuple[list[tuple[int, Version]], dict[str, str]]:
+        """Inside the batch's transaction: count under the store's current terminology. A
+        MedDRA version loaded since this engine started is taken up (the batch recounted
+        under it); labels of terms new to the store are claimed, and where another writer
+        recorded one first, the batch counts under that one. Returns the versions and the
+        labels claimed (adopted once the batch commits)."""
+        if self.store.setting(MEDDRA_VERSION) != self.terms.version:
+            self.terms = self.store.event_terms()
+            versions = [
+                (i, v._replace(contribution=self.contribution(reports[i]))) for i, v in versions
+            ]
+        labels = self.store.claim_event_labels(self.terms.labels.unclaimed())
+        changed = self.terms.labels.changes(labels)
+        if changed:
+            versions = [
+                (i, v._replace(contribution=relabelled(v.contribution, changed)))
+                for i, v in versions
+            ]
+        return versions, labels
 
     def _apply_versions(
         self,
@@ -199,9 +234,10 @@ class Ingestor:
 
     def _version(
         self, record: RawRecord, owners: OwnerRule
-    ) -> tuple[Version | None, Reject | None]:
+    ) -> tuple[Version | None, Reject | None, Report | None]:
         if record.error is not None or record.payload is None:
-            return None, self._reject(record, "(record)", "", record.error or "empty record")
+            reason = record.error or "empty record"
+            return None, self._reject(record, "(record)", "", reason), None
         report = record.report
         if report is None:
             try:
@@ -212,11 +248,11 @@ class Ingestor:
             except ValidationError as error:
                 problem = problems_of(error)[0]
                 reasons = "; ".join(str(p) for p in problems_of(error))
-                return None, self._reject(record, problem.field, problem.value, reasons)
+                return None, self._reject(record, problem.field, problem.value, reasons), None
         owner, problem = owners.owner(report, self.institutions)
         if problem is not None:
-            return None, self._reject(record, problem.field, problem.value, str(problem))
-        return self._to_version(report, owner, _payload_text(record.payload)), None
+            return None, self._reject(record, problem.field, problem.value, str(problem)), None
+        return self._to_version(report, owner, _payload_text(record.payload)), None, report
 
     def _reject(self, record: RawRecord, field_: str, value: str, reason: str) -> Reject:
         text = None if record.payload is None else _payload_text(record.payload)
@@ -247,9 +283,10 @@ class Ingestor:
         report = self._located(report)
         resolve, roles = self.registry.resolve, self._roles
         resolved = [resolve(entry) for entry in report.products if entry.role in roles]
-        events = tuple(dict.fromkeys([reaction.event_key for reaction in report.reactions]))
+        reactions, terms = report.reactions, self.terms
+        events_at: dict[tuple[Level, Paths], tuple[str, ...]] = {}
         scopes = []
-        for name, admits in self._filters:
+        for name, admits, level in self._filters:
             if admits is None:  # the scope admits everything
                 products = tuple(dict.fromkeys([p.product_id for p in resolved]))
             elif admits.admits_report(report):
@@ -258,7 +295,11 @@ class Ingestor:
                 )
             else:
                 continue
-            if products and events:
+            if products and reactions:
+                # At an SMQ level a case may have no term: it still counts in the margins.
+                events = events_at.get(level)
+                if events is None:
+                    events = events_at[level] = terms.keys(reactions, *level)
                 scopes.append((name, products, events))
         return Contribution(stratum_of(report), tuple(scopes), period_of(report))
 
@@ -306,6 +347,15 @@ def _check_fence(session: BatchSession, expected: dict[tuple[str, int], int | No
                 f"{topic}[{partition}] is at offset {now} in the store, not {start} as this "
                 "batch was read: another consumer has applied it; the batch is not written"
             )
+
+
+def relabelled(contribution: Contribution, changed: dict[str, str]) -> Contribution:
+    """The contribution with its event keys renamed (provisional labels to recorded ones)."""
+    scopes = tuple(
+        (scope, products, tuple(changed.get(e, e) for e in events))
+        for scope, products, events in contribution.scopes
+    )
+    return contribution._replace(scopes=scopes)
 
 
 def period_of(report: Report) -> str:

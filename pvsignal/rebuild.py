@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pvsignal.cases import CaseKey, Contribution, Deltas
 from pvsignal.errors import InputError
-from pvsignal.ingest import Ingestor
+from pvsignal.ingest import Ingestor, relabelled
 from pvsignal.institutions import Institution, InstitutionRegistry
 from pvsignal.reports import Report
 from pvsignal.scopes import ScopeConfig, load_scope_config
@@ -54,16 +54,24 @@ def effective_scopes(store: SqlStore, path: Path | None) -> ScopeConfig:
 
 
 def rebuild(store: SqlStore, scopes: ScopeConfig) -> RebuildSummary:
-    """Recount every counting case under ``scopes`` and the store's registry."""
+    """Recount every counting case under ``scopes``, the store's registry and terminology,
+    in one transaction serialised with batch writers (a batch written meanwhile would
+    otherwise lose its counts to the replacement)."""
     ingestor = Ingestor(store, scopes)
-    deltas = Deltas()
     contributions: dict[CaseKey, Contribution] = {}
-    for owner, case_id, report_json in store.active_reports():
-        contribution = ingestor.contribution(Report.model_validate_json(report_json))
-        deltas.add(contribution, +1)
-        contributions[CaseKey(owner, case_id)] = contribution
-    store.replace_counts(deltas, contributions)
-    store.set_setting(SCOPES_SETTING, scopes.model_dump_json())
+    with store.batch():
+        for owner, case_id, report_json in store.active_reports():
+            contribution = ingestor.contribution(Report.model_validate_json(report_json))
+            contributions[CaseKey(owner, case_id)] = contribution
+        labels = ingestor.terms.labels
+        changed = labels.changes(store.claim_event_labels(labels.unclaimed()))
+        if changed:  # a writer recorded them since the engine loaded its labels: theirs win
+            contributions = {k: relabelled(c, changed) for k, c in contributions.items()}
+        deltas = Deltas()
+        for contribution in contributions.values():
+            deltas.add(contribution, +1)
+        store.replace_counts(deltas, contributions)
+        store.set_setting(SCOPES_SETTING, scopes.model_dump_json())
     return RebuildSummary(len(contributions), tuple(s.name for s in scopes.all_scopes()))
 
 

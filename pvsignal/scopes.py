@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pvsignal.errors import InputError
 from pvsignal.products import Kind, Pathway, ResolvedProduct
 from pvsignal.reports import Report, Role, SenderType, Sex, problems_of
+from pvsignal.terminology.dictionary import Level, Paths
 
 ALL = "all"
 
@@ -91,6 +92,16 @@ class Scope(BaseModel):
     name: ScopeName
     description: str = ""
     filter: ScopeFilter = Field(default_factory=ScopeFilter)
+    # The event level pairs count at (pvsignal.terminology): levels other than pt need a
+    # loaded MedDRA dictionary. Several levels side by side: several scopes, one filter.
+    level: Level = Field(
+        default=Level.pt,
+        description="event level of the pairs: pt, hlt, hlgt, soc, smq_narrow, smq_broad",
+    )
+    paths: Paths = Field(
+        default=Paths.primary,
+        description="hlt/hlgt/soc levels: a PT's primary path only, or all its paths",
+    )
 
 
 class ScopeConfig(BaseModel):

@@ -37,6 +37,8 @@ def list_scopes(
                 "name": scope.name,
                 "description": scope.description,
                 "filter": scope.filter.model_dump(mode="json", exclude_defaults=True),
+                "level": scope.level.value,
+                "paths": scope.paths.value,
                 "reports": reports,
                 "pairs": pairs,
                 "last_fit": None

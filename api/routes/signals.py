@@ -37,6 +37,8 @@ router = APIRouter(prefix="/v1/signals", tags=["signals"])
 
 Status = Literal["new", "ongoing", "strengthened", "weakened", "closed", "open"]
 _CSV_CHUNK = 100_000
+# The CSV keeps the columns of `pvsignal analyze`; the event level its rows are at is here.
+LEVEL_HEADER = "Pvsignal-Event-Level"
 _SORTS = SORTABLE + tuple(f"-{name}" for name in SORTABLE if name != "product")
 # A statistic ascending, or descending with '-' ("product" is the (product, PT) order).
 Sort = Literal[_SORTS]  # type: ignore[valid-type]
@@ -89,10 +91,11 @@ def list_signals(
     format: Literal["json", "csv"] = "json",
 ) -> Response:
     snapshot = runtime.signals.get(scope)
+    level = _level_of(runtime, scope)
     if snapshot is None:
         if scope not in {s.name for s in runtime.scopes.all_scopes()}:
             raise NotFoundError(f"no scope {scope!r}")
-        return _empty(scope, format)  # configured, but nothing counted there yet
+        return _empty(scope, format, level)  # configured, but nothing counted there yet
     query = SignalFilter(
         product_ids=tuple(product_id or ()),
         mah_id=mah_id,
@@ -107,12 +110,13 @@ def list_signals(
     mask = selection(snapshot, principal, registry, query)
     order = order_of(snapshot, sort)
     if format == "csv":
-        return _csv(snapshot, order.permutation[mask[order.permutation]])
+        return _csv(snapshot, order.permutation[mask[order.permutation]], level)
     decoded = runtime.cursors.decode(cursor) if cursor is not None else None
     start = start_position(snapshot, order, sort, decoded)
     found = page(mask, order, start, limit)
     document = {
         "scope": scope,
+        "level": level,
         "total": found.total,
         "signals": rows(snapshot, found.rows, registry),
         "next_cursor": next_cursor(runtime.cursors, snapshot, order, sort, found),
@@ -122,7 +126,15 @@ def list_signals(
     return Response(orjson.dumps(document), media_type="application/json")
 
 
-def _empty(scope: str, format: str) -> Response:
+def _level_of(runtime: RuntimeDep, scope: str) -> str:
+    """The event level the scope counts at (its pairs' ``pt`` are terms of that level)."""
+    for configured in runtime.scopes.all_scopes():
+        if configured.name == scope:
+            return configured.level.value
+    return "pt"
+
+
+def _empty(scope: str, format: str, level: str) -> Response:
     """The page (or CSV, header only) of a configured scope that counts no pair yet."""
     if format == "csv":
         sink = io.BytesIO()
@@ -135,10 +147,14 @@ def _empty(scope: str, format: str) -> Response:
         return Response(
             sink.getvalue(),
             media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="signals-{scope}.csv"'},
+            headers={
+                "Content-Disposition": f'attachment; filename="signals-{scope}.csv"',
+                LEVEL_HEADER: level,
+            },
         )
     document = {
         "scope": scope,
+        "level": level,
         "total": 0,
         "signals": [],
         "next_cursor": None,
@@ -148,7 +164,7 @@ def _empty(scope: str, format: str) -> Response:
     return Response(orjson.dumps(document), media_type="application/json")
 
 
-def _csv(snapshot: ScopeSnapshot, indices: np.ndarray) -> StreamingResponse:
+def _csv(snapshot: ScopeSnapshot, indices: np.ndarray, level: str) -> StreamingResponse:
     """Every selected pair, the export's columns and number format, streamed in chunks."""
 
     def chunks() -> Iterator[bytes]:
@@ -169,7 +185,10 @@ def _csv(snapshot: ScopeSnapshot, indices: np.ndarray) -> StreamingResponse:
     return StreamingResponse(
         chunks(),
         media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="signals-{snapshot.scope}.csv"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="signals-{snapshot.scope}.csv"',
+            LEVEL_HEADER: level,
+        },
     )
 
 
@@ -202,6 +221,7 @@ def signal_detail(
     ]
     row = rows(snapshot, np.array([i]), registry)[0] if i is not None else None
     document = {
+        "level": _level_of(runtime, scope),
         "signal": row,
         "states": {m: snapshot.state_at(m, i) if i is not None else None for m in MEASURES},
         "history": history,

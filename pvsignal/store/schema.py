@@ -245,7 +245,19 @@ CREATE TABLE audit_head (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT 
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{genesis}')
 """
 
-MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+# Terminology: every MedDRA release loaded, one row per (version, language), its parsed
+# content as JSON (pvsignal.terminology.store); and the label each normalised event text
+# counts under when no dictionary is loaded (the first spelling recorded).
+_V10 = """
+CREATE TABLE meddra_releases (
+    version TEXT NOT NULL, language TEXT NOT NULL, loaded_at TEXT NOT NULL,
+    source TEXT NOT NULL, content TEXT NOT NULL,
+    PRIMARY KEY (version, language)
+);
+CREATE TABLE event_labels (normal TEXT PRIMARY KEY, label TEXT NOT NULL)
+"""
+
+MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
 
 
 def migrations(

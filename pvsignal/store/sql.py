@@ -42,6 +42,7 @@ from pvsignal.store.access import (
 )
 from pvsignal.store.series import SeriesStore
 from pvsignal.store.trail import TrailStore
+from pvsignal.terminology.store import TermStore
 
 _CHUNK = 5_000  # case ids per lookup query (SQLite allows 32,766 parameters)
 
@@ -226,7 +227,7 @@ _UPSERT_OFFSET = Rows(
 )
 
 
-class SqlStore(AccessStore, SeriesStore, TrailStore):
+class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore):
     """The store over a DB-API connection; subclasses open it and name the dialect."""
 
     def __init__(self, url: str, connection: Any, dialect: Dialect) -> None:
