@@ -355,15 +355,19 @@ def _run_signals_export(args: argparse.Namespace) -> int:
 
     from pvsignal.analyze import parse_theta
     from pvsignal.export import export_table, write_csv
+    from pvsignal.priors import prior_line
     from pvsignal.signals import scope_statistics
 
     theta = parse_theta(args.theta) if args.theta is not None else None
     store = open_store(args.store)
     try:
-        stratify = effective_scopes(store, args.scope_config).stratify
-        result = scope_statistics(store, args.scope, theta=theta, stratify=stratify)
+        scopes = effective_scopes(store, args.scope_config)
+        result = scope_statistics(
+            store, args.scope, theta=theta, stratify=scopes.stratify, scopes=scopes
+        )
     finally:
         store.close()
+    print(f"MGPS prior of {args.scope!r}: {prior_line(result.fit)}", file=sys.stderr)
     table = export_table(result.pairs.product, result.pairs.event, result.statistics)
     if args.format == "csv":
         write_csv(table, args.out if args.out is not None else sys.stdout.buffer)
