@@ -40,10 +40,15 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from detectors.mgps import Hyperparameters  # noqa: E402
 from detectors.mgps_fit import fit_hyperparameters  # noqa: E402
 from pvsignal.ingest import Ingestor  # noqa: E402
-from pvsignal.priors import PriorChoice, PriorDecision, decide, needs_own_fit  # noqa: E402
+from pvsignal.priors import (  # noqa: E402
+    CAERS_THETA,
+    PriorChoice,
+    PriorDecision,
+    decide,
+    needs_own_fit,
+)
 from pvsignal.readers import RawRecord  # noqa: E402
 from pvsignal.scopes import ScopeConfig  # noqa: E402
 from pvsignal.scoring import score  # noqa: E402
@@ -52,8 +57,7 @@ from pvsignal.simulate import Simulation, SimulationConfig, simulate  # noqa: E4
 from pvsignal.store import open_store  # noqa: E402
 
 SIZES = {500: range(1, 13), 5_000: range(1, 4), 50_000: range(1, 2)}  # reports: seeds
-# openEBGM's fit on CAERS ("posteriorCalcs" vignette): the national prior a pilot borrows.
-NATIONAL = Hyperparameters(3.25379356, 0.39988854, 2.02612692, 1.90807970, 0.06534557)
+NATIONAL = CAERS_THETA  # the national prior the simulated scope's parent has
 MEASURES = ("prr", "ror", "ic", "ebgm (own)", "ebgm (auto)")
 
 

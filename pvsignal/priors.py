@@ -39,6 +39,9 @@ ALL = "all"
 # Below this many pairs a scope's own fit is not trusted (nor tried) under ``auto``.
 DEFAULT_MIN_PAIRS = 1_000
 SOURCES = ("fitted", "borrowed", "given")  # theta_source of a fit record
+# A national database's prior to give where none of one's own is at hand: openEBGM's published
+# fit on FDA CAERS (its "posteriorCalcs" vignette). The demo's and benchmark's example.
+CAERS_THETA = Hyperparameters(3.25379356, 0.39988854, 2.02612692, 1.90807970, 0.06534557)
 
 
 class GivenTheta(BaseModel):

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from detectors.mgps import Hyperparameters
@@ -16,6 +17,7 @@ from pvsignal.priors import PriorChoice, decide, parents_first
 from pvsignal.readers import RawRecord
 from pvsignal.rebuild import SCOPES_SETTING, effective_scopes
 from pvsignal.scopes import ScopeConfig, load_scope_config
+from pvsignal.scoring import score
 from pvsignal.signals import scope_statistics
 from pvsignal.simulate import SimulationConfig, simulate
 
@@ -263,3 +265,111 @@ def test_signals_export_prints_and_records_the_choice(small_simulation, tmp_path
     document = json.loads(out.read_text())
     assert document["fit"]["theta_source"] == "borrowed"
     assert document["fit"]["theta"] == CAERS_THETA
+
+
+# -- the issue's scenario: a pilot scope of ~500 simulated reports inside a national database --
+
+CAERS_SEX = {"Female": "F", "Male": "M"}
+PLANTED_RR = (5, 5, 6, 7, 8, 10)  # true relative reporting ratios of the pilot's planted pairs
+
+
+def _caers_records(path):
+    """CAERS (tests/data): 3,357 real reports, the national database around the pilot."""
+    frame = pd.read_csv(path)
+    records = []
+    for case, rows in frame.groupby("id", sort=True):
+        sex = CAERS_SEX.get(rows["strat1"].iloc[0])
+        document = {
+            "case_id": f"CAERS-{case}",
+            "report_id": f"CAERS-{case}",
+            "version": 1,
+            "received": "2012-06-30",
+            "country": "US",
+            "patient": {"sex": sex} if sex else {},
+            "products": [{"name": p, "role": "suspect"} for p in dict.fromkeys(rows["var1"])],
+            "reactions": [{"pt": e} for e in dict.fromkeys(rows["var2"])],
+        }
+        records.append(RawRecord(f"caers:{case}", json.dumps(document)))
+    return records
+
+
+def _pilot_background():
+    """~410 simulated reports (their follow-ups aside), all from the pilot zone."""
+    simulation = simulate(SimulationConfig(reports=520, seed=5, signals=0))
+    documents = [json.loads(line) for line in simulation.lines()]
+    for document in documents:
+        document.update(region="CN-HI", country="CN")
+    return simulation.products, documents
+
+
+def _planted(documents, background_n_event, n_reports, rng):
+    """Per true RR, a pilot product with 20 reports, of which RR x 20 x (the event's share of
+    the pilot's reports) carry the event; patients and dates copied from the background."""
+    share = {e: n / n_reports for e, n in background_n_event.items()}
+    events = sorted(e for e, s in share.items() if 35 / n_reports <= s <= 70 / n_reports)
+    plan, records = [], []
+    for k, rr in enumerate(PLANTED_RR):
+        event = events[k % len(events)]
+        with_event = round(rr * 20 * share[event])
+        plan.append((f"unregistered:pilotdrug-{k}", event, rr))
+        for j in range(20):
+            base = documents[int(rng.integers(len(documents)))]
+            others = [r for r in base["reactions"] if r["pt"] != event] or [{"pt": "Fatigue"}]
+            document = {
+                "case_id": f"PLANT-{k}-{j}",
+                "report_id": f"PLANT-{k}-{j}",
+                "version": 1,
+                "received": base.get("received"),
+                "country": "CN",
+                "region": "CN-HI",
+                "patient": base.get("patient", {}),
+                "products": [{"name": f"pilotdrug-{k}", "role": "suspect"}],
+                "reactions": [{"pt": event}] if j < with_event else others,
+            }
+            records.append(RawRecord(f"plant:{k}:{j}", json.dumps(document)))
+    return plan, records
+
+
+def test_a_pilot_of_500_reports_borrows_the_national_prior(store, public_data):
+    scopes = ScopeConfig.model_validate(
+        {"scopes": [{"name": "pilot", "filter": {"regions": ["CN-HI"]}}]}
+    )
+    products, documents = _pilot_background()
+    store.save_products(products)
+    ingestor = Ingestor(store, scopes)
+    ingestor.apply(_caers_records(public_data / "caers" / "caers.csv"))
+    ingestor.apply([RawRecord(f"pilot:{i}", json.dumps(d)) for i, d in enumerate(documents)])
+    counts = store.scope_counts("pilot")
+    n_event = pd.Series(counts.event_rows[2], index=counts.event_rows[0]).groupby(level=0).sum()
+    plan, records = _planted(
+        documents, n_event.to_dict(), int(counts.totals[1].sum()), np.random.default_rng(5)
+    )
+    ingestor.apply(records)
+    detector = Detector(store, scopes)
+    detector.update(["pilot", "all"])
+
+    national, pilot = store.fits("all")[-1], store.fits("pilot")[-1]
+    assert national["decision"] == "fitted" and national["on_bound"] == []
+    assert national["reason"].startswith("fitted on the scope: ")
+    assert pilot["decision"] == "borrowed from all" and pilot["theta"] == national["theta"]
+    assert pilot["reason"].startswith("its own fit sits on a bound of the search (")
+    assert pilot["own_fit"]["on_bound"] and 400 <= pilot["cases"] <= 600
+
+    exported = scope_statistics(store, "pilot", scopes=scopes, record_fit=False)
+    stats, pairs = exported.statistics, exported.pairs
+    index = {pair: i for i, pair in enumerate(zip(pairs.product, pairs.event, strict=True))}
+    planted = [index[(product, event)] for product, event, _ in plan]
+    assert all(stats["a"][i] >= 3 for i in planted)
+    rank = np.empty(stats["eb05"].size, dtype=int)
+    rank[np.argsort(-stats["eb05"], kind="stable")] = np.arange(rank.size)
+    # Every planted pair ranks among the pilot's top 15 of ~1,000 pairs by EB05; the two
+    # strongest (RR 8 and 10) are above the EB05 >= 2 rule.
+    assert max(rank[i] for i in planted) < 15
+    assert all(stats["eb05"][i] > 2 for i in planted[-2:])
+    # The pilot's own fit (on a bound) gives the same EB05 to every strong pair whatever
+    # its evidence: the prior, not the data, decides. The borrowed prior ranks by evidence.
+    own = Hyperparameters(**pilot["own_fit"]["theta"])
+    own_eb05 = score(pairs.counts, own)["eb05"][planted]
+    assert np.ptp(own_eb05[own_eb05 > 2]) < 0.05
+    strong = [i for i in planted if stats["a"][i] >= 12]
+    assert np.ptp(stats["eb05"][strong]) > 0.5
