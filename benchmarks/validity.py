@@ -77,13 +77,12 @@ class Tally:
         self.detected_at += other.detected_at
 
 
-def _flags(counts, own, decision: PriorDecision | None) -> dict[str, np.ndarray]:
+def _flags(counts, own, decision: PriorDecision) -> dict[str, np.ndarray]:
     """Every measure's flags at one checkpoint (the frequentist ones do not need a prior)."""
     with_own = score(counts, own.theta)
     flags = {m: with_own[f"signal_{m}"] for m in ("prr", "ror", "ic")}
     flags["ebgm (own)"] = with_own["signal_ebgm"]
-    auto = with_own if decision is None or decision.source == "fitted" else None
-    auto = auto or score(counts, decision.theta)
+    auto = with_own if decision.source == "fitted" else score(counts, decision.theta)
     flags["ebgm (auto)"] = auto["signal_ebgm"]
     return flags
 

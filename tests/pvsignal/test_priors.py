@@ -265,6 +265,11 @@ def test_signals_export_prints_and_records_the_choice(small_simulation, tmp_path
     document = json.loads(out.read_text())
     assert document["fit"]["theta_source"] == "borrowed"
     assert document["fit"]["theta"] == CAERS_THETA
+    assert main(["fits", "--store", url, "--scope", "lecheng"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("lecheng\t")
+    assert "\tborrowed from all (too few pairs for its own fit (" in line
+    assert line.endswith("; theta alpha1 3.254, beta1 0.3999, alpha2 2.026, beta2 1.908, p 0.06535")
 
 
 # -- the scenario: a pilot scope of ~500 simulated reports inside a national database --
