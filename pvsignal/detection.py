@@ -204,11 +204,9 @@ class Detector:
         All fits run on the one worker, so they never run concurrently.
         """
         choice = self.scopes.prior_of(scope)
-        parent_name = choice.parent_of(scope)
+        parent_name = choice.parent_of(scope) if choice.source in ("auto", "borrow") else None
         parent = None if parent_name is None else self._parent_decision(parent_name)
-        if needs_own_fit(choice, pairs.counts.a.size) or (
-            choice.source == "auto" and parent is None
-        ):
+        if needs_own_fit(choice, pairs.counts.a.size, parent_available=parent is not None):
             self._refit_when_due(scope, pairs)
         decision = decide(
             scope,

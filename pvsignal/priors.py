@@ -153,8 +153,12 @@ def fit_is_interior(fit: Fit) -> bool:
     return fit.converged and not fit.on_bound
 
 
-def needs_own_fit(choice: PriorChoice, pairs: int) -> bool:
-    """Does the choice look at the scope's own fit? (``auto`` skips it below min_pairs.)"""
+def needs_own_fit(choice: PriorChoice, pairs: int, *, parent_available: bool = True) -> bool:
+    """Does the choice look at the scope's own fit? ``auto`` skips it below min_pairs when
+    it can borrow; without a parent prior to borrow (``all``, or a parent with no pairs yet)
+    ``auto`` and ``borrow`` fit on the scope."""
+    if choice.source in ("auto", "borrow") and not parent_available:
+        return True
     return choice.source == "fit" or (choice.source == "auto" and pairs >= choice.min_pairs)
 
 
@@ -174,7 +178,8 @@ def decide(
     pairs : the scope's number of observed pairs.
     own : the scope's own fit and its report (with counts such as ``cases``), or None when no
         fit was made (see :func:`needs_own_fit`).
-    parent : gives the parent's decision (called only when borrowing), None without parent.
+    parent : gives the parent's decision (called only when borrowing); None when there is
+        no parent or it has no prior yet (then the own fit is used: see needs_own_fit).
     """
     common = {"prior": choice.model_dump(exclude_none=True, exclude={"theta"}), "pairs": pairs}
     if choice.source == "given":
@@ -200,7 +205,9 @@ def decide(
             reason = f"fitted on the scope, with no parent to borrow from: {why_not}"
             return _fitted(own, common, reason)
         return _borrowed(scope, choice, parent(), own, common, why_not)
-    assert parent is not None  # source: borrow without parent is refused by check_prior_graph
+    if parent is None:  # the parent has no pairs (so no prior) yet
+        reason = f"fitted on the scope until {choice.parent_of(scope)} has a prior to borrow"
+        return _fitted(own, common, reason)
     return _borrowed(scope, choice, parent(), own, common, "configured (source: borrow)")
 
 

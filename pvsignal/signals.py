@@ -125,7 +125,7 @@ def scope_prior(
             parent = functools.partial(scope_prior, store, scopes, parent_name, parent_pairs)
     size = int(pairs.counts.a.size)
     own = None
-    if needs_own_fit(choice, size) or (choice.source == "auto" and parent is None):
+    if needs_own_fit(choice, size, parent_available=parent is not None):
         fit = fit_hyperparameters(pairs.counts.a, pairs.counts.expected)
         own = (fit, {"theta_source": "fitted", **fit.report()})
     return decide(scope, choice, pairs=size, own=own, parent=parent)

@@ -13,7 +13,7 @@ from pvsignal.cli import main
 from pvsignal.detection import Detector
 from pvsignal.errors import InputError
 from pvsignal.ingest import Ingestor
-from pvsignal.priors import PriorChoice, decide, parents_first
+from pvsignal.priors import PriorChoice, decide, needs_own_fit, parents_first
 from pvsignal.readers import RawRecord
 from pvsignal.rebuild import SCOPES_SETTING, effective_scopes
 from pvsignal.scopes import ScopeConfig, load_scope_config
@@ -378,3 +378,13 @@ def test_a_pilot_of_500_reports_borrows_the_national_prior(store, public_data):
     assert np.ptp(own_eb05[own_eb05 > 2]) < 0.05
     strong = [i for i in planted if stats["a"][i] >= 12]
     assert np.ptp(stats["eb05"][strong]) > 0.5
+
+
+def test_a_borrower_whose_parent_has_no_prior_yet_fits_on_itself(fits):
+    interior, _ = fits
+    choice = PriorChoice(source="borrow", parent="hainan")
+    assert needs_own_fit(choice, 10, parent_available=False)
+    assert not needs_own_fit(choice, 10_000)
+    decision = decide("clinic", choice, pairs=10, own=_own(interior), parent=None)
+    assert decision.source == "fitted"
+    assert decision.report["reason"] == "fitted on the scope until hainan has a prior to borrow"
