@@ -41,7 +41,8 @@ Every state change is written with the statistics of that moment to the history,
 alert to the alerts outbox, in the same transaction as the new states; publishers (Kafka,
 webhooks, SSE) read the outbox. The MGPS prior is refitted on a schedule (every
 ``refit_cases`` new cases or ``refit_seconds``), warm-started from the previous fit, and each
-fit is recorded.
+fit is recorded. Whether a scope uses its own fit, its parent's prior or a given one is the
+scope configuration's choice (pvsignal.priors); parents are updated before their children.
 """
 
 from __future__ import annotations
