@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 
 from pvsignal.argtypes import level
+from pvsignal.cli_maxsprt import add_maxsprt_command
 from pvsignal.cli_store import add_store_commands
 from pvsignal.errors import PvsignalError
 from pvsignal.simulate import add_simulate_command
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(commands)
     add_store_commands(commands)
     add_simulate_command(commands)
+    add_maxsprt_command(commands)
     for plugin in entry_points(group="pvsignal.commands"):
         # api/ and streams/ add their commands (serve, keys, consume) through entry points,
         # so that the core never imports them.
