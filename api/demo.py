@@ -13,13 +13,38 @@ from dataclasses import dataclass
 from api.auth import Role, issue_key
 from pvsignal.detection import Detector
 from pvsignal.ingest import Ingestor, IngestSummary
+from pvsignal.priors import CAERS_THETA
 from pvsignal.readers import RawRecord
-from pvsignal.rebuild import effective_scopes
+from pvsignal.rebuild import SCOPES_SETTING, effective_scopes
+from pvsignal.scopes import ScopeConfig
 from pvsignal.simulate import SimulationConfig, simulate
 from pvsignal.store import open_store
 
 DEMO_URL = "sqlite:///pvsignal-demo.db"
 DEMO_HOSPITAL = "LC-HOSP-01"  # a Boao Lecheng hospital of the simulation
+# The pilot pathways as scopes of their own, each a few hundred reports: too few for a prior of
+# their own, so they borrow all's. The simulated background has no spread for a fit to find
+# (all's own fit runs to a bound), so all is given a national database's prior, as a
+# deployment without national data of its own would do.
+DEMO_SCOPES = ScopeConfig.model_validate(
+    {
+        "scopes": [
+            {
+                "name": "all",
+                "description": "every report; prior: openEBGM's fit on FDA CAERS",
+                "prior": {"source": "given", "theta": CAERS_THETA._asdict()},
+            },
+            *(
+                {"name": name, "filter": {"pathways": [pathway]}}
+                for name, pathway in (
+                    ("lecheng", "lecheng_special_import"),
+                    ("gba-connect", "gba_hkmacao_connect"),
+                    ("rare-disease", "rare_disease_pilot"),
+                )
+            ),
+        ]
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +67,8 @@ def load_demo(url: str, *, reports: int = 20_000, seed: int = 7) -> DemoStore:
     store = open_store(url)
     try:
         store.save_products(simulation.products)
+        if store.setting(SCOPES_SETTING) is None:  # a store of its own keeps its scopes
+            store.set_setting(SCOPES_SETTING, DEMO_SCOPES.model_dump_json())
         scopes = effective_scopes(store, None)
         ingestor = Ingestor(store, scopes, source="demo")
         summary = IngestSummary()

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from pvsignal.cases import Outcome
 from pvsignal.detection import SIGNIFICANCE
+from pvsignal.priors import SOURCES as PRIOR_SOURCES
 
 REJECT_REASONS = ("invalid", "unreadable")
 DELIVERY_RESULTS = ("delivered", "retried", "failed")
@@ -87,6 +88,13 @@ class Metrics:
             ["scope"],
             registry=r,
         )
+        self.prior_source = Gauge(
+            "pvsignal_mgps_prior_source",
+            "1 for where the scope's MGPS prior comes from now (fitted on the scope, borrowed "
+            "from a parent scope, given in the configuration), 0 for the others.",
+            ["scope", "source"],
+            registry=r,
+        )
         self._preinitialise()
 
     def _preinitialise(self) -> None:
@@ -98,6 +106,10 @@ class Metrics:
             self.alerts.labels(transition)
         for result in DELIVERY_RESULTS:
             self.webhook_deliveries.labels(result)
+
+    def prior_in_use(self, scope: str, source: str) -> None:
+        for known in PRIOR_SOURCES:
+            self.prior_source.labels(scope, known).set(1 if known == source else 0)
 
     def known_routes(self, routes: list[tuple[str, str]]) -> None:
         """Create the latency series of every (method, route template) at zero."""

@@ -91,6 +91,7 @@ def build_runtime(settings: Settings, metrics: Metrics, lag_probe: LagProbe | No
         scoring=ScoringConfig(),
         freshness_seconds=settings.signals_freshness_seconds,
         metrics=metrics,
+        scopes=scopes,
     )
     secrets = SecretBox(secret)
     webhooks = DeliveryWorker(pool, secrets, settings, metrics)

@@ -27,10 +27,11 @@ import pandas as pd
 from api.metrics import Metrics
 from api.pool import StorePool
 from detectors.mgps import Hyperparameters
-from detectors.mgps_fit import fit_hyperparameters
+from pvsignal.casetable import PairTable
 from pvsignal.detection import MEASURES
+from pvsignal.scopes import ScopeConfig
 from pvsignal.scoring import EXPORT_COLUMNS, ScoringConfig, score
-from pvsignal.signals import pair_table
+from pvsignal.signals import pair_table, scope_prior
 from pvsignal.store import SqlStore
 
 STATUSES = ("new", "ongoing", "strengthened", "weakened", "closed")
@@ -113,13 +114,14 @@ def build_snapshot(
     stratify: bool,
     scoring: ScoringConfig,
     generation: int,
+    scopes: ScopeConfig | None = None,
 ) -> ScopeSnapshot | None:
     """Score every pair of the scope; None when the scope has no pairs."""
     counts = store.scope_counts(scope)
     if counts.a.size == 0:
         return None
     pairs = pair_table(counts, stratify=stratify)
-    theta, fit = _prior(store, scope, pairs.counts.a, pairs.counts.expected)
+    theta, fit = _prior(store, scope, pairs, scopes or ScopeConfig(stratify=stratify))
     statistics = score(pairs.counts, theta, scoring)
     products, product_code = _codes(pairs.product)
     events, event_code = _codes(pairs.event)
@@ -146,9 +148,9 @@ def build_snapshot(
 
 
 def _prior(
-    store: SqlStore, scope: str, a: np.ndarray, expected: np.ndarray
+    store: SqlStore, scope: str, pairs: PairTable, scopes: ScopeConfig
 ) -> tuple[Hyperparameters, dict[str, Any]]:
-    """The scope's last recorded prior; fitted and recorded when none was recorded yet."""
+    """The scope's last recorded prior; chosen (pvsignal.priors) and recorded when none was."""
     fits = store.fits(scope, last=1)
     if fits:
         last = fits[-1]
@@ -157,12 +159,12 @@ def _prior(
             "theta_source": last.get("theta_source", "fitted"),
             "on_bound": len(last.get("on_bound") or ()),
         }
-    fit = fit_hyperparameters(a, expected)
-    store.record_fit(scope, {"theta_source": "fitted", "fitted_by": "api", **fit.report()})
-    return fit.theta, {
+    decision = scope_prior(store, scopes, scope, pairs)
+    store.record_fit(scope, {"fitted_by": "api", "cases": pairs.reports, **decision.report})
+    return decision.theta, {
         "fitted_at": None,
-        "theta_source": "fitted",
-        "on_bound": len(fit.on_bound),
+        "theta_source": decision.source,
+        "on_bound": len(decision.on_bound),
     }
 
 
@@ -217,8 +219,10 @@ class SignalCache:
         scoring: ScoringConfig,
         freshness_seconds: float,
         metrics: Metrics,
+        scopes: ScopeConfig | None = None,
     ) -> None:
         self._pool, self._stratify, self._scoring = pool, stratify, scoring
+        self._scopes = scopes or ScopeConfig(stratify=stratify)
         self._freshness, self._metrics = freshness_seconds, metrics
         self._entries: dict[str, _Entry] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -288,12 +292,14 @@ class SignalCache:
                 stratify=self._stratify,
                 scoring=self._scoring,
                 generation=next(self._generations),
+                scopes=self._scopes,
             )
         self._entries[scope] = _Entry(snapshot, token, time.monotonic())
         seconds = time.perf_counter() - started
         self._metrics.cache_refresh.observe(seconds)
         if snapshot is not None:
             self._metrics.fit_on_bound.labels(scope).set(snapshot.fit.get("on_bound", 0))
+            self._metrics.prior_in_use(scope, snapshot.fit.get("theta_source", "fitted"))
             log.info(
                 "signals snapshot built",
                 extra={"scope": scope, "pairs": snapshot.size, "seconds": round(seconds, 3)},

@@ -14,6 +14,7 @@ from detectors.mgps_fit import Squash, fit_hyperparameters, negative_log_likelih
 from pvsignal.casetable import Columns, PairTable, count_pairs, read_case_table
 from pvsignal.errors import InputError
 from pvsignal.export import FLAG_COLUMNS, export_table, write_csv
+from pvsignal.priors import ALL, PriorChoice, decide
 from pvsignal.scoring import ScoringConfig, score
 
 
@@ -133,15 +134,19 @@ def analyze(request: AnalyzeRequest) -> AnalyzeSummary:
 
 
 def _fit(pairs: PairTable, request: AnalyzeRequest) -> dict[str, object]:
+    """The table's prior, chosen as a store's scope's is (pvsignal.priors.decide): given, or
+    fitted (a case table has no parent scope to borrow from)."""
     a, e = pairs.counts.a, pairs.counts.expected
     if request.theta is not None:
+        choice = PriorChoice(source="given", theta=request.theta._asdict())
+        decision = decide(ALL, choice, pairs=int(a.size), own=None, parent=None)
         return {
-            "theta_source": "given",
-            "theta": request.theta._asdict(),
+            **decision.report,
             "neg_log_likelihood": negative_log_likelihood(request.theta, a, e),
         }
     fit = fit_hyperparameters(a, e, squashing=Squash() if request.squash else None)
-    return {"theta_source": "fitted", **fit.report()}
+    own = (fit, {"theta_source": "fitted", **fit.report()})
+    return decide(ALL, PriorChoice(), pairs=int(a.size), own=own, parent=None).report
 
 
 def _config_report(config: ScoringConfig) -> dict[str, object]:

@@ -120,9 +120,19 @@ def add_store_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--format", choices=("csv", "json"), default="csv")
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
     export.add_argument("--theta", help="fixed MGPS prior a1,b1,a2,b2,p (no fit)")
-    export.add_argument("--scope-config", type=Path, help="YAML scope file (its stratify flag)")
+    export.add_argument(
+        "--scope-config", type=Path, help="YAML scope file (its stratify flag and priors)"
+    )
     _store_argument(export)
     export.set_defaults(run=_run_signals_export)
+
+    fits = commands.add_parser(
+        "fits", help="recorded MGPS priors: which (fitted, borrowed, given) and why"
+    )
+    fits.add_argument("--scope", help="only this scope's")
+    fits.add_argument("--last", type=int, default=20, help="the newest N records")
+    _store_argument(fits)
+    fits.set_defaults(run=_run_fits)
 
     institutions = commands.add_parser(
         "institutions", help="the institution registry (hospitals, MAHs, regulators)"
@@ -355,16 +365,20 @@ def _run_signals_export(args: argparse.Namespace) -> int:
 
     from pvsignal.analyze import parse_theta
     from pvsignal.export import export_table, write_csv
+    from pvsignal.priors import prior_line
     from pvsignal.signals import scope_statistics
 
     theta = parse_theta(args.theta) if args.theta is not None else None
     store = open_store(args.store)
     try:
         scopes = effective_scopes(store, args.scope_config)
-        result = scope_statistics(store, args.scope, theta=theta, stratify=scopes.stratify)
+        result = scope_statistics(
+            store, args.scope, theta=theta, stratify=scopes.stratify, scopes=scopes
+        )
         level = next((s.level.value for s in scopes.all_scopes() if s.name == args.scope), "pt")
     finally:
         store.close()
+    print(f"MGPS prior of {args.scope!r}: {prior_line(result.fit)}", file=sys.stderr)
     table = export_table(result.pairs.product, result.pairs.event, result.statistics)
     if args.format == "csv":
         write_csv(table, args.out if args.out is not None else sys.stdout.buffer)
@@ -386,6 +400,19 @@ def _run_signals_export(args: argparse.Namespace) -> int:
             f"{level}) to {args.out}; " + ", ".join(f"{k} {v}" for k, v in signals.items()),
             file=sys.stderr,
         )
+    return 0
+
+
+def _run_fits(args: argparse.Namespace) -> int:
+    from pvsignal.priors import prior_line
+
+    store = open_store(args.store)
+    try:
+        records = store.fits(args.scope, last=args.last)
+    finally:
+        store.close()
+    for record in records:
+        print(f"{record['scope']}\t{record['fitted_at']}\t{prior_line(record)}")
     return 0
 
 

@@ -41,7 +41,8 @@ Every state change is written with the statistics of that moment to the history,
 alert to the alerts outbox, in the same transaction as the new states; publishers (Kafka,
 webhooks, SSE) read the outbox. The MGPS prior is refitted on a schedule (every
 ``refit_cases`` new cases or ``refit_seconds``), warm-started from the previous fit, and each
-fit is recorded.
+fit is recorded. Whether a scope uses its own fit, its parent's prior or a given one is the
+scope configuration's choice (pvsignal.priors); parents are updated before their children.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ import numpy as np
 from detectors.mgps import Hyperparameters
 from detectors.mgps_fit import DEFAULT_STARTS, Fit, fit_hyperparameters
 from pvsignal.casetable import PairTable
+from pvsignal.priors import PriorDecision, decide, needs_own_fit, parents_first
 from pvsignal.products import Registry
 from pvsignal.scopes import ScopeConfig
 from pvsignal.scoring import EXPORT_COLUMNS, ScoringConfig, score
@@ -165,6 +167,9 @@ class Detector:
         self._registry: tuple[str | None, Registry] | None = None  # (store's mark, registry)
         self._fitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mgps-fit")
         self._fitting: dict[str, Future] = {}  # scope -> its refit running in the background
+        self._own: dict[str, tuple[Fit, dict[str, Any]]] = {}  # scope -> its own last fit
+        self._decisions: dict[str, PriorDecision] = {}  # scope -> the prior it uses now
+        self._recorded: dict[str, tuple[Any, ...]] = {}  # scope -> what its last record said
         # scope -> (pair -> position, counts) at this detector's last update of it (_advance)
         self._last_counts: dict[str, tuple[dict[tuple[str, str], int], list[float]]] = {}
 
@@ -172,7 +177,8 @@ class Detector:
         """Bring the given scopes up to date; return the alerts this made (also stored)."""
         alerts: list[dict[str, Any]] = []
         registry = self._current_registry()
-        for scope in sorted(set(scopes)):
+        # Parents first: a scope that borrows its prior finds its parent's current one.
+        for scope in parents_first(scopes, self._parent_of):
             counts = self.store.scope_counts(scope, ordered=False)
             if counts.a.size == 0:
                 continue
@@ -190,13 +196,42 @@ class Detector:
         return self._registry[1]
 
     def _prior(self, scope: str, pairs: PairTable) -> Hyperparameters:
-        """The scope's prior: refitted (warm-started, recorded) when due, else the last one.
+        """The scope's prior as its configuration chooses (pvsignal.priors), recorded when
+        it changes: its own fit (refitted, warm-started, when due), its parent's, or given.
 
         With ``refit_in_background`` a due refit runs on a worker thread while updates go
         on with the current prior; the first update that finds it finished records it and
         uses it. The first fit of a scope is always waited for (there is no prior before).
         All fits run on the one worker, so they never run concurrently.
         """
+        choice = self.scopes.prior_of(scope)
+        parent_name = choice.parent_of(scope) if choice.source in ("auto", "borrow") else None
+        parent = None if parent_name is None else self._parent_decision(parent_name)
+        if needs_own_fit(choice, pairs.counts.a.size, parent_available=parent is not None):
+            self._refit_when_due(scope, pairs)
+        decision = decide(
+            scope,
+            choice,
+            pairs=int(pairs.counts.a.size),
+            own=self._own.get(scope),
+            parent=None if parent is None else (lambda: parent),
+        )
+        self._record_if_changed(scope, decision, pairs.reports)
+        return decision.theta
+
+    def _parent_of(self, scope: str) -> str | None:
+        return self.scopes.prior_of(scope).parent_of(scope)
+
+    def _parent_decision(self, parent: str) -> PriorDecision | None:
+        """The parent's current prior; decided now from its counts if not yet (None: empty)."""
+        if parent not in self._decisions:
+            counts = self.store.scope_counts(parent, ordered=False)
+            if counts.a.size == 0:
+                return None
+            self._prior(parent, pair_table(counts, stratify=self.scopes.stratify))
+        return self._decisions[parent]
+
+    def _refit_when_due(self, scope: str, pairs: PairTable) -> None:
         running = self._fitting.get(scope)
         if running is not None and running.done():
             self._adopt(scope, *running.result())
@@ -209,21 +244,36 @@ class Detector:
             or time.monotonic() - last[0] >= self.config.refit_seconds
         )
         if due and scope not in self._fitting:
-            previous = self._theta.get(scope)
-            starts = DEFAULT_STARTS if previous is None else (previous, *DEFAULT_STARTS)
+            previous = self._own.get(scope)
+            warm = previous is not None
+            starts = (previous[0].theta, *DEFAULT_STARTS) if warm else DEFAULT_STARTS
             job = self._fitter.submit(
-                _fit, pairs.counts.a, pairs.counts.expected, starts, cases, previous is not None
+                _fit, pairs.counts.a, pairs.counts.expected, starts, cases, warm
             )
-            if previous is None or not self.config.refit_in_background:
+            if not warm or not self.config.refit_in_background:
                 self._adopt(scope, *job.result())
             else:
                 self._fitting[scope] = job
-        return self._theta[scope]
 
     def _adopt(self, scope: str, fit: Fit, report: dict[str, Any]) -> None:
-        self.store.record_fit(scope, report)  # here, not on the worker: one store connection
-        self._theta[scope] = fit.theta
+        self._own[scope] = (fit, report)
         self._fitted_at[scope] = (time.monotonic(), report["cases"])
+
+    def _record_if_changed(self, scope: str, decision: PriorDecision, cases: int) -> None:
+        """Record the decision when its prior, source or own fit changed (not every update)."""
+        own = self._own.get(scope)
+        mark = (decision.source, decision.theta, None if own is None else id(own[0]))
+        if self._recorded.get(scope) != mark:
+            report = {"cases": cases, **decision.report}
+            self.store.record_fit(scope, report)  # here, not on the worker: one store connection
+            self._recorded[scope] = mark
+        self._decisions[scope] = decision
+        self._theta[scope] = decision.theta
+
+    @property
+    def priors(self) -> dict[str, PriorDecision]:
+        """Each scope's current prior decision (for metrics)."""
+        return dict(self._decisions)
 
     def _advance(
         self,

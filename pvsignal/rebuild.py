@@ -50,6 +50,9 @@ def effective_scopes(store: SqlStore, path: Path | None) -> ScopeConfig:
             f"scope config {str(path)!r} differs from the one this store's counts were made "
             f"with; run `pvsignal rebuild --scope-config {path}` to recount under it"
         )
+    elif stored != config.model_dump_json():
+        # Counted alike, scored differently (priors, stratify): the store keeps the latest.
+        store.set_setting(SCOPES_SETTING, config.model_dump_json())
     return config
 
 

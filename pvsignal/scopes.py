@@ -15,11 +15,19 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from pvsignal.errors import InputError
+from pvsignal.priors import PriorChoice, check_prior_graph
 from pvsignal.products import Kind, Pathway, ResolvedProduct
-from pvsignal.reports import Report, Role, SenderType, Sex, problems_of
+from pvsignal.reports import Problem, Report, Role, SenderType, Sex, problems_of
 from pvsignal.terminology.dictionary import Level, Paths
 
 ALL = "all"
@@ -102,6 +110,8 @@ class Scope(BaseModel):
         default=Paths.primary,
         description="hlt/hlgt/soc levels: a PT's primary path only, or all its paths",
     )
+    # Where the scope's MGPS prior comes from (pvsignal.priors); scoring only, not counting.
+    prior: PriorChoice = Field(default_factory=PriorChoice)
 
 
 class ScopeConfig(BaseModel):
@@ -115,6 +125,15 @@ class ScopeConfig(BaseModel):
     )
     stratify: bool = Field(default=True, description="use stratified expected counts")
 
+    @model_validator(mode="after")
+    def _priors_borrow_from_known_scopes(self) -> ScopeConfig:
+        check_prior_graph([(scope.name, scope.prior) for scope in self.scopes])
+        return self
+
+    def prior_of(self, scope: str) -> PriorChoice:
+        """The scope's prior choice (the default, auto, for a scope not configured)."""
+        return next((s.prior for s in self.all_scopes() if s.name == scope), PriorChoice())
+
     def all_scopes(self) -> list[Scope]:
         """The configured scopes, with ``all`` first (added when not configured)."""
         named = [scope for scope in self.scopes if scope.name != ALL]
@@ -122,8 +141,9 @@ class ScopeConfig(BaseModel):
         return [configured_all[0] if configured_all else Scope(name=ALL), *named]
 
     def counts_like(self, other: ScopeConfig) -> bool:
-        """Would both configurations make the same counts? (``stratify`` only affects scoring.)"""
-        return self.all_scopes() == other.all_scopes() and (
+        """Would both configurations make the same counts? (``stratify`` and priors only
+        affect scoring.)"""
+        return _counted(self.all_scopes()) == _counted(other.all_scopes()) and (
             self.count_concomitant == other.count_concomitant
         )
 
@@ -132,6 +152,17 @@ class ScopeConfig(BaseModel):
         if self.count_concomitant:
             roles.add(Role.concomitant)
         return frozenset(roles)
+
+
+def _described(problem: Problem) -> str:
+    """A problem of the whole configuration already names its field and value (priors)."""
+    if problem.field == "(record)":
+        return problem.reason.removeprefix("Value error, ")
+    return str(problem)
+
+
+def _counted(scopes: list[Scope]) -> list[dict[str, object]]:
+    return [scope.model_dump(exclude={"prior"}) for scope in scopes]
 
 
 def load_scope_config(path: Path | None) -> ScopeConfig:
@@ -147,7 +178,7 @@ def load_scope_config(path: Path | None) -> ScopeConfig:
     try:
         config = ScopeConfig.model_validate(document)
     except ValidationError as error:
-        detail = "; ".join(str(problem) for problem in problems_of(error))
+        detail = "; ".join(_described(problem) for problem in problems_of(error))
         raise InputError(f"scope config {str(path)!r}: {detail}") from None
     names = [scope.name for scope in config.scopes]
     duplicated = sorted({name for name in names if names.count(name) > 1})

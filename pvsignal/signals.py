@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,8 @@ from detectors.mgps_fit import fit_hyperparameters
 from detectors.table import expected
 from pvsignal.casetable import PairTable, stratified_expectation
 from pvsignal.errors import InputError
+from pvsignal.priors import PriorDecision, decide, needs_own_fit
+from pvsignal.scopes import ScopeConfig
 from pvsignal.scoring import PairCounts, ScoringConfig, score
 from pvsignal.store import ScopeCounts, SqlStore
 
@@ -88,20 +91,46 @@ def scope_statistics(
     config: ScoringConfig | None = None,
     stratify: bool = True,
     record_fit: bool = True,
+    scopes: ScopeConfig | None = None,
 ) -> ScopeStatistics:
-    """Score every pair of the scope; fit (and record) the MGPS prior unless theta is given."""
-    counts = store.scope_counts(scope)
-    if counts.a.size == 0:
+    """Score every pair of the scope under the prior its configuration chooses (fitted,
+    borrowed or given: :func:`scope_prior`), or under ``theta`` when given; record the choice."""
+    pairs = _scope_pairs(store, scope, stratify)
+    if pairs is None:
         known = ", ".join(store.scopes()) or "none yet"
         raise InputError(f"scope {scope!r} has no counted pairs (scopes with data: {known})")
-    pairs = pair_table(counts, stratify=stratify)
     if theta is None:
-        fit = fit_hyperparameters(pairs.counts.a, pairs.counts.expected)
-        report = {"theta_source": "fitted", **fit.report()}
-        theta = fit.theta
+        decision = scope_prior(store, scopes or ScopeConfig(stratify=stratify), scope, pairs)
+        report = {"cases": pairs.reports, **decision.report}
+        theta = decision.theta
         if record_fit:
             store.record_fit(scope, report)
     else:
         report = {"theta_source": "given", "theta": theta._asdict()}
     statistics = score(pairs.counts, theta, config or ScoringConfig())
     return ScopeStatistics(scope, pairs, statistics, theta, report)
+
+
+def scope_prior(
+    store: SqlStore, scopes: ScopeConfig, scope: str, pairs: PairTable
+) -> PriorDecision:
+    """The scope's prior as its configuration chooses, fitting what the choice needs: its
+    own fit and, when it borrows, its parent's prior (decided the same way, recursively)."""
+    choice = scopes.prior_of(scope)
+    parent_name = choice.parent_of(scope)
+    parent = None
+    if parent_name is not None and choice.source in ("auto", "borrow"):
+        parent_pairs = _scope_pairs(store, parent_name, scopes.stratify)
+        if parent_pairs is not None:
+            parent = functools.partial(scope_prior, store, scopes, parent_name, parent_pairs)
+    size = int(pairs.counts.a.size)
+    own = None
+    if needs_own_fit(choice, size, parent_available=parent is not None):
+        fit = fit_hyperparameters(pairs.counts.a, pairs.counts.expected)
+        own = (fit, {"theta_source": "fitted", **fit.report()})
+    return decide(scope, choice, pairs=size, own=own, parent=parent)
+
+
+def _scope_pairs(store: SqlStore, scope: str, stratify: bool) -> PairTable | None:
+    counts = store.scope_counts(scope)
+    return None if counts.a.size == 0 else pair_table(counts, stratify=stratify)

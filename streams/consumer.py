@@ -517,6 +517,8 @@ class StreamConsumer:
         engine.detector.update(sorted(scopes))
         ended = time.monotonic()
         self.metrics.detector_run.observe(ended - began)
+        # A stand-in detector (tests, detection off) has no priors to show.
+        self.metrics.observe_priors(getattr(engine.detector, "priors", {}))
         self._touched -= scopes
         self._others_seen = others
         share = self.config.detect_share

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 from pvsignal.detection import SIGNIFICANCE
+from pvsignal.priors import SOURCES as PRIOR_SOURCES
+from pvsignal.priors import PriorDecision
 from streams.codec import POISON_REASONS
 
 # A valid report the case semantics refuse (a version of a withdrawn case) is rejected, but
@@ -96,12 +98,33 @@ class StreamMetrics:
             "1 when the consumer is positioned and its broker and store answer, else 0",
             registry=registry,
         )
+        self.prior_source = Gauge(
+            "pvsignal_mgps_prior_source",
+            "1 for where the scope's MGPS prior comes from now (fitted on the scope, borrowed "
+            "from a parent scope, given in the configuration), 0 for the others",
+            ["scope", "source"],
+            registry=registry,
+        )
+        self.prior_on_bound = Gauge(
+            "pvsignal_mgps_fit_parameters_on_bound",
+            "Hyperparameters of the scope's MGPS prior in use that sit on a bound of the fit's "
+            "search (0 is healthy)",
+            ["scope"],
+            registry=registry,
+        )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
         for reason in POISON_REASONS:
             self.dead_lettered.labels(reason)
         for transition in SIGNIFICANCE:  # the transitions that alert
             self.alerts_emitted.labels(transition)
+
+    def observe_priors(self, decisions: Mapping[str, PriorDecision]) -> None:
+        """Each scope's prior source (one series per source, 1 for the one in use)."""
+        for scope, decision in decisions.items():
+            for source in PRIOR_SOURCES:
+                self.prior_source.labels(scope, source).set(1 if source == decision.source else 0)
+            self.prior_on_bound.labels(scope).set(len(decision.on_bound))
 
     def track_partitions(self, topic: str, partitions: Iterable[int]) -> None:
         """Lag series for newly owned partitions (0 until measured)."""

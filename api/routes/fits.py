@@ -1,5 +1,9 @@
 """GET /v1/fits: the MGPS prior fits of each scope with their convergence reports.
 
+Each record also says where the prior came from (``theta_source``: fitted, borrowed, given),
+the ``decision`` ("borrowed from all") and its ``reason``, with the scope's own fit under
+``own_fit`` when it was made but not used (see pvsignal.priors).
+
 A fit is a scope-level aggregate (θ, likelihood, numbers of pairs and cases): it names no
 product and carries no product's count, the same kind of figure as the ``n_total`` every signal
 row shows. So MAHs may read fits (they need θ to check their own EBGMs); hospitals may not.
@@ -21,6 +25,12 @@ _SHOWN = (
     "scope",
     "fitted_at",
     "theta_source",
+    "decision",
+    "reason",
+    "borrowed_from",
+    "parent_theta_source",
+    "prior",
+    "own_fit",
     "fitted_by",
     "theta",
     "neg_log_likelihood",

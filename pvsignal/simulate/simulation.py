@@ -49,10 +49,14 @@ class Simulation:
         signals: tuple[PlantedSignal, ...],
         truth: SimulationTruth,
         renderer: _Renderer,
+        characteristic: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         self.config = config
         self.products: list[RegisteredProduct] = catalogue.products
         self.signals = signals
+        # (product_id, PT) pairs a product raises by design (its affinity terms): real
+        # associations, not planted signals and not false alerts (benchmarks.validity).
+        self.characteristic = characteristic
         self.truth = truth
         self._renderer = renderer
 
@@ -100,7 +104,12 @@ def simulate(config: SimulationConfig) -> Simulation:
         )
         for (p, e, strength, t0, x, a0), month in zip(signals, months, strict=True)
     )
-    return Simulation(config, catalogue, planted, truth, renderer)
+    characteristic = frozenset(
+        (product.product_id, terms.names[int(e)])
+        for product, row in zip(catalogue.products, catalogue.affinity, strict=True)
+        for e in row
+    )
+    return Simulation(config, catalogue, planted, truth, renderer, characteristic)
 
 
 def sidecar_paths(out: Path) -> tuple[Path, Path, Path]:

@@ -411,3 +411,12 @@ def test_cli_writes_the_files_and_prints_a_summary(tmp_path, capsys):
     assert default.out == Path("simulated.jsonl")
     with pytest.raises(SystemExit):
         parser.parse_args(["simulate", "--reports", "10", "--seed", "1", "--malformed-rate", "1"])
+
+
+def test_characteristic_pairs_are_the_products_own_terms_and_never_planted():
+    simulation = simulate(SimulationConfig(reports=3_000, seed=2))
+    products = {p.product_id for p in simulation.products}
+    per_product = Counter(p for p, _ in simulation.characteristic)
+    assert set(per_product) == products and max(per_product.values()) <= 3
+    planted = {(s.product_id, s.pt) for s in simulation.signals}
+    assert planted and not planted & simulation.characteristic

@@ -8,7 +8,9 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry
 
+from detectors.mgps import Hyperparameters
 from pvsignal.detection import SIGNIFICANCE
+from pvsignal.priors import PriorDecision
 from streams.codec import POISON_REASONS
 from streams.metrics import REJECT_REASONS, StreamMetrics, serve
 from tests.support.postgres import free_port
@@ -71,3 +73,25 @@ def test_endpoints_serve_metrics_readiness_and_liveness():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_each_scopes_prior_source_is_shown_with_its_bounds():
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    theta = Hyperparameters(1, 1, 2, 2, 0.1)
+    metrics.observe_priors(
+        {
+            "all": PriorDecision(theta, "fitted", {"on_bound": ["alpha1", "beta2"]}),
+            "pilot": PriorDecision(theta, "borrowed", {"on_bound": []}),
+        }
+    )
+
+    def value(scope, source):
+        labels = {"scope": scope, "source": source}
+        return registry.get_sample_value("pvsignal_mgps_prior_source", labels)
+
+    assert [value("pilot", s) for s in ("fitted", "borrowed", "given")] == [0, 1, 0]
+    assert [value("all", s) for s in ("fitted", "borrowed", "given")] == [1, 0, 0]
+    bound = "pvsignal_mgps_fit_parameters_on_bound"
+    assert registry.get_sample_value(bound, {"scope": "all"}) == 2
+    assert registry.get_sample_value(bound, {"scope": "pilot"}) == 0

@@ -1,0 +1,390 @@
+"""Where a scope's MGPS prior comes from: configuration, the choice, and its record."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detectors.mgps import Hyperparameters
+from detectors.mgps_fit import fit_hyperparameters
+from pvsignal.cli import main
+from pvsignal.detection import Detector
+from pvsignal.errors import InputError
+from pvsignal.ingest import Ingestor
+from pvsignal.priors import PriorChoice, decide, needs_own_fit, parents_first
+from pvsignal.readers import RawRecord
+from pvsignal.rebuild import SCOPES_SETTING, effective_scopes
+from pvsignal.scopes import ScopeConfig, load_scope_config
+from pvsignal.scoring import score
+from pvsignal.signals import scope_statistics
+from pvsignal.simulate import SimulationConfig, simulate
+
+# openEBGM's published fit on CAERS (the "posteriorCalcs" vignette): a national database's prior.
+CAERS_THETA = {
+    "alpha1": 3.25379356,
+    "beta1": 0.39988854,
+    "alpha2": 2.02612692,
+    "beta2": 1.90807970,
+    "p": 0.06534557,
+}
+
+
+def _config(tmp_path: Path, text: str) -> ScopeConfig:
+    path = tmp_path / "scopes.yaml"
+    path.write_text(text)
+    return load_scope_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "scopes:\n  - {name: lecheng, prior: {parent: hainan}}\n",
+            "scopes[0].prior.parent: unknown scope 'hainan' (scopes: all, lecheng)",
+        ),
+        (
+            "scopes:\n  - {name: lecheng, prior: {parent: lecheng}}\n",
+            "scopes[0].prior.parent: scope 'lecheng' cannot borrow from itself",
+        ),
+        (
+            "scopes:\n  - {name: all, prior: {parent: gba}}\n  - {name: gba}\n",
+            "scopes[0].prior.parent: 'gba' makes a cycle of borrowed priors (all -> gba -> all)",
+        ),
+        (
+            "scopes:\n  - {name: all, prior: {source: borrow}}\n",
+            "scopes[0].prior.parent: scope 'all' borrows but names no parent to borrow from",
+        ),
+        (
+            "scopes:\n  - {name: gba, prior: {source: given}}\n",
+            "scopes.0.prior: Value error, source: given needs theta",
+        ),
+        (
+            "scopes:\n  - {name: gba, prior: {theta: {alpha1: 1, beta1: 1, alpha2: 1, "
+            "beta2: 1, p: 0.1}}}\n",
+            "theta is only read with source: given, not 'auto'",
+        ),
+        (
+            "scopes:\n  - {name: gba, prior: {source: given, theta: {alpha1: -1, beta1: 1, "
+            "alpha2: 1, beta2: 1, p: 0.1}}}\n",
+            "scopes.0.prior.theta.alpha1: Input should be greater than 0 (value -1)",
+        ),
+        (
+            "scopes:\n  - {name: gba, prior: {source: guess}}\n",
+            "scopes.0.prior.source: Input should be 'auto', 'fit', 'borrow' or 'given' "
+            "(value 'guess')",
+        ),
+    ],
+)
+def test_a_bad_prior_choice_names_its_field_and_value(tmp_path, text, message):
+    with pytest.raises(InputError) as error:
+        _config(tmp_path, text)
+    assert message in str(error.value)
+
+
+def test_parents_come_first_and_default_to_all(tmp_path):
+    config = _config(
+        tmp_path,
+        "scopes:\n"
+        "  - {name: a-clinic, prior: {source: borrow, parent: hainan}}\n"
+        "  - {name: hainan}\n"
+        "  - {name: devices, prior: {source: fit}}\n",
+    )
+    assert config.prior_of("hainan").parent_of("hainan") == "all"
+    assert config.prior_of("all").parent_of("all") is None
+    order = parents_first(["a-clinic", "devices", "hainan", "all"], _parent_of(config))
+    assert order == ["all", "devices", "hainan", "a-clinic"]
+
+
+def _parent_of(config):
+    return lambda scope: config.prior_of(scope).parent_of(scope)
+
+
+def test_a_prior_change_needs_no_recount_and_the_store_keeps_the_latest(tmp_path, store):
+    first = tmp_path / "first.yaml"
+    first.write_text("scopes:\n  - {name: gba, filter: {pathways: [gba_hkmacao_connect]}}\n")
+    effective_scopes(store, first)
+    second = tmp_path / "second.yaml"
+    second.write_text(
+        "scopes:\n  - {name: gba, filter: {pathways: [gba_hkmacao_connect]}, "
+        "prior: {source: borrow}}\n"
+    )
+    assert effective_scopes(store, second).prior_of("gba").source == "borrow"
+    stored = ScopeConfig.model_validate_json(store.setting(SCOPES_SETTING))
+    assert stored.prior_of("gba").source == "borrow"
+    changed = tmp_path / "third.yaml"
+    changed.write_text("scopes:\n  - {name: gba, filter: {pathways: [innovative]}}\n")
+    with pytest.raises(InputError, match="differs from the one this store's counts were made"):
+        effective_scopes(store, changed)
+
+
+# -- the choice itself, on arrays -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fits():
+    """An interior fit (openEBGM's shape of data: two well separated components) and a fit
+    on a bound (every pair at lambda = 1: the background has no spread to fit)."""
+    rng = np.random.default_rng(1)
+    e = rng.gamma(1.0, 1.0, 4000)
+    lam = np.where(rng.random(4000) < 0.1, rng.gamma(2, 0.5, 4000), rng.gamma(20, 20, 4000))
+    n = rng.poisson(lam * e)
+    interior = fit_hyperparameters(n[n > 0], e[n > 0])
+    e = rng.gamma(1.0, 0.2, 3000)
+    n = rng.poisson(e)
+    bound = fit_hyperparameters(n[n > 0], e[n > 0])
+    assert not interior.on_bound and interior.converged and bound.on_bound
+    return interior, bound
+
+
+def _own(fit):
+    return fit, {"theta_source": "fitted", **fit.report()}
+
+
+def _given(name="all"):
+    choice = PriorChoice(source="given", theta=CAERS_THETA)
+    return decide(name, choice, pairs=10, own=None, parent=None)
+
+
+def test_auto_fits_a_large_scope_with_an_interior_fit(fits):
+    interior, _ = fits
+    decision = decide("gba", PriorChoice(), pairs=5000, own=_own(interior), parent=_given)
+    assert decision.source == "fitted" and decision.theta == interior.theta
+    assert decision.report["reason"] == "fitted on the scope: 5000 pairs, interior fit"
+
+
+def test_auto_borrows_when_the_own_fit_sits_on_a_bound(fits):
+    _, bound = fits
+    decision = decide("gba", PriorChoice(), pairs=5000, own=_own(bound), parent=_given)
+    assert decision.source == "borrowed"
+    assert decision.theta == Hyperparameters(**CAERS_THETA)
+    report = decision.report
+    assert report["decision"] == "borrowed from all"
+    assert report["reason"].startswith("its own fit sits on a bound of the search (")
+    assert report["own_fit"]["on_bound"] == list(bound.on_bound)
+    assert report["parent_theta_source"] == "given" and report["on_bound"] == []
+
+
+def test_auto_borrows_without_fitting_below_min_pairs():
+    called = []
+
+    def parent():
+        called.append(True)
+        return _given()
+
+    decision = decide("gba", PriorChoice(min_pairs=800), pairs=799, own=None, parent=parent)
+    assert called and decision.report["decision"] == "borrowed from all"
+    assert decision.report["reason"] == "too few pairs for its own fit (799 < min_pairs 800)"
+    assert decision.report["own_fit"] is None
+
+
+def test_a_scope_without_parent_keeps_its_own_fit_and_says_why(fits):
+    _, bound = fits
+    decision = decide("all", PriorChoice(), pairs=5000, own=_own(bound), parent=None)
+    assert decision.source == "fitted" and decision.on_bound == list(bound.on_bound)
+    assert decision.report["reason"].startswith(
+        "fitted on the scope, with no parent to borrow from: its own fit sits on a bound"
+    )
+    assert decision.report["warnings"]  # the fit's bound warning stays
+
+
+def test_fit_and_borrow_do_as_configured(fits):
+    _, bound = fits
+    fitted = decide("gba", PriorChoice(source="fit"), pairs=9, own=_own(bound), parent=_given)
+    assert fitted.source == "fitted" and fitted.theta == bound.theta
+    borrowed = decide(
+        "gba", PriorChoice(source="borrow"), pairs=9000, own=None, parent=lambda: fitted
+    )
+    assert borrowed.source == "borrowed" and borrowed.theta == bound.theta
+    assert borrowed.report["reason"] == "configured (source: borrow)"
+    # A parent's warnings travel with its prior, named as the parent's.
+    assert borrowed.report["warnings"][0].startswith("all's prior: theta sits on a bound")
+
+
+# -- the detector and the export, on both stores ---------------------------------------------
+
+PILOT_CONFIG = {
+    "scopes": [
+        {"name": "all", "prior": {"source": "given", "theta": CAERS_THETA}},
+        {"name": "lecheng", "filter": {"regions": ["CN-HI"]}},
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def small_simulation():
+    simulation = simulate(SimulationConfig(reports=3_000, seed=4))
+    lines = list(simulation.lines())
+    return simulation.products, [RawRecord(f"sim:{i}", line) for i, line in enumerate(lines)]
+
+
+def test_the_detector_borrows_for_a_small_scope_and_records_why(small_simulation, store):
+    products, records = small_simulation
+    scopes = ScopeConfig.model_validate(PILOT_CONFIG)
+    store.save_products(products)
+    touched = Ingestor(store, scopes).apply(records).summary.touched_scopes
+    detector = Detector(store, scopes)
+    detector.update(sorted(touched, reverse=True))  # the child first: parents are put first
+    pilot, parent = store.fits("lecheng"), store.fits("all")
+    assert len(pilot) == len(parent) == 1
+    assert parent[0]["theta_source"] == "given" and parent[0]["theta"] == CAERS_THETA
+    record = pilot[0]
+    assert record["theta_source"] == "borrowed" and record["decision"] == "borrowed from all"
+    assert record["reason"].startswith("too few pairs for its own fit (")
+    assert record["theta"] == CAERS_THETA and record["pairs"] < 1000
+    assert detector.priors["lecheng"].source == "borrowed"
+    # Nothing changed: nothing more is recorded.
+    detector.update(touched)
+    assert len(store.fits("lecheng")) == 1
+    # The export path makes the same choice through the same function.
+    exported = scope_statistics(store, "lecheng", scopes=scopes, record_fit=False)
+    assert exported.theta == Hyperparameters(**CAERS_THETA)
+    assert exported.fit["decision"] == "borrowed from all"
+    assert exported.fit["reason"] == record["reason"]
+
+
+def test_signals_export_prints_and_records_the_choice(small_simulation, tmp_path, capsys):
+    products, records = small_simulation
+    url = f"sqlite:///{tmp_path}/export.db"
+    config = tmp_path / "scopes.yaml"
+    config.write_text(json.dumps(PILOT_CONFIG))  # JSON is YAML
+    from pvsignal.store import open_store
+
+    store = open_store(url)
+    try:
+        store.save_products(products)
+        Ingestor(store, effective_scopes(store, config)).apply(records)
+    finally:
+        store.close()
+    out = tmp_path / "lecheng.json"
+    export = ["signals", "export", "--store", url, "--scope", "lecheng", "--format", "json"]
+    assert main([*export, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "MGPS prior of 'lecheng': borrowed from all (too few pairs for its own fit (" in err
+    document = json.loads(out.read_text())
+    assert document["fit"]["theta_source"] == "borrowed"
+    assert document["fit"]["theta"] == CAERS_THETA
+    assert main(["fits", "--store", url, "--scope", "lecheng"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("lecheng\t")
+    assert "\tborrowed from all (too few pairs for its own fit (" in line
+    assert line.endswith("; theta alpha1 3.254, beta1 0.3999, alpha2 2.026, beta2 1.908, p 0.06535")
+
+
+# -- the issue's scenario: a pilot scope of ~500 simulated reports inside a national database --
+
+CAERS_SEX = {"Female": "F", "Male": "M"}
+PLANTED_RR = (5, 5, 6, 7, 8, 10)  # true relative reporting ratios of the pilot's planted pairs
+
+
+def _caers_records(path):
+    """CAERS (tests/data): 3,357 real reports, the national database around the pilot."""
+    frame = pd.read_csv(path)
+    records = []
+    for case, rows in frame.groupby("id", sort=True):
+        sex = CAERS_SEX.get(rows["strat1"].iloc[0])
+        document = {
+            "case_id": f"CAERS-{case}",
+            "report_id": f"CAERS-{case}",
+            "version": 1,
+            "received": "2012-06-30",
+            "country": "US",
+            "patient": {"sex": sex} if sex else {},
+            "products": [{"name": p, "role": "suspect"} for p in dict.fromkeys(rows["var1"])],
+            "reactions": [{"pt": e} for e in dict.fromkeys(rows["var2"])],
+        }
+        records.append(RawRecord(f"caers:{case}", json.dumps(document)))
+    return records
+
+
+def _pilot_background():
+    """~410 simulated reports (their follow-ups aside), all from the pilot zone."""
+    simulation = simulate(SimulationConfig(reports=520, seed=5, signals=0))
+    documents = [json.loads(line) for line in simulation.lines()]
+    for document in documents:
+        document.update(region="CN-HI", country="CN")
+    return simulation.products, documents
+
+
+def _planted(documents, background_n_event, n_reports, rng):
+    """Per true RR, a pilot product with 20 reports, of which RR x 20 x (the event's share of
+    the pilot's reports) carry the event; patients and dates copied from the background."""
+    share = {e: n / n_reports for e, n in background_n_event.items()}
+    events = sorted(e for e, s in share.items() if 35 / n_reports <= s <= 70 / n_reports)
+    plan, records = [], []
+    for k, rr in enumerate(PLANTED_RR):
+        event = events[k % len(events)]
+        with_event = round(rr * 20 * share[event])
+        plan.append((f"unregistered:pilotdrug-{k}", event, rr))
+        for j in range(20):
+            base = documents[int(rng.integers(len(documents)))]
+            others = [r for r in base["reactions"] if r["pt"] != event] or [{"pt": "Fatigue"}]
+            document = {
+                "case_id": f"PLANT-{k}-{j}",
+                "report_id": f"PLANT-{k}-{j}",
+                "version": 1,
+                "received": base.get("received"),
+                "country": "CN",
+                "region": "CN-HI",
+                "patient": base.get("patient", {}),
+                "products": [{"name": f"pilotdrug-{k}", "role": "suspect"}],
+                "reactions": [{"pt": event}] if j < with_event else others,
+            }
+            records.append(RawRecord(f"plant:{k}:{j}", json.dumps(document)))
+    return plan, records
+
+
+def test_a_pilot_of_500_reports_borrows_the_national_prior(store, public_data):
+    scopes = ScopeConfig.model_validate(
+        {"scopes": [{"name": "pilot", "filter": {"regions": ["CN-HI"]}}]}
+    )
+    products, documents = _pilot_background()
+    store.save_products(products)
+    ingestor = Ingestor(store, scopes)
+    ingestor.apply(_caers_records(public_data / "caers" / "caers.csv"))
+    ingestor.apply([RawRecord(f"pilot:{i}", json.dumps(d)) for i, d in enumerate(documents)])
+    counts = store.scope_counts("pilot")
+    n_event = pd.Series(counts.event_rows[2], index=counts.event_rows[0]).groupby(level=0).sum()
+    plan, records = _planted(
+        documents, n_event.to_dict(), int(counts.totals[1].sum()), np.random.default_rng(5)
+    )
+    ingestor.apply(records)
+    detector = Detector(store, scopes)
+    detector.update(["pilot", "all"])
+
+    national, pilot = store.fits("all")[-1], store.fits("pilot")[-1]
+    assert national["decision"] == "fitted" and national["on_bound"] == []
+    assert national["reason"].startswith("fitted on the scope: ")
+    assert pilot["decision"] == "borrowed from all" and pilot["theta"] == national["theta"]
+    assert pilot["reason"].startswith("its own fit sits on a bound of the search (")
+    assert pilot["own_fit"]["on_bound"] and 400 <= pilot["cases"] <= 600
+
+    exported = scope_statistics(store, "pilot", scopes=scopes, record_fit=False)
+    stats, pairs = exported.statistics, exported.pairs
+    index = {pair: i for i, pair in enumerate(zip(pairs.product, pairs.event, strict=True))}
+    planted = [index[(product, event)] for product, event, _ in plan]
+    assert all(stats["a"][i] >= 3 for i in planted)
+    rank = np.empty(stats["eb05"].size, dtype=int)
+    rank[np.argsort(-stats["eb05"], kind="stable")] = np.arange(rank.size)
+    # Every planted pair ranks among the pilot's top 15 of ~1,000 pairs by EB05; the two
+    # strongest (RR 8 and 10) are above the EB05 >= 2 rule.
+    assert max(rank[i] for i in planted) < 15
+    assert all(stats["eb05"][i] > 2 for i in planted[-2:])
+    # The pilot's own fit (on a bound) gives the same EB05 to every strong pair whatever
+    # its evidence: the prior, not the data, decides. The borrowed prior ranks by evidence.
+    own = Hyperparameters(**pilot["own_fit"]["theta"])
+    own_eb05 = score(pairs.counts, own)["eb05"][planted]
+    assert np.ptp(own_eb05[own_eb05 > 2]) < 0.05
+    strong = [i for i in planted if stats["a"][i] >= 12]
+    assert np.ptp(stats["eb05"][strong]) > 0.5
+
+
+def test_a_borrower_whose_parent_has_no_prior_yet_fits_on_itself(fits):
+    interior, _ = fits
+    choice = PriorChoice(source="borrow", parent="hainan")
+    assert needs_own_fit(choice, 10, parent_available=False)
+    assert not needs_own_fit(choice, 10_000)
+    decision = decide("clinic", choice, pairs=10, own=_own(interior), parent=None)
+    assert decision.source == "fitted"
+    assert decision.report["reason"] == "fitted on the scope until hainan has a prior to borrow"
