@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 
 from pvsignal.argtypes import level
+from pvsignal.cli_exposures import add_exposure_commands
 from pvsignal.cli_store import add_store_commands
 from pvsignal.errors import PvsignalError
 from pvsignal.simulate import add_simulate_command
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_analyze(commands)
     add_store_commands(commands)
+    add_exposure_commands(commands)
     add_simulate_command(commands)
     for plugin in entry_points(group="pvsignal.commands"):
         # api/ and streams/ add their commands (serve, keys, consume) through entry points,

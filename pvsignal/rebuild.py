@@ -50,6 +50,8 @@ def effective_scopes(store: SqlStore, path: Path | None) -> ScopeConfig:
             f"scope config {str(path)!r} differs from the one this store's counts were made "
             f"with; run `pvsignal rebuild --scope-config {path}` to recount under it"
         )
+    elif stored != config.model_dump_json():  # the same counts; what it monitors changed
+        store.set_setting(SCOPES_SETTING, config.model_dump_json())
     return config
 
 

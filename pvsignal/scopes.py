@@ -12,7 +12,7 @@ import bisect
 import datetime as dt
 import functools
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -85,12 +85,50 @@ class ScopeFilter(BaseModel):
         )
 
 
+class ReferenceRate(BaseModel):
+    """The expected frequency of a PT among exposed patients: the label's frequency (any age
+    and sex) or a background rate of one age band and/or sex. The most specific entry that
+    matches a stratum applies (age band and sex, then age band, then sex, then neither)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    per_1000: float = Field(ge=0, description="expected cases per 1,000 patients exposed")
+    age_band: Literal[AGE_LABELS] | None = None  # type: ignore[valid-type]
+    sex: Sex | None = None
+    source: Literal["label", "background"] = "label"
+
+
+class MonitoredProduct(BaseModel):
+    """A product under active monitoring: its reference rates and its MaxSPRT design."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    product_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    references: list[ReferenceRate] = Field(min_length=1)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    length: float = Field(gt=0, le=1_000, description="surveillance length, expected events")
+    min_events: int = Field(default=1, ge=1, le=100)
+
+
+class Monitoring(BaseModel):
+    """Active monitoring of a scope (pvsignal.monitoring): its products under MaxSPRT."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    products: list[MonitoredProduct] = []
+
+    def product(self, product_id: str) -> MonitoredProduct | None:
+        return next((p for p in self.products if p.product_id == product_id), None)
+
+
 class Scope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: ScopeName
     description: str = ""
     filter: ScopeFilter = Field(default_factory=ScopeFilter)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
 
 class ScopeConfig(BaseModel):
@@ -112,15 +150,20 @@ class ScopeConfig(BaseModel):
 
     def counts_like(self, other: ScopeConfig) -> bool:
         """Would both configurations make the same counts? (``stratify`` only affects scoring.)"""
-        return self.all_scopes() == other.all_scopes() and (
-            self.count_concomitant == other.count_concomitant
-        )
+        return [_counted(s) for s in self.all_scopes()] == [
+            _counted(s) for s in other.all_scopes()
+        ] and (self.count_concomitant == other.count_concomitant)
 
     def counted_roles(self) -> frozenset[Role]:
         roles = {Role.suspect, Role.interacting}
         if self.count_concomitant:
             roles.add(Role.concomitant)
         return frozenset(roles)
+
+
+def _counted(scope: Scope) -> tuple[str, ScopeFilter]:
+    """What of a scope decides its counts (monitoring only reads them)."""
+    return scope.name, scope.filter
 
 
 def load_scope_config(path: Path | None) -> ScopeConfig:

@@ -107,6 +107,19 @@ _PROBLEM = {
 }
 
 
+# A submission's Idempotency-Key header (reports, exposures).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="any unique token of the client's (printable ASCII): the same key "
+        "again returns the first submission's receipt and writes nothing",
+    ),
+]
+
+
 def _problem(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -146,16 +159,7 @@ async def submit_reports(
     principal: Submitter,
     actor: AuditActor,
     runtime: RuntimeDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            min_length=1,
-            max_length=200,
-            pattern=r"^[\x21-\x7e]+$",
-            description="any unique token of the client's (printable ASCII): the same key "
-            "again returns the first submission's receipt and writes nothing",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     content_type = request.headers.get("content-type")
     supported(content_type)  # a 415 before any of the body is read
