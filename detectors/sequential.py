@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
 from detectors._arrays import FloatArray, as_counts, as_positive
 
@@ -72,7 +72,7 @@ def llr(observed: ArrayLike, expected: ArrayLike) -> float | FloatArray:
 
     Notes
     -----
-    ``LLR = c ln(c/mu) - (c - mu)`` when ``c > mu``, else 0 (Eq. 2, Kulldorff et al. 2011 [1]_).
+    ``LLR = c ln(c/mu) - (c - mu)`` when ``c > mu``, else 0 (Kulldorff et al. 2011 [1]_).
     With ``mu = 0`` and ``c > 0`` the LLR is ``inf``: events with no exposure behind them.
 
     Examples
@@ -128,15 +128,20 @@ def _checkpoints(length: float, min_events: int, cv: float) -> tuple[FloatArray,
     return checkpoint_times, needed
 
 
-def _kernel(mean: float, size: int) -> FloatArray:
-    """Poisson(mean) probabilities of 0..size-1 increments, cut where the tail is negligible.
+def _reach(mean: float) -> int:
+    """Arrivals in an interval holding ``mean`` events beyond which the probability is nil.
 
-    Beyond ``mean + 10 sqrt(mean) + 40`` the upper tail is below 1e-30 for every mean, far
-    under double precision next to the probabilities it would be added to; the cut keeps each
-    step's convolution short (intervals between checkpoints hold about one expected event).
+    ``P(Poisson(mean) > mean + 10 sqrt(mean) + 40)`` is below 1e-30 for every mean: far under
+    double precision next to the probabilities it would be added to. Cutting there keeps each
+    step short, since intervals between checkpoints hold about one expected event.
     """
-    top = min(size, int(mean + 10.0 * math.sqrt(mean)) + 41)
-    return stats.poisson.pmf(np.arange(top), mean)
+    return int(mean + 10.0 * math.sqrt(mean)) + 41
+
+
+def _kernel(mean: float, size: int) -> FloatArray:
+    """Poisson(mean) probabilities of 0..size-1 increments, cut at :func:`_reach`."""
+    k = np.arange(min(size, _reach(mean)), dtype=np.float64)
+    return np.exp(special.xlogy(k, mean) - mean - special.gammaln(k + 1.0))
 
 
 def _march(length: float, min_events: int, cv: float, rr: float):
@@ -157,10 +162,16 @@ def _march(length: float, min_events: int, cv: float, rr: float):
         start = stop
 
 
-def _interval_signals(alive: FloatArray, need: int, mean: float) -> FloatArray:
-    """P(signal in the interval) from each count ``j``: ``need - j`` or more arrivals."""
-    short = need - np.arange(alive.size, dtype=np.float64)
-    return special.gammainc(short, mean)  # P(Poisson(mean) >= m) = P(Gamma(m) <= mean)
+def _within_reach(alive: FloatArray, need: int, mean: float) -> tuple[FloatArray, FloatArray]:
+    """The counts that may still signal in an interval: their probabilities and shortfalls."""
+    first = max(0, need - _reach(mean))
+    return alive[first:], need - np.arange(first, alive.size, dtype=np.float64)
+
+
+def _signal_probability(alive: FloatArray, need: int, mean: float) -> float:
+    """P(signal in an interval holding ``mean`` events): ``need - j`` arrivals from count ``j``."""
+    chance, short = _within_reach(alive, need, mean)
+    return float(chance @ special.gammainc(short, mean))  # P(Pois >= m) = P(Gamma(m) <= mean)
 
 
 def performance(length: float, min_events: int, cv: float, rr: float = 1.0) -> Performance:
@@ -195,10 +206,10 @@ def performance(length: float, min_events: int, cv: float, rr: float = 1.0) -> P
     timed = 0.0  # E[mu at signal; signal]
     for start, stop, need, alive in _march(length, min_events, cv, rr):
         mean = rr * (stop - start)
-        short = need - np.arange(alive.size, dtype=np.float64)
-        signal = alive @ special.gammainc(short, mean)
+        chance, short = _within_reach(alive, need, mean)
+        signal = chance @ special.gammainc(short, mean)
         power += signal
-        timed += start * signal + alive @ (short / rr * special.gammainc(short + 1, mean))
+        timed += start * signal + chance @ (short / rr * special.gammainc(short + 1, mean))
     power = min(float(power), 1.0)
     timed = float(timed)
     signal_time = timed / power if power > 0 else math.nan
@@ -216,8 +227,8 @@ def rejection_probability(length: float, min_events: int, cv: float, rr: float =
     length, min_events, cv, rr = _design(length, min_events, cv, rr)
     total = 0.0
     for start, stop, need, alive in _march(length, min_events, cv, rr):
-        total += alive @ _interval_signals(alive, need, rr * (stop - start))
-    return min(float(total), 1.0)
+        total += _signal_probability(alive, need, rr * (stop - start))
+    return min(total, 1.0)
 
 
 def expected_time_to_signal(length: float, min_events: int, cv: float, rr: float) -> float:
@@ -296,7 +307,7 @@ def _check_alpha(alpha: float) -> None:
 
 
 def _check_min_events(min_events: int) -> int:
-    if int(min_events) != min_events or min_events < 1:
+    if not (math.isfinite(min_events) and int(min_events) == min_events and min_events >= 1):
         raise ValueError(f"min_events must be a whole number >= 1, got {min_events!r}")
     return int(min_events)
 
@@ -377,6 +388,33 @@ def update(state: SequentialState, added_expected: float, added_observed: int) -
 
 
 def _alpha_spent(state: SequentialState, mu: float) -> float:
+    """Null probability of a signal by ``mu``: the spent part of the design's alpha.
+
+    A MaxSPRT stopped at ``mu`` is the same test with length ``mu``, so this equals
+    ``rejection_probability(mu, M, CV)``; the design's checkpoints are kept (cached) so that each
+    update costs one interval's worth of work instead of a march from 0.
+    """
     if mu <= 0:
         return 0.0
-    return rejection_probability(mu, state.min_events, state.critical_value)
+    starts, spent_before, alives, needs = _spending(
+        state.length, state.min_events, state.critical_value
+    )
+    i = int(np.searchsorted(starts, mu, side="right")) - 1
+    within = _signal_probability(alives[i], needs[i], mu - starts[i])
+    return min(float(spent_before[i] + within), 1.0)
+
+
+@lru_cache(maxsize=64)
+def _spending(
+    length: float, min_events: int, cv: float
+) -> tuple[FloatArray, FloatArray, list[FloatArray], list[int]]:
+    """Per interval of the null march: its start, the alpha spent before it, the chain, the need."""
+    starts, spent_before, alives, needs = [], [], [], []
+    spent = 0.0
+    for begin, stop, need, alive in _march(length, min_events, cv, 1.0):
+        starts.append(begin)
+        spent_before.append(spent)
+        alives.append(alive)
+        needs.append(need)
+        spent += _signal_probability(alive, need, stop - begin)
+    return np.array(starts), np.array(spent_before), alives, needs

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pvsignal.argtypes import level
 from pvsignal.cli_exposures import add_exposure_commands
+from pvsignal.cli_maxsprt import add_maxsprt_command
 from pvsignal.cli_store import add_store_commands
 from pvsignal.errors import PvsignalError
 from pvsignal.simulate import add_simulate_command
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_commands(commands)
     add_exposure_commands(commands)
     add_simulate_command(commands)
+    add_maxsprt_command(commands)
     for plugin in entry_points(group="pvsignal.commands"):
         # api/ and streams/ add their commands (serve, keys, consume) through entry points,
         # so that the core never imports them.

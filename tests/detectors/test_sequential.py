@@ -6,6 +6,7 @@ import pytest
 from scipy import special, stats
 
 from detectors.sequential import (
+    SequentialState,
     critical_value,
     expected_time_to_signal,
     llr,
@@ -15,6 +16,7 @@ from detectors.sequential import (
     start,
     update,
 )
+from tests.detectors import maxsprt_reference as reference
 
 # Exact critical values for alpha = 0.05, D = 0 (no delayed start): the table of Kulldorff &
 # Silva (REVSTAT 2017, "minimum events to signal", Table 1) as shipped in R's Sequential package
@@ -43,6 +45,12 @@ PUBLISHED_ALPHA_05 = {
     100: (3.95232090599911, 3.81014086931301, 3.71199319899898, 3.63650814981748, 3.52008147061398),
 }
 PUBLISHED_M = (1, 2, 3, 4, 6)
+# The whole grid, off-table lengths included, checked against the independent computation.
+GRID_LENGTHS = (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 10, 12.5, 15, 20, 25, 33.3, 40, 50, 60, 75, 90)
+GRID_LENGTHS += (100,)
+GRID = [
+    (length, m, alpha) for length in GRID_LENGTHS for m in range(1, 7) for alpha in (0.05, 0.01)
+]
 PUBLISHED_CASES = [
     (length, m, cv)
     for length, row in PUBLISHED_ALPHA_05.items()
@@ -96,6 +104,8 @@ def test_bad_designs_are_refused_by_name():
         critical_value(-1)
     with pytest.raises(ValueError, match=r"min_events must be a whole number >= 1, got 2.5"):
         critical_value(10, 2.5)
+    with pytest.raises(ValueError, match=r"min_events must be a whole number >= 1, got nan"):
+        critical_value(10, float("nan"))
     with pytest.raises(ValueError, match=r"alpha must lie in \(0, 0.5\], got 0.7"):
         critical_value(10, 1, 0.7)
     with pytest.raises(ValueError, match="cv must be finite and positive; element 0 is 0"):
@@ -134,3 +144,50 @@ def test_state_refuses_bad_increments_by_name():
         update(state, -0.5, 1)
     with pytest.raises(ValueError, match="added_observed must be non-negative whole numbers"):
         update(state, 0.5, 1.5)
+
+
+@pytest.mark.parametrize(("length", "min_events", "alpha"), GRID)
+def test_critical_value_is_exact_by_an_independent_computation(length, min_events, alpha):
+    """Realised alpha at our CV, integrated over event times (maxsprt_reference.py): at most the
+    nominal alpha (to float rounding, 1e-13) and within 1e-9 of it; 1e-4 lower, the CV would spend
+    more than alpha, so the exact CV lies within 1e-4 below ours, and ours is not above it."""
+    if stats.poisson.sf(min_events - 1, length) < alpha:  # even "M events by T" spends < alpha
+        with pytest.raises(ValueError, match="no critical value reaches"):
+            critical_value(length, min_events, alpha)
+        return
+    cv = critical_value(length, min_events, alpha)
+    realised = reference.signal_probability(length, min_events, cv)
+    assert alpha - 1e-9 <= realised <= alpha + 1e-13
+    assert reference.signal_probability(length, min_events, cv - 1e-4) > alpha
+    assert rejection_probability(length, min_events, cv) <= alpha
+
+
+@pytest.mark.parametrize(("length", "min_events", "rr"), [(10, 1, 2), (25, 4, 1.5), (100, 3, 3)])
+def test_power_equals_the_independent_computation(length, min_events, rr):
+    cv = critical_value(length, min_events, 0.01)
+    assert performance(length, min_events, cv, rr).power == pytest.approx(
+        reference.signal_probability(length, min_events, cv, rr), abs=1e-12
+    )
+
+
+def _stream(rng: np.random.Generator, rr: float, state: SequentialState) -> SequentialState:
+    """One continuously monitored stream: an update at each event's arrival, then to the end."""
+    while not state.ended:
+        gap = rng.exponential(1 / rr)  # mu until the next event (rate rr per expected event)
+        if state.expected + gap >= state.length:
+            return update(state, state.length - state.expected, 0)
+        state = update(state, gap, 1)
+    return state
+
+
+def test_simulated_streams_signal_at_alpha_under_the_null_and_often_at_rate_ratio_3():
+    rng = np.random.default_rng(20261202)
+    design = start(20, min_events=4, alpha=0.05)
+    null = sum(_stream(rng, 1.0, design).signalled_at is not None for _ in range(200))
+    elevated = [_stream(rng, 3.0, design) for _ in range(200)]
+    # At most alpha of 200 null streams, up to binomial error (the 99.9% quantile of Bin(200, .05)).
+    assert null <= stats.binom.ppf(0.999, 200, 0.05)
+    signals = sum(state.signalled_at is not None for state in elevated)
+    assert signals >= 190  # exact power at rate ratio 3 is 0.9993
+    assert performance(20, 4, design.critical_value, 3.0).power > 0.999
+    assert all(state.signalled_at < 20 for state in elevated if state.signalled_at is not None)
