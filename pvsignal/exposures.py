@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
@@ -59,7 +59,7 @@ from pvsignal.reports import (
     _Model,
     problems_of,
 )
-from pvsignal.scopes import AGE_BOUNDS, AGE_LABELS, ScopeConfig
+from pvsignal.scopes import AGE_BOUNDS, AGE_LABELS, ScopeConfig, ScopeFilter
 from pvsignal.store import Reject, SqlStore
 from pvsignal.store.exposures import ExposureBatch
 
@@ -180,6 +180,22 @@ class ExposureOutcome(StrEnum):
 
 
 CHANGED = frozenset({ExposureOutcome.new, ExposureOutcome.corrected, ExposureOutcome.withdrawn})
+
+
+class CountedExposure(NamedTuple):
+    """Patients exposed alike (same product, institution, start, age and sex), summed: what
+    rates and sequential tests read (``SqlStore.exposure_counts``)."""
+
+    product: str
+    institution: str | None
+    start: str | None
+    period: str
+    age_years: float | None
+    age_band: str
+    sex: str
+    patients: int
+    patient_days: float  # of the patients whose exposures give it
+    untimed: int  # patients of exposures that give no patient-time
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,24 +409,27 @@ class ExposureIngestor:
 
 
 def admits_exposure(
-    scope_filter: Any, row: ExposureRow, product: ResolvedProduct, region: str | None
+    scope_filter: ScopeFilter,
+    exposure: ExposureRow | CountedExposure,
+    product: ResolvedProduct,
+    region: str | None,
 ) -> bool:
     """Does a scope's filter admit the exposure? Its institution stands for the report's
     sender (institutions, regions via the registry), its start date for the received date, the
     patient's age for the report's; product filters apply as to a report's product. A scope's
     ``sender_types`` and ``countries`` say nothing about exposures and are not applied."""
-    f = scope_filter
-    start = None if row.start is None else dt.date.fromisoformat(row.start)
-    age = row.age_years
-    checks = (
-        not f.regions or region in f.regions,
-        not f.institutions or row.institution in f.institutions,
-        f.age_min is None or (age is not None and age >= f.age_min),
-        f.age_max is None or (age is not None and age <= f.age_max),
-        f.received_from is None or (start is not None and start >= f.received_from),
-        f.received_to is None or (start is not None and start <= f.received_to),
+    f, age, start = scope_filter, exposure.age_years, exposure.start
+    since = None if f.received_from is None else f.received_from.isoformat()
+    until = None if f.received_to is None else f.received_to.isoformat()
+    return (
+        (not f.regions or region in f.regions)
+        and (not f.institutions or exposure.institution in f.institutions)
+        and (f.age_min is None or (age is not None and age >= f.age_min))
+        and (f.age_max is None or (age is not None and age <= f.age_max))
+        and (since is None or (start is not None and start >= since))  # ISO dates: as text
+        and (until is None or (start is not None and start <= until))
+        and f.admits_product(product)
     )
-    return all(checks) and f.admits_product(product)
 
 
 def _fields(row: ExposureRow) -> dict[str, Any]:

@@ -84,7 +84,7 @@ class Monitor:
         monitored = {p.product_id: p for p in scope.monitoring.products}
         with self.store.batch():  # the batch writers' lock: one monitor at a time
             exposed = exposed_in_scope(
-                self.store.active_exposures(monitored), scope, registry, institutions
+                self.store.exposure_counts(monitored), scope, registry, institutions
             )
             cases = observed_cases(self.store, scope.name, monitored)
             stored = self.store.sequential_tests(scope.name)

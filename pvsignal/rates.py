@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from detectors.poisson import rate_interval, ratio_interval
-from pvsignal.exposures import UNKNOWN, ExposureRow, admits_exposure
+from pvsignal.exposures import UNKNOWN, CountedExposure, admits_exposure
 from pvsignal.institutions import InstitutionRegistry
-from pvsignal.products import Registry
+from pvsignal.products import Registry, ResolvedProduct
 from pvsignal.reports import Product
 from pvsignal.scopes import ReferenceRate, Scope
 from pvsignal.store import SqlStore
@@ -78,17 +78,15 @@ class Exposed:
     patient_days: float = 0.0
     untimed: int = 0  # patients of exposures that give no patient-time
 
-    def add(self, row: ExposureRow) -> None:
-        self.patients += row.patients
-        self.strata[row.age_band, row.sex] += row.patients
-        if row.patient_days is None:
-            self.untimed += row.patients
-        else:
-            self.patient_days += row.patient_days
+    def add(self, exposure: CountedExposure) -> None:
+        self.patients += exposure.patients
+        self.strata[exposure.age_band, exposure.sex] += exposure.patients
+        self.patient_days += exposure.patient_days
+        self.untimed += exposure.untimed
 
 
 def exposed_in_scope(
-    rows: Iterable[ExposureRow],
+    rows: Iterable[CountedExposure],
     scope: Scope,
     registry: Registry,
     institutions: InstitutionRegistry,
@@ -96,13 +94,20 @@ def exposed_in_scope(
 ) -> dict[str, dict[str, Exposed]]:
     """product -> period -> patients exposed, of the exposures the scope's filter admits."""
     table: dict[str, dict[str, Exposed]] = defaultdict(lambda: defaultdict(Exposed))
+    everything = scope.filter.admits_everything
+    # Few products and institutions, many exposures: each resolved once.
+    products: dict[str, ResolvedProduct] = {}
+    regions: dict[str | None, str | None] = {}
     for row in rows:
-        if row.product is None:
-            continue
-        product = registry.resolve(Product(product_id=row.product))
-        region = institutions.region_of(row.institution)
-        if scope.filter.admits_everything or admits_exposure(scope.filter, row, product, region):
-            table[row.product][bucket(row.period, period)].add(row)
+        if not everything:
+            product = products.get(row.product)
+            if product is None:
+                product = products[row.product] = registry.resolve(Product(product_id=row.product))
+            if row.institution not in regions:
+                regions[row.institution] = institutions.region_of(row.institution)
+            if not admits_exposure(scope.filter, row, product, regions[row.institution]):
+                continue
+        table[row.product][bucket(row.period, period)].add(row)
     return table
 
 
@@ -173,7 +178,7 @@ def rates(
     scope = query.scope
     products = query.products if query.products is not None else store.exposed_products()
     exposed = exposed_in_scope(
-        store.active_exposures(products), scope, registry, institutions, query.period
+        store.exposure_counts(products), scope, registry, institutions, query.period
     )
     cases = observed_cases(store, scope.name, exposed, query.period)
     found = []
