@@ -9,8 +9,7 @@ from starlette.responses import Response
 from api.deps import AuditActor, RuntimeDep, Submitter
 from api.exposures import CSV_TYPES, exposure_media_type
 from api.intake import JSON_TYPES, NDJSON_TYPES, media_type
-from api.problems import UnprocessableError
-from api.routes.reports import IdempotencyKey, _problem, _problems, _submit
+from api.routes.reports import IdempotencyKey, _problem, _submit, receipt_response
 from api.schemas import SubmissionReceipt
 from pvsignal.exposures import CSV_COLUMNS, Exposure
 
@@ -86,17 +85,10 @@ async def submit_exposures(
     receipt = await _submit(
         request, principal, actor, runtime.exposures, content_type, idempotency_key
     )
-    replayed = {"Idempotent-Replayed": "true"} if receipt.replayed else {}
-    document = receipt.document(principal)
     kind = media_type(content_type)
-    if (kind in JSON_TYPES and receipt.summary.get("rejected")) or (
+    # A JSON record that is invalid, or a CSV of which nothing could be read (no header of known
+    # columns, no valid row), is refused naming the field; the receipt keeps why.
+    invalid = (kind in JSON_TYPES and bool(receipt.summary.get("rejected"))) or (
         kind in CSV_TYPES and 0 < receipt.records == receipt.summary.get("rejected", 0)
-    ):
-        # A JSON record that is invalid, or a CSV of which nothing could be read (no header of
-        # known columns, no valid row): refused naming the field; the receipt keeps why.
-        result = receipt.results[0]
-        raise UnprocessableError(
-            result["reason"], errors=_problems(result), extra={"receipt_id": receipt.receipt_id}
-        )
-    del document["org"], document["role"]
-    return Response(orjson.dumps(document), media_type="application/json", headers=replayed)
+    )
+    return receipt_response(receipt, principal, invalid=invalid)
