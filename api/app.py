@@ -28,11 +28,13 @@ from api.routes import (
     audit,
     cases,
     duplicates,
+    exposures,
     fits,
     health,
     institutions,
     keys,
     products,
+    rates,
     receipts,
     reports,
     reviews,
@@ -43,6 +45,7 @@ from api.routes import (
     trends,
 )
 from api.runtime import LagProbe, build_runtime
+from pvsignal.exposures import Exposure
 from pvsignal.reports import Report
 from pvsignal.settings import Settings
 
@@ -109,6 +112,8 @@ def create_app(
             keys,
             audit,
             terms,
+            exposures,
+            rates,
         )
     ]
     for router in routers:
@@ -119,7 +124,10 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware,
         default=settings.max_body_bytes,
-        per_path={"/v1/reports": settings.max_report_body_bytes},
+        per_path={
+            "/v1/reports": settings.max_report_body_bytes,
+            "/v1/exposures": settings.max_report_body_bytes,
+        },
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost
     metrics.known_routes(_route_templates(app))
@@ -130,6 +138,7 @@ def _documentation(app: FastAPI, settings: Settings) -> None:
     """/openapi.json and /docs: open in development, behind credentials in production."""
     guard = [] if settings.environment == "development" else [Depends(get_principal)]
     report_schema = Report.model_json_schema(ref_template="#/components/schemas/{model}")
+    exposure_schema = Exposure.model_json_schema(ref_template="#/components/schemas/{model}")
 
     generate = app.openapi
 
@@ -141,6 +150,8 @@ def _documentation(app: FastAPI, settings: Settings) -> None:
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas.update(report_schema.pop("$defs", {}))
             schemas["Report"] = report_schema
+            schemas.update(exposure_schema.pop("$defs", {}))
+            schemas["Exposure"] = exposure_schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -32,13 +32,13 @@ from api.problems import ConflictError, ContentTooLargeError, UnsupportedMediaTy
 from api.tenancy import RegistryCache, owner_rule
 from pvsignal.audit import Actor, Entry
 from pvsignal.ingest import BatchResult, Ingestor, RecordResult
+from pvsignal.ownership import OwnerRule
 from pvsignal.readers import RawRecord
 from pvsignal.readers.e2b import E2BReading
 from pvsignal.readers.e2b_ack import IcsrResult, build_ack
 from pvsignal.rebuild import rebuild
 from pvsignal.scopes import ScopeConfig
 from pvsignal.store import SqlStore
-from pvsignal.store.sql import BatchSession
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/ndjson"})
@@ -66,8 +66,9 @@ class Receipt:
         records: int,
         applied: BatchResult,
         reading: E2BReading | None,
+        id_name: str = "case_id",
     ) -> Receipt:
-        results = [result_document(result) for result in applied.results]
+        results = [result_document(result, id_name) for result in applied.results]
         return cls(
             receipt_id,
             dt.datetime.now(dt.UTC).isoformat(),
@@ -252,12 +253,13 @@ def _record_too_large(limits: Limits, size: int, where: str) -> ContentTooLargeE
     )
 
 
-def result_document(result: RecordResult) -> dict[str, Any]:
-    """One record's outcome (absent facts left out); a rejected record names its field."""
+def result_document(result: RecordResult, id_name: str = "case_id") -> dict[str, Any]:
+    """One record's outcome (absent facts left out); a rejected record names its field.
+    ``id_name`` names the record's id (``exposure_id`` for exposures)."""
     document: dict[str, Any] = {
         "location": result.location,
         "outcome": str(result.outcome),  # a StrEnum for valid records
-        "case_id": result.case_id,
+        id_name: result.case_id,
         "owner": result.owner,
         "reason": result.reason,
     }
@@ -268,7 +270,7 @@ def result_document(result: RecordResult) -> dict[str, Any]:
             problems = problems.rsplit(" (", 1)[0]
         document["field"], document["reason"] = field, problems
     elif result.outcome == "refused":
-        document["field"] = "case_id"
+        document["field"] = id_name
     return {key: value for key, value in document.items() if value is not None}
 
 
@@ -303,6 +305,70 @@ class HeldRecords:
     def unreadable(self) -> int:
         missing = {index for index, payload in enumerate(self._payloads) if payload is None}
         return len(missing | self._errors.keys())
+
+
+@dataclass(frozen=True)
+class Submission:
+    """Who submitted what: the caller, the body's media type, its receipt id and digest."""
+
+    principal: Principal
+    actor: Actor
+    kind: str
+    receipt_id: str
+    digest: Any  # hashlib's running digest of the body
+    idempotency_key: str | None
+
+
+_RECEIPT_SUMMARY = ("receipt_id", "content_type", "records", "summary")  # what the audit keeps
+# Applies a submission's records under an owner rule, calling ``finish`` inside the batch's
+# transaction (the ingest engines' ``apply``).
+Apply = Callable[[list[RawRecord], OwnerRule, Callable[[Any, BatchResult], None]], BatchResult]
+
+
+def keep_submission(
+    store: SqlStore,
+    submission: Submission,
+    records: HeldRecords,
+    apply: Apply,
+    *,
+    action: str,
+    reading: E2BReading | None = None,
+    id_name: str = "case_id",
+) -> Receipt:
+    """Apply a read body's records and keep its receipt and audit row in the same transaction.
+
+    A submission sent again with the same ``Idempotency-Key`` (per caller) gets the first one's
+    receipt and writes nothing. The caller serialises submissions (one at a time).
+    """
+    principal, digest = submission.principal, submission.digest.hexdigest()
+    key = submission.idempotency_key
+    scoped_key = None if key is None else _scoped(principal, key)
+    if scoped_key is not None:
+        first = store.receipt_for_key(scoped_key)
+        if first is not None:
+            return Receipt.replay(*first, digest, reading)
+    made: list[Receipt] = []
+
+    def keep_receipt(session: Any, applied: BatchResult) -> None:
+        receipt = Receipt.of(
+            submission.receipt_id, submission.kind, len(records), applied, reading, id_name
+        )
+        document = receipt.document(principal)
+        session.save_receipt(document, scoped_key, digest)
+        session.append_audit(
+            submission.actor,
+            Entry(
+                action,
+                "receipt",
+                submission.receipt_id,
+                after={k: document[k] for k in _RECEIPT_SUMMARY},
+            ),
+        )
+        made.append(receipt)
+
+    apply(list(records), owner_rule(principal), keep_receipt)
+    [receipt] = made
+    return receipt
 
 
 class ReportIntake:
@@ -348,36 +414,19 @@ class ReportIntake:
         body = _digested(body, digest)
         reading = E2BReading(body, f"{receipt_id}.xml") if kind in XML_TYPES else None
         records = HeldRecords(read_records(kind, body, receipt_id, self._limits, reading))
-        scoped_key = None if idempotency_key is None else _scoped(principal, idempotency_key)
         with self._lock:
-            if scoped_key is not None:
-                first = self._store.receipt_for_key(scoped_key)
-                if first is not None:
-                    return Receipt.replay(*first, digest.hexdigest(), reading)
-            made: list[Receipt] = []
-
-            def keep_receipt(session: BatchSession, applied: BatchResult) -> None:
-                receipt = Receipt.of(receipt_id, kind, len(records), applied, reading)
-                document = receipt.document(principal)
-                session.save_receipt(document, scoped_key, digest.hexdigest())
-                session.append_audit(
-                    actor,
-                    Entry(
-                        "report.submit",
-                        "receipt",
-                        receipt_id,
-                        after={
-                            k: document[k]
-                            for k in ("receipt_id", "content_type", "records", "summary")
-                        },
-                    ),
-                )
-                made.append(receipt)
-
-            self._current_ingestor().apply(
-                list(records), owners=owner_rule(principal), finish=keep_receipt
+            receipt = keep_submission(
+                self._store,
+                Submission(principal, actor, kind, receipt_id, digest, idempotency_key),
+                records,
+                lambda held, owners, finish: self._current_ingestor().apply(
+                    held, owners=owners, finish=finish
+                ),
+                action="report.submit",
+                reading=reading,
             )
-        [receipt] = made
+        if receipt.replayed:
+            return receipt
         self._count(records, Counter(receipt.summary))
         if receipt.touched_scopes:
             self._on_counts_changed(set(receipt.touched_scopes))

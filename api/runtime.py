@@ -15,6 +15,7 @@ from typing import Any
 from api.auth import Authenticator
 from api.detection import DetectionScheduler
 from api.events import AlertFeed, Broker
+from api.exposures import ExposureIntake
 from api.intake import Limits, ReportIntake
 from api.metrics import Metrics
 from api.pool import StorePool
@@ -23,11 +24,12 @@ from api.snapshots import SignalCache
 from api.tenancy import RegistryCache
 from api.webhooks import DeliveryWorker, SecretBox
 from pvsignal.detection import DetectionConfig, Detector
+from pvsignal.monitoring import Monitor, Monitored
 from pvsignal.rebuild import effective_scopes
 from pvsignal.scopes import ScopeConfig
 from pvsignal.scoring import ScoringConfig
 from pvsignal.settings import Settings
-from pvsignal.store import open_store
+from pvsignal.store import SqlStore, open_store
 
 # Given offsets per partition, the lag per partition (Kafka's end offsets are the streams
 # package's business; it may hand the app a probe).
@@ -43,6 +45,7 @@ class Runtime:
     registry: RegistryCache
     signals: SignalCache
     intake: ReportIntake
+    exposures: ExposureIntake
     broker: Broker
     feed: AlertFeed
     webhooks: DeliveryWorker
@@ -75,6 +78,7 @@ class Runtime:
         self.broker.close()
         self.signals.close()
         self.intake.close()
+        self.exposures.close()
         self.pool.close()
 
 
@@ -100,14 +104,7 @@ def build_runtime(settings: Settings, metrics: Metrics, lag_probe: LagProbe | No
     scheduler = None
     if settings.detect_in_process:
         scheduler = DetectionScheduler(
-            Detector(
-                open_store(settings.store_url),
-                scopes,
-                DetectionConfig(
-                    refit_in_background=True,  # a refit never delays alerts
-                    review_deadline_days=dict(settings.review_deadline_days),
-                ),
-            ),
+            _monitored_detector(open_store(settings.store_url), scopes, settings),
             signals,
             metrics,
             debounce_seconds=settings.detect_debounce_seconds,
@@ -121,6 +118,13 @@ def build_runtime(settings: Settings, metrics: Metrics, lag_probe: LagProbe | No
         limits=Limits(settings.max_batch_records, settings.max_record_bytes),
         on_counts_changed=scheduler.notify if scheduler is not None else lambda _: None,
     )
+    exposures = ExposureIntake(
+        open_store(settings.store_url),
+        scopes,
+        registry,
+        limits=Limits(settings.max_batch_records, settings.max_record_bytes),
+        on_exposures_changed=scheduler.notify if scheduler is not None else lambda _: None,
+    )
     return Runtime(
         settings=settings,
         metrics=metrics,
@@ -129,6 +133,7 @@ def build_runtime(settings: Settings, metrics: Metrics, lag_probe: LagProbe | No
         registry=registry,
         signals=signals,
         intake=intake,
+        exposures=exposures,
         broker=broker,
         feed=feed,
         webhooks=webhooks,
@@ -138,3 +143,13 @@ def build_runtime(settings: Settings, metrics: Metrics, lag_probe: LagProbe | No
         scheduler=scheduler,
         lag_probe=lag_probe,
     )
+
+
+def _monitored_detector(store: SqlStore, scopes: ScopeConfig, settings: Settings) -> Monitored:
+    """The disproportionality detector, then the scopes' sequential tests (active
+    monitoring), on one store connection."""
+    config = DetectionConfig(
+        refit_in_background=True,  # a refit never delays alerts
+        review_deadline_days=dict(settings.review_deadline_days),
+    )
+    return Monitored(Detector(store, scopes, config), Monitor(store, scopes, config))

@@ -11,6 +11,8 @@ from api.auth import Role
 from pvsignal.products import Kind, Name, Pathway
 
 Measure = Literal["prr", "ror", "ic", "ebgm"]
+# Alerts also come from active monitoring's sequential tests (pvsignal.monitoring).
+AlertMeasureName = Literal["prr", "ror", "ic", "ebgm", "maxsprt"]
 Transition = Literal["new", "ongoing", "strengthened", "weakened", "closed"]
 # The transitions that raise an alert (``ongoing`` is a state, never an alert).
 AlertTransition = Literal["new", "strengthened", "weakened", "closed"]
@@ -71,15 +73,26 @@ class Problem(BaseModel):
 
 class RecordOutcome(_Model):
     location: str = Field(description="receipt id and line (or E2B message) of the record")
-    outcome: Literal["new", "follow_up", "stale", "resent", "nullified", "refused", "rejected"] = (
-        Field(
-            description="new: accepted and counted; follow_up: follow-up applied (previous version "
-            "withdrawn); stale: an older version, ignored; resent: the same version again; "
-            "nullified: the case is withdrawn; refused: the case was withdrawn for good earlier; "
-            "rejected: invalid, see field and reason"
-        )
+    outcome: Literal[
+        "new",
+        "follow_up",
+        "stale",
+        "resent",
+        "nullified",
+        "refused",
+        "rejected",
+        "corrected",
+        "withdrawn",
+    ] = Field(
+        description="new: accepted and counted; follow_up: follow-up applied (previous version "
+        "withdrawn); stale: an older version, ignored; resent: the same version again; "
+        "nullified: the case is withdrawn; refused: the case (exposure) was withdrawn for good "
+        "earlier, or a withdrawal names no exposure of the sender's; rejected: invalid, see "
+        "field and reason; exposures only: corrected (a newer version replaces the previous "
+        "one), withdrawn (by its owner, for good)"
     )
     case_id: str | None = None
+    exposure_id: str | None = Field(default=None, description="an exposure record's id")
     owner: str | None = Field(
         default=None,
         description="the organisation owning the case (the submitter's, or for a "
@@ -250,7 +263,7 @@ class HistoryPoint(BaseModel):
 class TransitionPoint(_Model):
     alert_id: int
     at: str
-    measure: Measure
+    measure: AlertMeasureName
     transition: Transition
 
 
@@ -261,6 +274,43 @@ class SignalDetail(_Model):
     history: list[HistoryPoint] = Field(description="statistics at each evaluation, oldest first")
     transitions: list[TransitionPoint]
     theta: dict[str, float]
+
+
+# -- rates ------------------------------------------------------------------------------------
+
+
+class RateRow(_Model):
+    scope: str
+    product_id: str
+    pt: str
+    period: str = Field(description="total, YYYY, YYYY-Qn, YYYY-MM or unknown (cases only)")
+    cases: int = Field(description="distinct cases of the product and PT in the scope")
+    patients: int = Field(description="patients exposed (sum of the exposures' patients)")
+    patient_years: float | None = Field(description="patient-time given, in years")
+    incidence_per_1000: float | None = Field(description="cases per 1,000 patients exposed")
+    incidence_lower: float | None = Field(description="exact (Garwood) lower bound")
+    incidence_upper: float | None
+    per_1000_patient_years: float | None = Field(
+        description="where every exposure of the group gives its patient-time"
+    )
+    per_1000_patient_years_lower: float | None
+    per_1000_patient_years_upper: float | None
+    expected: float | None = Field(
+        description="Σ patients × reference rate over age band × sex (None: no reference for "
+        "some exposed stratum)"
+    )
+    reference: Literal["label", "background", "mixed"] | None
+    oe: float | None = Field(description="observed/expected")
+    oe_lower: float | None = Field(description="exact (Garwood) lower bound")
+    oe_upper: float | None
+    level: float
+
+
+class RatePage(_Model):
+    scope: str
+    period: str
+    level: float
+    rates: list[RateRow]
 
 
 # -- products ---------------------------------------------------------------------------------
@@ -323,7 +373,7 @@ class FitList(_Model):
 class SubscriptionFilter(_Model):
     products: list[Label] = Field(default_factory=list, max_length=1000)
     pts: list[Label] = Field(default_factory=list, max_length=1000)
-    measures: list[Measure] = Field(
+    measures: list[AlertMeasureName] = Field(
         default_factory=list,
         description="only alerts in which one of these measures moved (empty: any measure)",
     )
@@ -473,9 +523,11 @@ class Alert(BaseModel):
         description="the most significant of `changes`: new > strengthened > weakened > closed "
         "(alerts recorded per measure before migration 7 may say ongoing)"
     )
-    changes: dict[Measure, Transition] = Field(description="the measures that moved, and how")
+    changes: dict[AlertMeasureName, Transition] = Field(
+        description="the measures that moved, and how"
+    )
     at: str
-    measures: dict[Measure, AlertMeasure] = Field(
+    measures: dict[AlertMeasureName, AlertMeasure] = Field(
         default_factory=dict, description="every measure's state, flag and level statistic"
     )
     statistics: dict[str, float | None] = Field(
@@ -580,7 +632,8 @@ class DuplicateDecision(_Model):
 
 
 class InstitutionIn(_Model):
-    names: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]] = Field(
+    # A name as the product registry takes one: its schema says a visible character is needed.
+    names: list[Name] = Field(
         min_length=1, max_length=50, description="names and aliases; the first is shown"
     )
     kind: Literal["hospital", "mah", "regulator", "other"] = "hospital"

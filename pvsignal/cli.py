@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 
 from pvsignal.argtypes import level
+from pvsignal.cli_exposures import add_exposure_commands
 from pvsignal.cli_maxsprt import add_maxsprt_command
 from pvsignal.cli_store import add_store_commands
 from pvsignal.errors import PvsignalError
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_analyze(commands)
     add_store_commands(commands)
+    add_exposure_commands(commands)
     add_simulate_command(commands)
     add_maxsprt_command(commands)
     add_terminology_commands(commands)

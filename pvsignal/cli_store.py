@@ -24,7 +24,7 @@ from pvsignal.scopes import ScopeConfig, load_scope_config
 from pvsignal.store import DEFAULT_URL, SqlStore, open_store, redact_url
 
 if TYPE_CHECKING:
-    from pvsignal.detection import Detector
+    from pvsignal.monitoring import Monitored
 
 _DATABASE_OWNERS = {"faers": "FDA-FAERS", "vaers": "CDC-VAERS"}
 
@@ -224,10 +224,11 @@ def owner_rule(source_format: str, owner: str | None) -> OwnerRule:
     return SenderOwns(owner or UNATTRIBUTED)
 
 
-def _detector(store: SqlStore, scopes: ScopeConfig) -> Detector:
+def _detector(store: SqlStore, scopes: ScopeConfig) -> Monitored:
     from pvsignal.detection import Detector  # scipy and the detectors: only when detecting
+    from pvsignal.monitoring import Monitor, Monitored
 
-    return Detector(store, scopes)
+    return Monitored(Detector(store, scopes), Monitor(store, scopes))
 
 
 def describe_ingest(summary: IngestSummary, url: str) -> str:

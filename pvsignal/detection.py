@@ -399,10 +399,6 @@ class Detector:
         now: str,
     ) -> dict[str, Any]:
         product, event = pair
-        registered = registry.get(product)
-        mah_id = None if registered is None else registered.mah_id
-        pathway = None if registered is None else registered.pathway.value
-        kind = None if registered is None else registered.kind.value
         return {
             "scope": scope,
             "product_id": product,
@@ -412,19 +408,31 @@ class Detector:
             "at": now,
             "measures": measures,
             "statistics": statistics,
-            "product": {
-                "registered": registered is not None,
-                "names": [] if registered is None else list(registered.names),
-                "mah_id": mah_id,
-                "pathway": pathway,
-                "kind": kind,
-            },
-            "mah_id": mah_id,
-            "pathway": pathway,
-            "kind": kind,
+            **alert_product(registry, product),
             "link": signal_link(scope, product, event),
             "theta": theta._asdict(),
         }
+
+
+def alert_product(registry: Registry, product: str) -> dict[str, Any]:
+    """The product's facts an alert carries: ``product`` in full, and its MAH, pathway and kind
+    repeated at the top (for subscription filters and Kafka consumers)."""
+    registered = registry.get(product)
+    mah_id = None if registered is None else registered.mah_id
+    pathway = None if registered is None else registered.pathway.value
+    kind = None if registered is None else registered.kind.value
+    return {
+        "product": {
+            "registered": registered is not None,
+            "names": [] if registered is None else list(registered.names),
+            "mah_id": mah_id,
+            "pathway": pathway,
+            "kind": kind,
+        },
+        "mah_id": mah_id,
+        "pathway": pathway,
+        "kind": kind,
+    }
 
 
 def signal_link(scope: str, product: str, event: str) -> str:

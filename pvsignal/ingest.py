@@ -255,15 +255,7 @@ class Ingestor:
         return self._to_version(report, owner, _payload_text(record.payload)), None, report
 
     def _reject(self, record: RawRecord, field_: str, value: str, reason: str) -> Reject:
-        text = None if record.payload is None else _payload_text(record.payload)
-        return Reject(
-            self.source,
-            record.location,
-            field_,
-            value,
-            reason,
-            None if text is None else text[:_KEPT_PAYLOAD],
-        )
+        return rejected(self.source, record, field_, value, reason)
 
     def _to_version(self, report: Report, owner: str, text: str) -> Version:
         return Version(
@@ -336,6 +328,20 @@ class BatchCollector:
 
     def close(self) -> None:
         gc.enable()
+
+
+def rejected(source: str, record: RawRecord, field_: str, value: str, reason: str) -> Reject:
+    """A refused record as the store keeps it: where from, which field and value, why, and the
+    record itself (up to a size) so that it can be corrected and resent."""
+    text = None if record.payload is None else _payload_text(record.payload)
+    return Reject(
+        source,
+        record.location,
+        field_,
+        value,
+        reason,
+        None if text is None else text[:_KEPT_PAYLOAD],
+    )
 
 
 def _check_fence(session: BatchSession, expected: dict[tuple[str, int], int | None]) -> None:

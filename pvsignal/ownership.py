@@ -6,6 +6,7 @@
 - From Kafka and files the owner is the record's sender organisation (producers are trusted
   through Kafka ACLs and file access); a record without one belongs to the source's default
   owner (``unattributed`` unless the command names one).
+- Exposures (pvsignal.exposures) follow the same rules, their ``sender`` standing for C.3.2.
 - A database's own extract (FAERS, VAERS) is owned by that database, whose ids its case ids are.
 
 Organisations are compared by their registered institution id (names and aliases resolve
@@ -21,6 +22,9 @@ from pvsignal.institutions import InstitutionRegistry
 from pvsignal.reports import Problem, Report
 
 __all__ = ["UNATTRIBUTED", "OwnerRule", "SenderOwns", "SourceOwns", "SubmitterOwns"]
+
+# Where a report states its sender organisation (C.3.2); other records name their own field.
+_FIELD = "sender.institution_id"
 
 
 def sender_organisation(report: Report) -> str | None:
@@ -38,7 +42,12 @@ class SenderOwns:
     def owner(
         self, report: Report, institutions: InstitutionRegistry
     ) -> tuple[str | None, Problem | None]:
-        organisation = sender_organisation(report)
+        return self.owner_of(sender_organisation(report), institutions)
+
+    def owner_of(
+        self, organisation: str | None, institutions: InstitutionRegistry, field: str = _FIELD
+    ) -> tuple[str | None, Problem | None]:
+        """The owner of a record whose stated sender organisation is ``organisation``."""
         if organisation is None:
             return self.default, None
         return institutions.canonical(organisation), None
@@ -53,11 +62,15 @@ class SubmitterOwns:
     def owner(
         self, report: Report, institutions: InstitutionRegistry
     ) -> tuple[str | None, Problem | None]:
-        stated = sender_organisation(report)
+        return self.owner_of(sender_organisation(report), institutions)
+
+    def owner_of(
+        self, stated: str | None, institutions: InstitutionRegistry, field: str = _FIELD
+    ) -> tuple[str | None, Problem | None]:
         submitter = institutions.canonical(self.organisation)
         if stated is not None and institutions.canonical(stated) != submitter:
             return None, Problem(
-                field="sender.institution_id",
+                field=field,
                 value=repr(stated),
                 reason=f"names another organisation than the submitter {self.organisation!r}; "
                 "an organisation submits only its own cases",
@@ -73,6 +86,11 @@ class SourceOwns:
 
     def owner(
         self, report: Report, institutions: InstitutionRegistry
+    ) -> tuple[str | None, Problem | None]:
+        return self.source, None
+
+    def owner_of(
+        self, stated: str | None, institutions: InstitutionRegistry, field: str = _FIELD
     ) -> tuple[str | None, Problem | None]:
         return self.source, None
 

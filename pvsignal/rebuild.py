@@ -51,7 +51,8 @@ def effective_scopes(store: SqlStore, path: Path | None) -> ScopeConfig:
             f"with; run `pvsignal rebuild --scope-config {path}` to recount under it"
         )
     elif stored != config.model_dump_json():
-        # Counted alike, scored differently (priors, stratify): the store keeps the latest.
+        # Counted alike, scored or monitored differently (priors, stratify, monitoring): the
+        # store keeps the latest.
         store.set_setting(SCOPES_SETTING, config.model_dump_json())
     return config
 

@@ -12,7 +12,7 @@ import bisect
 import datetime as dt
 import functools
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
@@ -94,6 +94,43 @@ class ScopeFilter(BaseModel):
         )
 
 
+class ReferenceRate(BaseModel):
+    """The expected frequency of a PT among exposed patients: the label's frequency (any age
+    and sex) or a background rate of one age band and/or sex. The most specific entry that
+    matches a stratum applies (age band and sex, then age band, then sex, then neither)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    per_1000: float = Field(ge=0, description="expected cases per 1,000 patients exposed")
+    age_band: Literal[AGE_LABELS] | None = None  # type: ignore[valid-type]
+    sex: Sex | None = None
+    source: Literal["label", "background"] = "label"
+
+
+class MonitoredProduct(BaseModel):
+    """A product under active monitoring: its reference rates and its MaxSPRT design."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    product_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    references: list[ReferenceRate] = Field(min_length=1)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    length: float = Field(gt=0, le=1_000, description="surveillance length, expected events")
+    min_events: int = Field(default=1, ge=1, le=100)
+
+
+class Monitoring(BaseModel):
+    """Active monitoring of a scope (pvsignal.monitoring): its products under MaxSPRT."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    products: list[MonitoredProduct] = []
+
+    def product(self, product_id: str) -> MonitoredProduct | None:
+        return next((p for p in self.products if p.product_id == product_id), None)
+
+
 class Scope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -112,6 +149,7 @@ class Scope(BaseModel):
     )
     # Where the scope's MGPS prior comes from (pvsignal.priors); scoring only, not counting.
     prior: PriorChoice = Field(default_factory=PriorChoice)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
 
 class ScopeConfig(BaseModel):
@@ -141,8 +179,8 @@ class ScopeConfig(BaseModel):
         return [configured_all[0] if configured_all else Scope(name=ALL), *named]
 
     def counts_like(self, other: ScopeConfig) -> bool:
-        """Would both configurations make the same counts? (``stratify`` and priors only
-        affect scoring.)"""
+        """Would both configurations make the same counts? (``stratify``, priors and
+        monitoring only affect scoring or read the counts.)"""
         return _counted(self.all_scopes()) == _counted(other.all_scopes()) and (
             self.count_concomitant == other.count_concomitant
         )
@@ -162,7 +200,7 @@ def _described(problem: Problem) -> str:
 
 
 def _counted(scopes: list[Scope]) -> list[dict[str, object]]:
-    return [scope.model_dump(exclude={"prior"}) for scope in scopes]
+    return [scope.model_dump(exclude={"prior", "monitoring", "description"}) for scope in scopes]
 
 
 def load_scope_config(path: Path | None) -> ScopeConfig:

@@ -23,8 +23,14 @@ from pvsignal.argtypes import level, positive_int, seconds
 from pvsignal.errors import InputError
 from pvsignal.scopes import load_scope_config
 from pvsignal.store import DEFAULT_URL
-from streams import ALERTS_TOPIC, DLQ_TOPIC, REPORTS_TOPIC
-from streams.codec import DEFAULT_MAX_BYTES
+from streams import (
+    ALERTS_TOPIC,
+    DLQ_TOPIC,
+    EXPOSURES_DLQ_TOPIC,
+    EXPOSURES_TOPIC,
+    REPORTS_TOPIC,
+)
+from streams.codec import DEFAULT_MAX_BYTES, RECORDS
 
 if TYPE_CHECKING:
     from pvsignal.settings import KafkaSettings
@@ -45,7 +51,17 @@ def add_consume_command(commands: argparse._SubParsersAction) -> None:
         metavar="HOST:PORT",
         help="Kafka brokers (default $PVSIGNAL_KAFKA_BOOTSTRAP)",
     )
-    parser.add_argument("--topic", default=REPORTS_TOPIC, help=f"reports (default {REPORTS_TOPIC})")
+    parser.add_argument(
+        "--records",
+        choices=RECORDS,
+        default="reports",
+        help="what the topic carries: reports (default), or exposure records (active "
+        "monitoring: their sequential tests are updated after each batch)",
+    )
+    parser.add_argument(
+        "--topic",
+        help=f"default {REPORTS_TOPIC}, or {EXPOSURES_TOPIC} with --records exposures",
+    )
     parser.add_argument("--group", default="pvsignal", help="consumer group (default pvsignal)")
     parser.add_argument(
         "--no-group",
@@ -62,7 +78,9 @@ def add_consume_command(commands: argparse._SubParsersAction) -> None:
         "--batch-size", type=positive_int, default=2_000, help="records per poll and transaction"
     )
     parser.add_argument("--metrics-port", type=int, help="serve /metrics, /readyz, /livez here")
-    parser.add_argument("--dlq-topic", default=DLQ_TOPIC, help=f"default {DLQ_TOPIC}")
+    parser.add_argument(
+        "--dlq-topic", help=f"default {DLQ_TOPIC}, or {EXPOSURES_DLQ_TOPIC} for exposures"
+    )
     parser.add_argument("--alerts-topic", default=ALERTS_TOPIC, help=f"default {ALERTS_TOPIC}")
     parser.add_argument(
         "--max-message-bytes",
@@ -156,11 +174,13 @@ def run_consume(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     kafka = kafka_settings(args)
+    exposures = args.records == "exposures"
     config = ConsumerConfig(
         bootstrap=kafka.bootstrap,
-        topic=args.topic,
+        topic=args.topic or (EXPOSURES_TOPIC if exposures else REPORTS_TOPIC),
+        records=args.records,
         group=None if args.no_group else args.group,
-        dlq_topic=args.dlq_topic,
+        dlq_topic=args.dlq_topic or (EXPOSURES_DLQ_TOPIC if exposures else DLQ_TOPIC),
         alerts_topic=args.alerts_topic,
         batch_size=args.batch_size,
         max_message_bytes=args.max_message_bytes,

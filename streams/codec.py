@@ -1,5 +1,8 @@
 """Kafka message -> wire-format records for the Ingestor, and poison with its reason.
 
+A consumer of exposures (``records="exposures"``) reads JSON exposure records only
+(pvsignal.exposures); an invalid one is poison ``invalid_exposure``.
+
 The ``content-type`` header names the payload: ``application/json`` (the default: one report
 per message) or an E2B(R3) XML batch (``application/xml``, ``application/hl7-v3+xml``,
 ``text/xml``; one message may carry several reports). Media-type parameters are ignored.
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from pvsignal.exposures import Exposure
 from pvsignal.readers import RawRecord
 from pvsignal.readers.e2b import read_e2b_bytes
 from pvsignal.reports import Report, problems_of
@@ -27,6 +31,7 @@ from pvsignal.reports import Report, problems_of
 JSON = "application/json"
 E2B_TYPES = frozenset({"application/xml", "application/hl7-v3+xml", "text/xml"})
 DEFAULT_MAX_BYTES = 1 << 20
+RECORDS = ("reports", "exposures")  # what a topic carries
 
 # The closed set of poison reasons (metric labels, the DLQ's ``error`` header).
 POISON_REASONS = (
@@ -36,6 +41,7 @@ POISON_REASONS = (
     "not_utf8",
     "not_json",
     "invalid_report",
+    "invalid_exposure",
     "xml_refused",
     "xml_malformed",
 )
@@ -70,10 +76,12 @@ def content_type(headers: Iterable[tuple[str, bytes | None]] | None) -> str | No
 class Codec:
     """Decodes messages; ``max_bytes`` bounds a message before anything parses it."""
 
-    def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES, records: str = "reports") -> None:
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be positive, got {max_bytes!r}")
-        self.max_bytes = max_bytes
+        if records not in RECORDS:
+            raise ValueError(f"records must be one of {', '.join(RECORDS)}, got {records!r}")
+        self.max_bytes, self.records = max_bytes, records
 
     def decode(
         self,
@@ -87,11 +95,13 @@ class Codec:
             detail = f"{len(value)} bytes, more than the limit of {self.max_bytes}"
             return _refused(location, Poison("oversize", detail))
         kind = content_type(headers) or JSON
+        if kind == JSON and self.records == "exposures":
+            return _decode_exposure(value, location)
         if kind == JSON:
             return _decode_json(value, location)
-        if kind in E2B_TYPES:
+        if kind in E2B_TYPES and self.records == "reports":
             return _decode_e2b(value, location)
-        known = ", ".join(sorted({JSON, *E2B_TYPES}))
+        known = JSON if self.records == "exposures" else ", ".join(sorted({JSON, *E2B_TYPES}))
         detail = f"content-type {kind!r} is not one of {known}"
         return _refused(location, Poison("unknown_content_type", detail))
 
@@ -102,20 +112,41 @@ def _refused(location: str, poison: Poison) -> Decoded:
 
 
 def _decode_json(value: bytes, location: str) -> Decoded:
+    # Validated here: poison must reach the dead-letter topic before its batch (and offset) is
+    # written. A good report travels on validated; the Ingestor rejects a bad one the same way.
+    decoded = _validated_json(value, location, Report, "invalid_report")
+    if isinstance(decoded, Decoded):
+        return decoded
+    return Decoded((RawRecord(location, value, report=decoded),))
+
+
+def _decode_exposure(value: bytes, location: str) -> Decoded:
+    """An exposure record (pvsignal.exposures), validated here as a report is."""
+    decoded = _validated_json(value, location, Exposure, "invalid_exposure")
+    if isinstance(decoded, Decoded):
+        return decoded
+    problem = decoded.missing()
+    if problem is not None:
+        return Decoded((RawRecord(location, value),), Poison("invalid_exposure", str(problem)))
+    return Decoded((RawRecord(location, value),))
+
+
+def _validated_json(
+    value: bytes, location: str, model: type[Report] | type[Exposure], invalid: str
+) -> Report | Exposure | Decoded:
+    """The message as ``model``, or what it decodes to as poison (not UTF-8, not JSON,
+    ``invalid``: a schema violation)."""
     try:
         value.decode("utf-8")
     except UnicodeDecodeError as error:
         return _refused(location, Poison("not_utf8", str(error)[:_DETAIL]))
-    record = RawRecord(location, value)
-    # Validated here: poison must reach the dead-letter topic before its batch (and offset) is
-    # written. A good report travels on validated; the Ingestor rejects a bad one the same way.
     try:
-        report = Report.model_validate_json(value)
+        return model.model_validate_json(value)
     except ValidationError as error:
+        record = RawRecord(location, value)
         if any(item["type"] == "json_invalid" for item in error.errors(include_url=False)):
             return Decoded((record,), Poison("not_json", _describe(error)))
-        return Decoded((record,), Poison("invalid_report", _describe(error)))
-    return Decoded((RawRecord(location, value, report=report),))
+        return Decoded((record,), Poison(invalid, _describe(error)))
 
 
 def _decode_e2b(value: bytes, location: str) -> Decoded:

@@ -1,4 +1,4 @@
-"""The Kafka consumer: reports in, each applied exactly once, alerts out.
+"""The Kafka consumer: reports (or exposures) in, each applied exactly once, alerts out.
 
 One flat loop::
 
@@ -42,6 +42,7 @@ from kafka.structs import OffsetAndMetadata
 
 from pvsignal.cases import Outcome
 from pvsignal.errors import StaleOffsetsError
+from pvsignal.exposures import ExposureIngestor
 from pvsignal.ingest import BatchCollector, BatchResult, Ingestor
 from pvsignal.readers import RawRecord
 from pvsignal.scopes import ScopeConfig
@@ -54,6 +55,7 @@ from streams.metrics import StreamMetrics
 
 APPLIED = frozenset(
     {Outcome.new, Outcome.follow_up, Outcome.stale, Outcome.resent, Outcome.nullified}
+    | {"corrected", "withdrawn"}  # exposures' (pvsignal.exposures.ExposureOutcome)
 )
 
 
@@ -90,6 +92,7 @@ class ConsumerConfig:
     bootstrap: str
     topic: str = REPORTS_TOPIC
     group: str | None = "pvsignal"  # None: assign every partition without a group (one process)
+    records: str = "reports"  # or "exposures" (streams.codec.RECORDS): what the topic carries
     dlq_topic: str = DLQ_TOPIC
     alerts_topic: str = ALERTS_TOPIC
     batch_size: int = 2_000  # records per poll, and so per store transaction at most
@@ -165,7 +168,7 @@ class _Engine:
     """Everything that talks to the store; rebuilt when the database connection is lost."""
 
     store: SqlStore
-    ingestor: Ingestor
+    ingestor: Ingestor | ExposureIngestor
     detector: Detects
     publisher: AlertPublisher
 
@@ -211,7 +214,10 @@ class Checkpoint:
         return batch, redelivered
 
     def write(
-        self, ingestor: Ingestor, records: list[RawRecord], batch: list[ConsumerRecord]
+        self,
+        ingestor: Ingestor | ExposureIngestor,
+        records: list[RawRecord],
+        batch: list[ConsumerRecord],
     ) -> tuple[BatchResult, dict[int, int]]:
         """Apply the records with each partition's next offset in one store transaction."""
         last: dict[int, int] = {}
@@ -242,9 +248,12 @@ class StreamConsumer:
         open_store: Callable[[str], SqlStore] = open_store,
     ) -> None:
         self.config, self.store_url, self.scopes, self.metrics = config, store_url, scopes, metrics
-        self._detector_factory = detector_factory or _default_detector
+        exposures = config.records == "exposures"
+        self._detector_factory = detector_factory or (
+            _default_monitor if exposures else _default_detector
+        )
         self._open_store = open_store
-        self.codec = Codec(max_bytes=config.max_message_bytes)
+        self.codec = Codec(max_bytes=config.max_message_bytes, records=config.records)
         self.checkpoint = Checkpoint(config.topic)
         self._kafka: _Kafka | None = None
         self._engine: _Engine | None = None
@@ -396,7 +405,7 @@ class StreamConsumer:
     def _connect(self, kafka: _Kafka) -> _Engine:
         store = self._open_store(self.store_url)
         try:
-            ingestor = Ingestor(store, self.scopes, source="kafka")
+            ingestor = _ingestor(self.config.records, store, self.scopes)
             detector = self._detector_factory(store, self.scopes)
         except BaseException:
             store.close()
@@ -581,9 +590,25 @@ class StreamConsumer:
 
 def _default_detector(store: SqlStore, scopes: ScopeConfig) -> Detects:
     from pvsignal.detection import DetectionConfig, Detector
+    from pvsignal.monitoring import Monitor, Monitored
 
-    # A refit never holds up the detection run that raises an alert.
-    return Detector(store, scopes, DetectionConfig(refit_in_background=True))
+    # A refit never holds up the detection run that raises an alert; the scopes' sequential
+    # tests follow each run (new cases move them).
+    config = DetectionConfig(refit_in_background=True)
+    return Monitored(Detector(store, scopes, config), Monitor(store, scopes, config))
+
+
+def _default_monitor(store: SqlStore, scopes: ScopeConfig) -> Detects:
+    """Exposures move only the sequential tests: the monitor alone runs after a batch."""
+    from pvsignal.monitoring import Monitor
+
+    return Monitor(store, scopes)
+
+
+def _ingestor(records: str, store: SqlStore, scopes: ScopeConfig) -> Ingestor | ExposureIngestor:
+    if records == "exposures":
+        return ExposureIngestor(store, scopes, source="kafka")
+    return Ingestor(store, scopes, source="kafka")
 
 
 def _location(record: ConsumerRecord) -> str:

@@ -14,7 +14,7 @@ from api.auth import Principal
 from api.deps import Reader, RegistryDep, RuntimeDep, StoreDep
 from api.events import StreamFilter, visible_alert
 from api.runtime import Runtime
-from api.schemas import AlertList, AlertTransition, Measure
+from api.schemas import AlertList, AlertMeasureName, AlertTransition
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 _REPLAY_LIMIT = 1000
@@ -37,7 +37,7 @@ def list_alerts(
     product_id: Annotated[str | None, Query(max_length=200)] = None,
     pt: Annotated[str | None, Query(max_length=500)] = None,
     measure: Annotated[
-        Measure | None, Query(description="alerts in which this measure moved")
+        AlertMeasureName | None, Query(description="alerts in which this measure moved")
     ] = None,
     transition: Annotated[
         AlertTransition | None,
@@ -83,7 +83,7 @@ async def stream_alerts(
     scope: Annotated[str | None, Query(max_length=63)] = None,
     product_id: Annotated[str | None, Query(max_length=200)] = None,
     pt: Annotated[str | None, Query(max_length=500)] = None,
-    measure: Measure | None = None,
+    measure: AlertMeasureName | None = None,
     max_events: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     last_event_id: Annotated[str | None, Header(max_length=20, pattern=r"^\d+$")] = None,
 ) -> AsyncIterator[ServerSentEvent]:

@@ -107,6 +107,19 @@ _PROBLEM = {
 }
 
 
+# A submission's Idempotency-Key header (reports, exposures).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="any unique token of the client's (printable ASCII): the same key "
+        "again returns the first submission's receipt and writes nothing",
+    ),
+]
+
+
 def _problem(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -146,31 +159,30 @@ async def submit_reports(
     principal: Submitter,
     actor: AuditActor,
     runtime: RuntimeDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            min_length=1,
-            max_length=200,
-            pattern=r"^[\x21-\x7e]+$",
-            description="any unique token of the client's (printable ASCII): the same key "
-            "again returns the first submission's receipt and writes nothing",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     content_type = request.headers.get("content-type")
     supported(content_type)  # a 415 before any of the body is read
     receipt = await _submit(
         request, principal, actor, runtime.intake, content_type, idempotency_key
     )
-    replayed = {"Idempotent-Replayed": "true"} if receipt.replayed else {}
     if receipt.e2b is not None and _wants_xml(request.headers.get("accept")):
+        replayed = {"Idempotent-Replayed": "true"} if receipt.replayed else {}
         return Response(receipt.acknowledgement(), media_type="application/xml", headers=replayed)
-    document = receipt.document(principal)
-    if media_type(content_type) in JSON_TYPES and receipt.summary.get("rejected"):
+    invalid = media_type(content_type) in JSON_TYPES and bool(receipt.summary.get("rejected"))
+    return receipt_response(receipt, principal, invalid=invalid)
+
+
+def receipt_response(receipt: Receipt, principal: Principal, *, invalid: bool) -> Response:
+    """A submission's answer: its receipt as JSON, or, when the submission was ``invalid`` as a
+    whole (a single JSON record), a 422 naming the field (the receipt keeps why)."""
+    if invalid:
         result = receipt.results[0]
         raise UnprocessableError(
             result["reason"], errors=_problems(result), extra={"receipt_id": receipt.receipt_id}
         )
+    replayed = {"Idempotent-Replayed": "true"} if receipt.replayed else {}
+    document = receipt.document(principal)
     del document["org"], document["role"]
     return Response(orjson.dumps(document), media_type="application/json", headers=replayed)
 

@@ -256,8 +256,28 @@ CREATE TABLE meddra_releases (
 );
 CREATE TABLE event_labels (normal TEXT PRIMARY KEY, label TEXT NOT NULL)
 """
+# Active monitoring: exposures (one row per owner and exposure id, its latest version, resolved:
+# product id, canonical institution, age band and sex) and the state of each sequential test
+# (a JSON document per scope, product and PT; its lifecycle is a signal_states row with
+# measure "maxsprt").
+_V11 = """
+CREATE TABLE exposures (
+    owner TEXT NOT NULL, exposure_id TEXT NOT NULL, version BIGINT NOT NULL,
+    status TEXT NOT NULL, product TEXT, institution TEXT, start_date TEXT, period TEXT NOT NULL,
+    age_years DOUBLE PRECISION, age_band TEXT NOT NULL, sex TEXT NOT NULL,
+    patients BIGINT NOT NULL, doses BIGINT, patient_days DOUBLE PRECISION,
+    doc TEXT NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (owner, exposure_id)
+);
+CREATE INDEX exposures_product ON exposures (product, status);
+CREATE TABLE sequential_tests (
+    scope TEXT NOT NULL, product TEXT NOT NULL, event TEXT NOT NULL, state TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (scope, product, event)
+)
+"""
 
-MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
+MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
 
 
 def migrations(

@@ -40,6 +40,7 @@ from pvsignal.store.access import (
     encode_changes,
     stored_alert,
 )
+from pvsignal.store.exposures import ExposureStore
 from pvsignal.store.series import SeriesStore
 from pvsignal.store.trail import TrailStore
 from pvsignal.terminology.store import TermStore
@@ -227,7 +228,7 @@ _UPSERT_OFFSET = Rows(
 )
 
 
-class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore):
+class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
     """The store over a DB-API connection; subclasses open it and name the dialect."""
 
     def __init__(self, url: str, connection: Any, dialect: Dialect) -> None:

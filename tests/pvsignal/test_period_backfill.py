@@ -33,9 +33,12 @@ PERIOD_TABLES = {
     "event_period_counts": "scope, event, stratum, period, n",
     "total_period_counts": "scope, stratum, period, n",
 }
-# Dropped in reverse order of creation: what migrations 10, 9 and 8 made.
+# Dropped in reverse order of creation: what migrations 8 and later made (rolled back with
+# them, and made again when the store is opened).
 ADDED_BY_8_AND_9 = (
-    "event_labels",
+    "sequential_tests",  # active monitoring's migration
+    "exposures",
+    "event_labels",  # terminology's migration
     "meddra_releases",
     "audit_head",
     "audit_log",
