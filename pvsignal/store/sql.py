@@ -34,6 +34,7 @@ from pvsignal.products import RegisteredProduct
 from pvsignal.review import DEFAULT_DEADLINE_DAYS
 from pvsignal.store.access import (
     BATCHES_WRITTEN,
+    COUNTS_REBUILT,
     PAIR_MEASURE,
     PRODUCTS_WRITTEN,
     AccessStore,
@@ -80,6 +81,13 @@ class BatchWrite:
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> next
     suspicions: list[Suspicion] = field(default_factory=list)
     versions: list[VersionRow] = field(default_factory=list)
+
+
+class CountsMark(NamedTuple):
+    """The batch mark and rebuild count of the store's counts (see SqlStore.counts_mark)."""
+
+    batches: int
+    rebuilds: int
 
 
 @dataclass(frozen=True)
@@ -131,20 +139,23 @@ class Rows:
         )
 
 
-def _running_sum(table: str, key: tuple[str, ...], column: str) -> Rows:
+def _running_sum(table: str, key: tuple[str, ...], column: str, *, marked: bool = False) -> Rows:
+    """An upsert adding to a running count; ``marked`` ones also record the batch (``seq``)
+    that last changed the row, which the detector's reads of changes select on."""
+    mark, set_mark = ((), "") if not marked else (("seq",), ", seq = excluded.seq")
     return Rows(
         table,
-        (*key, column),
-        ("text",) * len(key) + ("bigint",),
+        (*key, column, *mark),
+        ("text",) * len(key) + ("bigint",) * (1 + len(mark)),
         f"ON CONFLICT ({', '.join(key)}) "
-        f"DO UPDATE SET {column} = {table}.{column} + excluded.{column}",
+        f"DO UPDATE SET {column} = {table}.{column} + excluded.{column}{set_mark}",
     )
 
 
-_UPSERT_PAIRS = _running_sum("pair_counts", ("scope", "product", "event"), "a")
-_UPSERT_PRODUCTS = _running_sum("product_counts", ("scope", "stratum", "product"), "n")
-_UPSERT_EVENTS = _running_sum("event_counts", ("scope", "stratum", "event"), "n")
-_UPSERT_TOTALS = _running_sum("scope_totals", ("scope", "stratum"), "n")
+_UPSERT_PAIRS = _running_sum("pair_counts", ("scope", "product", "event"), "a", marked=True)
+_UPSERT_PRODUCTS = _running_sum("product_counts", ("scope", "stratum", "product"), "n", marked=True)
+_UPSERT_EVENTS = _running_sum("event_counts", ("scope", "stratum", "event"), "n", marked=True)
+_UPSERT_TOTALS = _running_sum("scope_totals", ("scope", "stratum"), "n", marked=True)
 _UPSERT_PAIR_PERIODS = _running_sum(
     "pair_period_counts", ("scope", "product", "event", "period"), "a"
 )
@@ -426,6 +437,8 @@ class SqlStore(AccessStore, SeriesStore, TrailStore):
         with self._transaction(exclusive=True) as cursor:
             for table in _COUNT_TABLES:
                 self._execute(cursor, f"DELETE FROM {table}")
+            # Deleted rows leave no mark to read changes from: detectors reload the scope.
+            self._execute(cursor, _BUMP_MARK, (COUNTS_REBUILT,))
             self._executemany(
                 cursor,
                 "UPDATE cases SET contribution = ? WHERE owner = ? AND case_id = ?",
@@ -545,8 +558,52 @@ class SqlStore(AccessStore, SeriesStore, TrailStore):
             (totals[0], totals[1].astype(np.float64)),
         )
 
-    def _columns(self, cursor: Any, statement: str, scope: str, width: int) -> list[np.ndarray]:
-        self._execute(cursor, statement, (scope,))
+    def counts_mark(self) -> CountsMark:
+        """Where the counts stand: the last batch written and the number of rebuilds. Read it
+        before the counts: every row a batch up to this mark changed is then read, now or by
+        the next ``count_changes`` after it."""
+        with self._transaction() as cursor:
+            return CountsMark(
+                self._mark(cursor, BATCHES_WRITTEN), self._mark(cursor, COUNTS_REBUILT)
+            )
+
+    def _mark(self, cursor: Any, name: str) -> int:
+        self._execute(cursor, "SELECT value FROM store_settings WHERE name = ?", (name,))
+        row = cursor.fetchone()
+        return 0 if row is None else int(row[0])
+
+    def count_changes(self, scope: str, after: int) -> ScopeCounts:
+        """The scope's counts that batches after mark ``after`` changed, with their current
+        values (zeros included: a count that fell to 0 is a change)."""
+        with self._transaction() as cursor:
+            pairs, products, events, totals = (
+                self._columns(
+                    cursor,
+                    f"SELECT {columns} FROM {table} WHERE scope = ? AND seq > ?",
+                    scope,
+                    columns.count(",") + 1,
+                    after,
+                )
+                for table, columns in (
+                    ("pair_counts", "product, event, a"),
+                    ("product_counts", "product, stratum, n"),
+                    ("event_counts", "event, stratum, n"),
+                    ("scope_totals", "stratum, n"),
+                )
+            )
+        return ScopeCounts(
+            pairs[0],
+            pairs[1],
+            pairs[2],
+            (products[0], products[1], products[2]),
+            (events[0], events[1], events[2]),
+            (totals[0], totals[1]),
+        )
+
+    def _columns(
+        self, cursor: Any, statement: str, scope: str, width: int, *more: Any
+    ) -> list[np.ndarray]:
+        self._execute(cursor, statement, (scope, *more))
         rows = cursor.fetchall()
         if not rows:
             return [np.empty(0, dtype=object) for _ in range(width - 1)] + [np.empty(0)]
@@ -918,11 +975,12 @@ class BatchSession:
         run = self._store._write_rows
         cursor = self._cursor
         self._store._execute(cursor, _BUMP_MARK, (BATCHES_WRITTEN,))
+        seq = self._store._mark(cursor, BATCHES_WRITTEN)
         run(cursor, _UPSERT_CASES, [_case_row(state, now) for state in batch.cases])
-        run(cursor, _UPSERT_PAIRS, [(*k, v) for k, v in deltas.pairs.items() if v])
-        run(cursor, _UPSERT_PRODUCTS, [(*k, v) for k, v in deltas.products.items() if v])
-        run(cursor, _UPSERT_EVENTS, [(*k, v) for k, v in deltas.events.items() if v])
-        run(cursor, _UPSERT_TOTALS, [(*k, v) for k, v in deltas.totals.items() if v])
+        run(cursor, _UPSERT_PAIRS, [(*k, v, seq) for k, v in deltas.pairs.items() if v])
+        run(cursor, _UPSERT_PRODUCTS, [(*k, v, seq) for k, v in deltas.products.items() if v])
+        run(cursor, _UPSERT_EVENTS, [(*k, v, seq) for k, v in deltas.events.items() if v])
+        run(cursor, _UPSERT_TOTALS, [(*k, v, seq) for k, v in deltas.totals.items() if v])
         run(cursor, _UPSERT_PAIR_PERIODS, [(*k, v) for k, v in deltas.pair_periods.items() if v])
         run(
             cursor,

@@ -23,6 +23,7 @@ from pvsignal.readers import RawRecord
 from pvsignal.scopes import ScopeConfig
 from pvsignal.simulate import SimulationConfig, simulate
 from pvsignal.store import open_store
+from pvsignal.store.schema import MIGRATIONS
 from pvsignal.store.sql import SqlStore
 from tests.support.postgres import create_database
 
@@ -81,9 +82,18 @@ def _period_counts(store: SqlStore) -> dict[str, set[tuple]]:
     return found
 
 
+def _undo_migration_13(store: SqlStore, cursor) -> None:
+    store._execute(cursor, "DROP TABLE detection_leases")
+    for table in ("pair_counts", "product_counts", "event_counts", "scope_totals"):
+        if table != "scope_totals":
+            store._execute(cursor, f"DROP INDEX {table}_seq")
+        store._execute(cursor, f"ALTER TABLE {table} DROP COLUMN seq")
+
+
 def _roll_back_to_version_7(store: SqlStore) -> None:
-    """Undo migrations 9 and 8 on a store the engine wrote, as if it was made before them."""
+    """Undo migrations 13, 9 and 8 on a store the engine wrote, as if it was made before them."""
     with store.write_transaction() as cursor:
+        _undo_migration_13(store, cursor)
         for table in ADDED_BY_8_AND_9:
             store._execute(cursor, f"DROP TABLE {table}")
         store._execute(cursor, "ALTER TABLE cases DROP COLUMN received")
@@ -122,7 +132,7 @@ def test_migration_8_backfills_the_counts_a_fresh_ingest_keeps(kind, simulation,
     assert ("all", "unregistered:undated-x", "Rash", "unknown", 2) in fresh["pair_period_counts"]
 
     with open_store(url) as store:
-        assert store._query("SELECT MAX(version) FROM schema_version")[0][0] == 9
+        assert store._query("SELECT MAX(version) FROM schema_version")[0][0] == len(MIGRATIONS)
         assert _period_counts(store) == fresh
         backfilled = store._query("SELECT owner, case_id, received FROM cases")
         assert {(o, c): r for o, c, r in backfilled} == received

@@ -1,0 +1,221 @@
+"""Incremental detection equals a full rescoring, after every batch of any stream.
+
+The reference is a Detector with ``incremental=False``: every run reads the scope's counts
+whole from the store and evaluates every candidate pair. The detector under test keeps the
+counts in memory, applies only what batches changed and evaluates only what its bounds
+(pvsignal.drift) cannot certify steady; ``sweep_share=1`` keeps it from falling back to a
+full sweep because much is uncertain, so the bounds decide. Both run over their own store fed
+the same stream (new cases, follow-ups that change products and reactions, nullifications:
+counts move up and down), with the same clock, and must agree exactly — alerts, stored
+states, history — after every batch.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import stats as scipy_stats
+
+from detectors.mgps import Hyperparameters, posterior
+from pvsignal import drift
+from pvsignal.detection import DetectionConfig, Detector
+from pvsignal.ingest import Ingestor
+from pvsignal.readers import RawRecord
+from pvsignal.scopes import ScopeConfig
+
+# Skewed vocabularies: P0 and E0 are common, so some pairs cross thresholds both ways.
+PRODUCTS = ["P0", "P0", "P0", "P1", "P1", "P2", "P3", "P4"]
+EVENTS = ["E0", "E0", "E1", "E1", "E2", "E3", "E4", "E5"]
+CASES = [f"C{i}" for i in range(40)]
+
+
+@st.composite
+def streams(draw):
+    """Batches of case versions: a case's next version replaces its previous one."""
+    versions: dict[str, int] = {}
+    stream = []
+    for _ in range(draw(st.integers(2, 7))):
+        batch = []
+        for _ in range(draw(st.integers(1, 30))):
+            case = draw(st.sampled_from(CASES))
+            versions[case] = versions.get(case, 0) + 1
+            products = draw(st.lists(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
+            # An associated pair: P1 reports tend to name E1.
+            events = ["E1"] if "P1" in products and draw(st.booleans()) else []
+            events += draw(st.lists(st.sampled_from(EVENTS), min_size=1, max_size=2))
+            batch.append(
+                {
+                    "case_id": case,
+                    "report_id": f"{case}-{versions[case]}",
+                    "version": versions[case],
+                    "nullified": draw(st.integers(0, 12)) == 0,
+                    "received": "2026-03-01",
+                    "patient": {"sex": draw(st.sampled_from([None, "F", "M"]))},
+                    "products": [{"name": p, "role": "suspect"} for p in products],
+                    "reactions": [{"pt": e} for e in events],
+                }
+            )
+        # Reports about other products and events: they move N and nothing else, so open
+        # signals drift across their bands without a case of their own.
+        for k in range(draw(st.integers(0, 40))):
+            filler = f"F{len(stream)}-{k}"
+            batch.append(
+                {
+                    "case_id": filler,
+                    "report_id": filler,
+                    "version": 1,
+                    "received": "2026-03-01",
+                    "products": [{"name": f"Q{k % 3}", "role": "suspect"}],
+                    "reactions": [{"pt": f"R{k % 4}"}],
+                }
+            )
+        stream.append(batch)
+    return stream
+
+
+def _records(batch, offset):
+    return [RawRecord(f"s:{offset + k}", json.dumps(r)) for k, r in enumerate(batch)]
+
+
+def _history(store):
+    return store._query(
+        "SELECT scope, product, event, at, a, statistics FROM signal_history ORDER BY id"
+    )
+
+
+class _QuickFit:
+    """A stand-in for the MGPS fit (seconds per fit): a prior that depends on the data, so
+    that refits change θ (and force a full sweep) as real ones do."""
+
+    def __init__(self, a, expected, starts=None):
+        self.theta = Hyperparameters(0.2 + 0.01 * (a.size % 7), 0.1, 2.0, 4.0, 1 / 3)
+
+    def report(self):
+        return {"theta": self.theta._asdict()}
+
+
+@pytest.fixture(autouse=True)
+def _quick_fits(monkeypatch):
+    monkeypatch.setattr("pvsignal.detection.fit_hyperparameters", _QuickFit)
+
+
+def _run_both(new_store, kind, stream):
+    now = {"run": 0}
+
+    def clock():
+        return f"2026-03-01T00:00:{now['run']:02d}+00:00"
+
+    config = {"refit_cases": 25, "close_after": 2, "change_log2": 0.3}
+    sides = []
+    for incremental in (True, False):
+        store = new_store(kind)
+        detector = Detector(
+            store,
+            ScopeConfig(),
+            DetectionConfig(incremental=incremental, sweep_share=1.0, **config),
+            clock=clock,
+        )
+        sides.append((store, Ingestor(store, ScopeConfig()), detector))
+    skipped = 0
+    offset = 0
+    for batch in stream:
+        now["run"] += 1
+        results = []
+        for _, ingestor, detector in sides:
+            touched = ingestor.apply(_records(batch, offset)).summary.touched_scopes
+            results.append(detector.update(touched))
+        offset += len(batch)
+        (store, _, detector), (reference, _, _) = sides
+        assert results[0] == results[1]
+        assert store.signal_states("all") == reference.signal_states("all")
+        assert _history(store) == _history(reference)
+        evaluated, known = detector.evaluated.get("all", (0, 0))
+        skipped += known - evaluated
+    return skipped
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(stream=streams())
+def test_incremental_detection_equals_a_full_rescoring(new_store, kind, stream):
+    _run_both(new_store, kind, stream)
+
+
+def test_the_incremental_detector_skips_what_cannot_have_changed(new_store):
+    """A long stream in which most pairs stay put: the bounds certify some of them, and the
+    results still equal a full rescoring."""
+    rng = np.random.default_rng(3)
+    stream = []
+    for b in range(8):
+        batch = []
+        for k in range(40):
+            product = str(rng.choice(["P0", "P1", "P2", "P3"], p=[0.4, 0.3, 0.2, 0.1]))
+            event = "E1" if product == "P1" and rng.random() < 0.6 else f"E{rng.integers(6)}"
+            batch.append(
+                {
+                    "case_id": f"B{b}-{k}",
+                    "report_id": f"B{b}-{k}",
+                    "version": 1,
+                    "received": "2026-03-01",
+                    "products": [{"name": product, "role": "suspect"}],
+                    "reactions": [{"pt": event}],
+                }
+            )
+        stream.append(batch)
+    assert _run_both(new_store, "sqlite", stream) > 0
+
+
+# -- the bounds themselves, against exact recomputation ---------------------------------------
+
+THETA = Hyperparameters(0.2, 0.1, 2.0, 4.0, 1 / 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    a=st.integers(1, 60),
+    e0=st.floats(0.01, 50),
+    ratio=st.floats(0.5, 2.0),
+)
+def test_the_eb05_bound_holds(a, e0, ratio):
+    """Whenever the tilting bound certifies, the exactly recomputed EB05 lies in it."""
+    e1 = e0 * ratio
+    p = 0.05
+    base = posterior(np.array([a]), np.array([e0]), THETA, lower=p, upper=0.95)
+    side = posterior(
+        np.array([a]), np.array([e0]), THETA, lower=p * drift.KAPPA, upper=p / drift.KAPPA
+    )
+    now = posterior(np.array([a]), np.array([e1]), THETA, lower=p, upper=0.95).lower[0]
+    qn = base.qn[0]
+    delta = e1 - e0
+    z = qn * (1 + delta / (THETA.beta1 + e0)) ** -(THETA.alpha1 + a) + (1 - qn) * (
+        1 + delta / (THETA.beta2 + e0)
+    ) ** -(THETA.alpha2 + a)
+    eb05 = base.lower[0]
+    rounding = 1e-8 * eb05
+    if delta >= 0:
+        assert now <= eb05 + rounding  # (i) monotone in E
+        if z >= drift.KAPPA:
+            assert now >= side.lower[0] - rounding  # (ii)
+    else:
+        assert now >= eb05 - rounding
+        if z <= 1 / drift.KAPPA:
+            assert now <= side.upper[0] + rounding  # (iii)
+
+
+@settings(max_examples=100, deadline=None)
+@given(a=st.integers(0, 80), e0=st.floats(0.0, 100), e1=st.floats(0.0, 100))
+def test_the_ic025_shift_is_exact(a, e0, e1):
+    """IC025 moved from E0 to E1 equals IC025 at E1, with the gamma quantile from scipy
+    (independent of the detectors' code)."""
+    q = scipy_stats.gamma.ppf(0.025, a + 0.5)
+    ic0, ic1 = np.log2(q / (e0 + 0.5)), np.log2(q / (e1 + 0.5))
+    shifted = drift.shifted_ic025(np.array([ic0]), np.array([e0]), np.array([e1]))[0]
+    assert shifted == pytest.approx(ic1, abs=1e-9)
