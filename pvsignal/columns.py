@@ -8,10 +8,12 @@ count falls to 0 stays, with ``a = 0``, and counts as absent from its tables.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from detectors.table import expected
 from pvsignal.casetable import PairTable, stratified_expectation
@@ -20,6 +22,24 @@ from pvsignal.store import ScopeCounts
 
 # Decides which pairs a detection shard keeps, by product label (None: all).
 ProductFilter = Callable[[np.ndarray], np.ndarray] | None
+
+
+def shard_of(product: str, shards: int) -> int:
+    """The detection shard (of ``shards``) that owns a product: a stable hash of its id."""
+    return zlib.crc32(product.encode()) % shards
+
+
+def shard_filter(shard: int, shards: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Which of the given product labels shard ``shard`` of ``shards`` owns."""
+
+    def owned(products: np.ndarray) -> np.ndarray:
+        codes, distinct = pd.factorize(products)
+        mine = np.fromiter(
+            (shard_of(p, shards) == shard for p in distinct), dtype=bool, count=len(distinct)
+        )
+        return mine[codes]
+
+    return owned
 
 
 class Labels:
@@ -33,16 +53,19 @@ class Labels:
         return len(self.names)
 
     def encode(self, labels: np.ndarray) -> np.ndarray:
-        """The codes of the labels, new ones added."""
+        """The codes of the labels, new ones added (a dict lookup per distinct label)."""
+        if not len(labels):
+            return np.empty(0, dtype=np.int64)
+        positions, distinct = pd.factorize(labels)
         code, names = self.code, self.names
-        out = np.empty(len(labels), dtype=np.int64)
-        for k, label in enumerate(labels.tolist()):
+        codes = np.empty(len(distinct), dtype=np.int64)
+        for k, label in enumerate(distinct.tolist()):
             found = code.get(label)
             if found is None:
                 found = code[label] = len(names)
                 names.append(label)
-            out[k] = found
-        return out
+            codes[k] = found
+        return codes[positions]
 
     def array(self) -> np.ndarray:
         out = np.empty(len(self.names), dtype=object)
@@ -75,15 +98,16 @@ class PairIndex:
         return found
 
     def add(self, keys: np.ndarray, positions: np.ndarray) -> None:
-        self._recent.update(zip(keys.tolist(), positions.tolist(), strict=True))
-        if len(self._recent) >= self._MERGE_AT:
-            self._merge()
+        if keys.size + len(self._recent) >= self._MERGE_AT:
+            self._merge(keys, positions)
+        else:
+            self._recent.update(zip(keys.tolist(), positions.tolist(), strict=True))
 
-    def _merge(self) -> None:
+    def _merge(self, keys: np.ndarray, positions: np.ndarray) -> None:
         recent = np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))
         where = np.fromiter(self._recent.values(), dtype=np.int64, count=len(self._recent))
-        keys = np.concatenate([self._keys, recent])
-        positions = np.concatenate([self._positions, where])
+        keys = np.concatenate([self._keys, recent, keys])
+        positions = np.concatenate([self._positions, where, positions])
         order = np.argsort(keys, kind="stable")
         self._keys, self._positions, self._recent = keys[order], positions[order], {}
 

@@ -50,6 +50,7 @@ import datetime as dt
 import itertools
 import math
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,14 +63,14 @@ from detectors.mgps import Hyperparameters
 from detectors.mgps_fit import DEFAULT_STARTS, Fit, fit_hyperparameters
 from pvsignal import drift
 from pvsignal.casetable import PairTable
-from pvsignal.columns import ScopeColumns
+from pvsignal.columns import ScopeColumns, shard_filter
 from pvsignal.products import Registry
 from pvsignal.scopes import ScopeConfig
 from pvsignal.scoring import EXPORT_COLUMNS, ScoringConfig, score
 from pvsignal.signals import pair_table
 from pvsignal.store import SqlStore
 from pvsignal.store.access import PRODUCTS_WRITTEN
-from pvsignal.store.sql import CountsMark
+from pvsignal.store.sql import CountsMark, Lease
 
 # The statistic whose level tracks each measure, and how to put it on a log2 scale.
 MEASURES: dict[str, tuple[str, str]] = {
@@ -104,6 +105,8 @@ class DetectionConfig:
     incremental: bool = True
     # A full sweep instead when more than this share of the pairs would be re-evaluated.
     sweep_share: float = 0.25
+    # A detection shard's lease lasts this long from each run (renewed by every run).
+    lease_seconds: float = 60.0
 
 
 @dataclass
@@ -167,8 +170,16 @@ class Detector:
         scoring: ScoringConfig | None = None,
         *,
         clock: Callable[[], str] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
+        """``shard=(K, N)``: detect only the products of hash range K of N (see
+        pvsignal.columns.shard_of), holding the shard's lease in the store; shard 0 fits the
+        prior of each scope, the others use the last one recorded."""
         self.store, self.scopes = store, scopes
+        self.shard = shard
+        self._keep = None if shard is None else shard_filter(*shard)
+        self._holder = uuid.uuid4().hex
+        self._lease: Lease | None = None
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC).isoformat())
         self.config = config or DetectionConfig()
         self.scoring = scoring or ScoringConfig()
@@ -186,6 +197,8 @@ class Detector:
     def update(self, scopes: Iterable[str]) -> list[dict[str, Any]]:
         """Bring the given scopes up to date; return the alerts this made (also stored)."""
         alerts: list[dict[str, Any]] = []
+        if self.shard is not None and not self._hold_lease():
+            return alerts
         registry = self._current_registry()
         for scope in sorted(set(scopes)):
             if self.config.incremental:
@@ -193,6 +206,18 @@ class Detector:
             else:
                 alerts += self._update_whole(scope, registry)
         return alerts
+
+    def _hold_lease(self) -> bool:
+        """Take or renew this shard's lease; a (re)acquired lease means another detector may
+        have written the shard's states meanwhile, so they are read again."""
+        shard, shards = self.shard or (0, 1)
+        lease = self.store.acquire_lease(
+            f"{shard}/{shards}", self._holder, self.config.lease_seconds
+        )
+        if lease != self._lease:
+            self._tracked.clear()
+        self._lease = lease
+        return lease is not None
 
     def _update_whole(self, scope: str, registry: Registry) -> list[dict[str, Any]]:
         """Read the scope's counts whole, rescore every pair and evaluate every candidate."""
@@ -245,7 +270,9 @@ class Detector:
         columns = tracked.columns
         if not (columns.a > 0).any():
             return []
-        theta = self._prior(scope, _LazyPairTable(columns, self.scopes.stratify))
+        theta = self._scope_prior(scope, columns)
+        if theta is None:
+            return []  # a shard before shard 0's first fit of the scope
         sweep = first or tracked.theta != theta or self.scoring.fdr_q is not None
         within = None if sweep else self._uncertain(tracked, moved, theta)
         if within is None or within.size > self.config.sweep_share * columns.size:
@@ -278,10 +305,38 @@ class Detector:
         tracked.theta = theta
         return alerts
 
+    def _scope_prior(self, scope: str, columns: ScopeColumns) -> Hyperparameters | None:
+        """The prior: fitted here over every pair (shard 0 reads them whole from the store
+        when a fit is due), or the scope's last recorded fit for the other shards."""
+        stratify = self.scopes.stratify
+        reports, strata = int(columns.totals.sum()), int((columns.totals > 0).sum())
+        if self.shard is None:
+            return self._prior(
+                scope, _LazyPairTable(reports, strata, lambda: columns.table(stratify=stratify))
+            )
+        if self.shard[0] == 0:
+            return self._prior(
+                scope,
+                _LazyPairTable(
+                    reports,
+                    strata,
+                    lambda: pair_table(self.store.scope_counts(scope), stratify=stratify),
+                ),
+            )
+        fits = self.store.fits(scope, last=1)
+        return Hyperparameters(**fits[-1]["theta"]) if fits else None
+
     def _load(self, scope: str, mark: CountsMark) -> _Tracked:
         """Read the scope whole, once (the counts after ``mark``; states as stored)."""
-        columns = ScopeColumns.load(self.store.scope_counts(scope, ordered=False))
-        tracked = _Tracked(columns, mark, self.store.signal_states(scope))
+        columns = ScopeColumns.load(self.store.scope_counts(scope, ordered=False), self._keep)
+        stored = self.store.signal_states(scope)
+        if self._keep is not None and stored:
+            products = np.array([key[0] for key in stored] + [None], dtype=object)[:-1]
+            mine = self._keep(products)
+            stored = dict(
+                item for item, owned in zip(stored.items(), mine.tolist(), strict=True) if owned
+            )
+        tracked = _Tracked(columns, mark, stored)
         self._tracked[scope] = tracked
         return tracked
 
@@ -484,6 +539,7 @@ class Detector:
             alerts,
             now,
             review_deadlines=self.config.review_deadline_days,
+            lease=self._lease,
         )
         stored.update(changed)
         return alerts, changed
@@ -616,18 +672,16 @@ class _Tracked:
 
 
 class _LazyPairTable:
-    """Every observed pair of tracked columns as a PairTable, built only if read (the prior
-    reads the labelled counts only when a fit is due)."""
+    """Every observed pair of a scope as a PairTable, built only if read (the prior reads the
+    labelled counts only when a fit is due)."""
 
-    def __init__(self, columns: ScopeColumns, stratify: bool) -> None:
-        self._columns, self._stratify = columns, stratify
-        self.reports = int(columns.totals.sum())
-        self.strata = int((columns.totals > 0).sum())
+    def __init__(self, reports: int, strata: int, build: Callable[[], PairTable]) -> None:
+        self.reports, self.strata, self._build = reports, strata, build
         self._table: PairTable | None = None
 
     def _built(self) -> PairTable:
         if self._table is None:
-            self._table = self._columns.table(stratify=self._stratify)
+            self._table = self._build()
         return self._table
 
     @property

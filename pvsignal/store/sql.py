@@ -27,7 +27,7 @@ from pvsignal.cases import (
     Status,
     Suspicion,
 )
-from pvsignal.errors import InputError
+from pvsignal.errors import InputError, LeaseLostError
 from pvsignal.institutions import Institution
 from pvsignal.ownership import UNATTRIBUTED
 from pvsignal.products import RegisteredProduct
@@ -81,6 +81,14 @@ class BatchWrite:
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> next
     suspicions: list[Suspicion] = field(default_factory=list)
     versions: list[VersionRow] = field(default_factory=list)
+
+
+class Lease(NamedTuple):
+    """A detection shard's lease: who holds it, and the epoch of their acquisition."""
+
+    shard: str
+    holder: str
+    epoch: int
 
 
 class CountsMark(NamedTuple):
@@ -632,10 +640,15 @@ class SqlStore(AccessStore, SeriesStore, TrailStore):
         now: str,
         *,
         review_deadlines: dict[str, int] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         """Signal states, history points and alerts of one update, in one transaction, with
-        the reviews those alerts reopen (see pvsignal.review.reopen) and their audit rows."""
-        with self._transaction(write=bool(alerts)) as cursor:
+        the reviews those alerts reopen (see pvsignal.review.reopen) and their audit rows.
+        A detection shard passes its ``lease``: the write is refused (LeaseLostError) unless
+        the shard still holds it with that epoch."""
+        with self._transaction(write=bool(alerts) or lease is not None) as cursor:
+            if lease is not None:
+                self._check_lease(cursor, lease)
             self._write_rows(
                 cursor,
                 _UPSERT_SIGNAL,
@@ -683,6 +696,54 @@ class SqlStore(AccessStore, SeriesStore, TrailStore):
                 self.reopen_reviews(
                     cursor, scope, alerts, now, review_deadlines or DEFAULT_DEADLINE_DAYS
                 )
+
+    # -- detection shards -------------------------------------------------------------------
+
+    def acquire_lease(self, shard: str, holder: str, seconds: float) -> Lease | None:
+        """Take or renew a detection shard's lease for ``seconds``: granted when the shard is
+        free, its lease expired or it is the holder's already; None while another holds it.
+        Each takeover raises the epoch, so a previous holder's writes are fenced off."""
+        now = dt.datetime.now(dt.UTC)
+        until = (now + dt.timedelta(seconds=seconds)).isoformat()
+        with self._transaction(write=True) as cursor:
+            self._execute(
+                cursor,
+                "INSERT INTO detection_leases (shard, holder, epoch, expires_at) "
+                "VALUES (?, ?, 0, ?) ON CONFLICT (shard) DO NOTHING",
+                (shard, holder, now.isoformat()),
+            )
+            self._execute(
+                cursor,
+                "SELECT holder, epoch, expires_at FROM detection_leases WHERE shard = ?"
+                + self._dialect.for_update,
+                (shard,),
+            )
+            current, epoch, expires_at = cursor.fetchone()
+            if current != holder or epoch == 0:
+                if current != holder and expires_at > now.isoformat():
+                    return None
+                epoch += 1
+            self._execute(
+                cursor,
+                "UPDATE detection_leases SET holder = ?, epoch = ?, expires_at = ? WHERE shard = ?",
+                (holder, epoch, until, shard),
+            )
+            return Lease(shard, holder, int(epoch))
+
+    def _check_lease(self, cursor: Any, lease: Lease) -> None:
+        self._execute(
+            cursor,
+            "SELECT holder, epoch, expires_at FROM detection_leases WHERE shard = ?"
+            + self._dialect.for_update,
+            (lease.shard,),
+        )
+        row = cursor.fetchone()
+        now = dt.datetime.now(dt.UTC).isoformat()
+        if row is None or (row[0], int(row[1])) != (lease.holder, lease.epoch) or row[2] <= now:
+            raise LeaseLostError(
+                f"detection shard {lease.shard!r}: the lease of {lease.holder!r} "
+                f"(epoch {lease.epoch}) is no longer held; another detector owns the shard"
+            )
 
     def pending_alerts(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Alerts not yet published, oldest first, with their ids in the payload."""

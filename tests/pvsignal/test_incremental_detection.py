@@ -23,6 +23,7 @@ from scipy import stats as scipy_stats
 from detectors.mgps import Hyperparameters, posterior
 from pvsignal import drift
 from pvsignal.detection import DetectionConfig, Detector
+from pvsignal.errors import LeaseLostError
 from pvsignal.ingest import Ingestor
 from pvsignal.readers import RawRecord
 from pvsignal.scopes import ScopeConfig
@@ -219,3 +220,99 @@ def test_the_ic025_shift_is_exact(a, e0, e1):
     ic0, ic1 = np.log2(q / (e0 + 0.5)), np.log2(q / (e1 + 0.5))
     shifted = drift.shifted_ic025(np.array([ic0]), np.array([e0]), np.array([e1]))[0]
     assert shifted == pytest.approx(ic1, abs=1e-9)
+
+
+# -- detection shards ---------------------------------------------------------------------------
+
+
+def _sorted_history(store):
+    return sorted(_history(store))
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(stream=streams())
+def test_two_detection_shards_give_the_states_and_alerts_of_one(new_store, stream):
+    """Shards 0/2 and 1/2 over one store (each owning a hash range of products, shard 0 fitting
+    the prior) end every batch with the states, alerts and history of a single detector."""
+    now = {"run": 0}
+
+    def clock():
+        return f"2026-03-01T00:00:{now['run']:02d}+00:00"
+
+    config = DetectionConfig(refit_cases=25, close_after=2, change_log2=0.3)
+    single_store, shared_store = new_store("sqlite"), new_store("sqlite")
+    single = Detector(single_store, ScopeConfig(), config, clock=clock)
+    shards = [
+        Detector(shared_store, ScopeConfig(), config, clock=clock, shard=(k, 2)) for k in (0, 1)
+    ]
+    feeds = [Ingestor(single_store, ScopeConfig()), Ingestor(shared_store, ScopeConfig())]
+    offset = 0
+    for batch in stream:
+        now["run"] += 1
+        touched = feeds[0].apply(_records(batch, offset)).summary.touched_scopes
+        alone = single.update(touched)
+        touched = feeds[1].apply(_records(batch, offset)).summary.touched_scopes
+        together = [alert for shard in shards for alert in shard.update(touched)]
+        offset += len(batch)
+
+        def by_pair(alerts):
+            return sorted(alerts, key=lambda x: (x["product_id"], x["pt"]))
+
+        assert by_pair(together) == by_pair(alone)
+        assert shared_store.signal_states("all") == single_store.signal_states("all")
+        assert _sorted_history(shared_store) == _sorted_history(single_store)
+
+
+def test_a_shard_has_one_holder_and_a_superseded_one_is_fenced(new_store):
+    store = new_store("sqlite")
+    first = store.acquire_lease("0/2", "a", 60)
+    assert first is not None and first.epoch == 1
+    assert store.acquire_lease("0/2", "b", 60) is None  # held: no second owner
+    assert store.acquire_lease("0/2", "a", 60) == first  # renewal keeps the epoch
+    with store.write_transaction() as cursor:
+        store._execute(cursor, "UPDATE detection_leases SET expires_at = '2000-01-01'")
+    taken = store.acquire_lease("0/2", "b", 60)
+    assert taken.epoch == 2
+    with pytest.raises(LeaseLostError, match="'a'.*epoch 1"):
+        store.write_detection("all", {("P", "E", "prr"): _ROW}, [], [], "now", lease=first)
+    assert store.signal_states("all") == {}  # the stale holder wrote nothing
+    store.write_detection("all", {("P", "E", "prr"): _ROW}, [], [], "now", lease=taken)
+    assert store.signal_states("all")[("P", "E", "prr")]["status"] == "new"
+
+
+def test_a_second_detector_for_a_held_shard_does_nothing(new_store):
+    store = new_store("sqlite")
+    Ingestor(store, ScopeConfig()).apply(_records(_associated_batch(), 0))
+    holder = Detector(store, ScopeConfig(), shard=(0, 1))
+    assert holder.update(["all"])  # P1-E1 opens
+    intruder = Detector(store, ScopeConfig(), shard=(0, 1))
+    before = store.signal_states("all")
+    assert intruder.update(["all"]) == [] and store.signal_states("all") == before
+
+
+_ROW = {
+    "status": "new",
+    "since": "now",
+    "reference": 1.0,
+    "failures": 0,
+    "last_a": 3,
+    "last_level": 1.0,
+}
+
+
+def _associated_batch():
+    return [
+        {
+            "case_id": f"A{k}",
+            "report_id": f"A{k}",
+            "version": 1,
+            "received": "2026-03-01",
+            "products": [{"name": "P1" if k < 6 else f"Q{k}", "role": "suspect"}],
+            "reactions": [{"pt": "E1" if k < 6 else f"R{k}"}],
+        }
+        for k in range(30)
+    ]
