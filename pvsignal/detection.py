@@ -180,6 +180,8 @@ class Detector:
         self._keep = None if shard is None else shard_filter(*shard)
         self._holder = uuid.uuid4().hex
         self._lease: Lease | None = None
+        self._writes = 0
+        self._written: dict[str, str] = {}  # scope -> the mark of this detector's last write
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC).isoformat())
         self.config = config or DetectionConfig()
         self.scoring = scoring or ScoringConfig()
@@ -206,6 +208,16 @@ class Detector:
             else:
                 alerts += self._update_whole(scope, registry)
         return alerts
+
+    def _written_name(self, scope: str) -> str:
+        shard, shards = self.shard or (0, 1)
+        return f"detection_written:{shard}/{shards}:{scope}"
+
+    def _next_written(self, scope: str) -> tuple[str, str]:
+        """A new mark of this detector's write of the scope's states (see _Tracked.written)."""
+        self._writes += 1
+        self._written[scope] = f"{self._holder}:{self._writes}"
+        return self._written_name(scope), self._written[scope]
 
     def _hold_lease(self) -> bool:
         """Take or renew this shard's lease; a (re)acquired lease means another detector may
@@ -258,7 +270,16 @@ class Detector:
         steady; everything after a (re)load, a refit, or when too much is uncertain."""
         mark = self.store.counts_mark()
         tracked = self._tracked.get(scope)
-        first = tracked is None or tracked.mark.rebuilds != mark.rebuilds
+        first = (
+            tracked is None
+            or tracked.mark.rebuilds != mark.rebuilds
+            # Another detector wrote this scope's states since this one did (a consumer
+            # whose leadership came back): the states in memory are stale.
+            or self.store.setting(self._written_name(scope)) != tracked.written
+        )
+        earlier_counts = (
+            None if tracked is None or mark.rebuilds != tracked.mark.rebuilds else tracked
+        )
         if first:
             tracked = self._load(scope, mark)
             moved, before = np.arange(tracked.columns.size), None
@@ -282,12 +303,16 @@ class Detector:
         pairs = columns.table(observed, stratify=self.scopes.stratify)
         statistics = score(pairs.counts, theta, self.scoring)
         last = None
-        if not first:
-            previous = columns.a[observed]
-            if before is not None and moved.size:
-                earlier = columns.a.copy()
-                earlier[moved] = before
-                previous = earlier[observed]
+        if not first or earlier_counts is not None:
+            if first:  # reloaded after another detector's write: compare with our last update
+                at = earlier_counts.columns.positions(pairs.product, pairs.event)
+                previous = earlier_counts.columns.a[at]
+            else:
+                previous = columns.a[observed]
+                if moved.size:
+                    earlier = columns.a.copy()
+                    earlier[moved] = before
+                    previous = earlier[observed]
             index = dict(zip(zip(pairs.product, pairs.event, strict=True), itertools.count()))
             last = (index, previous.tolist())
         alerts, changed = self._advance(
@@ -300,6 +325,7 @@ class Detector:
             last,
             tracked.open_states(within),
         )
+        tracked.written = self._written.get(scope)
         tracked.record(changed)
         tracked.baseline.record(observed, statistics, theta, self.scoring)
         tracked.theta = theta
@@ -540,6 +566,7 @@ class Detector:
             now,
             review_deadlines=self.config.review_deadline_days,
             lease=self._lease,
+            mark=self._next_written(scope) if self.config.incremental else None,
         )
         stored.update(changed)
         return alerts, changed
@@ -623,6 +650,7 @@ class _Tracked:
     ) -> None:
         self.columns, self.mark, self.stored = columns, mark, stored
         self.theta: Hyperparameters | None = None
+        self.written: str | None = None  # the store's mark of the last write of the states
         self.status: dict[str, np.ndarray] = {m: np.zeros(0, dtype=np.int8) for m in MEASURES}
         self.failures = {m: np.zeros(0, dtype=np.int64) for m in MEASURES}
         self.last_a = {m: np.zeros(0) for m in MEASURES}

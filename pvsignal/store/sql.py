@@ -641,14 +641,19 @@ class SqlStore(AccessStore, SeriesStore, TrailStore):
         *,
         review_deadlines: dict[str, int] | None = None,
         lease: Lease | None = None,
+        mark: tuple[str, str] | None = None,
     ) -> None:
         """Signal states, history points and alerts of one update, in one transaction, with
         the reviews those alerts reopen (see pvsignal.review.reopen) and their audit rows.
         A detection shard passes its ``lease``: the write is refused (LeaseLostError) unless
-        the shard still holds it with that epoch."""
+        the shard still holds it with that epoch. ``mark`` (setting name, value) is stored
+        with the write: a detector keeping states in memory learns from it whether another
+        wrote since."""
         with self._transaction(write=bool(alerts) or lease is not None) as cursor:
             if lease is not None:
                 self._check_lease(cursor, lease)
+            if mark is not None:
+                self.set_setting(*mark)
             self._write_rows(
                 cursor,
                 _UPSERT_SIGNAL,

@@ -316,3 +316,44 @@ def _associated_batch():
         }
         for k in range(30)
     ]
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(stream=streams(), turns=st.lists(st.integers(0, 1), min_size=7, max_size=7))
+def test_a_detector_whose_scope_another_wrote_reads_it_again(new_store, stream, turns):
+    """Leadership moving between two consumers: each detector runs when it leads, and one
+    whose states another detector wrote meanwhile must not trust its memory — the results
+    equal two full-rescoring detectors taking the same turns."""
+    now = {"run": 0}
+
+    def clock():
+        return f"2026-03-01T00:00:{now['run']:02d}+00:00"
+
+    config = {"refit_cases": 25, "close_after": 2, "change_log2": 0.3}
+    sides = []
+    for incremental in (True, False):
+        store = new_store("sqlite")
+        detectors = [
+            Detector(
+                store,
+                ScopeConfig(),
+                DetectionConfig(incremental=incremental, **config),
+                clock=clock,
+            )
+            for _ in range(2)
+        ]
+        sides.append((store, Ingestor(store, ScopeConfig()), detectors))
+    offset = 0
+    for batch, turn in zip(stream, turns, strict=False):
+        now["run"] += 1
+        results = []
+        for _, ingestor, detectors in sides:
+            touched = ingestor.apply(_records(batch, offset)).summary.touched_scopes
+            results.append(detectors[turn].update(touched))
+        offset += len(batch)
+        assert results[0] == results[1]
+        assert sides[0][0].signal_states("all") == sides[1][0].signal_states("all")
