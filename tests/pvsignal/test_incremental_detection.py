@@ -22,6 +22,7 @@ from scipy import stats as scipy_stats
 
 from detectors.mgps import Hyperparameters, posterior
 from pvsignal import drift
+from pvsignal.cli import main
 from pvsignal.detection import DetectionConfig, Detector
 from pvsignal.errors import LeaseLostError
 from pvsignal.ingest import Ingestor
@@ -357,3 +358,23 @@ def test_a_detector_whose_scope_another_wrote_reads_it_again(new_store, stream, 
         offset += len(batch)
         assert results[0] == results[1]
         assert sides[0][0].signal_states("all") == sides[1][0].signal_states("all")
+
+
+def test_detect_workers_of_two_shards_write_what_one_detector_writes(new_store, capsys):
+    """`pvsignal detect --shard K/2 --once` for each shard, over a PostgreSQL store, leaves
+    the signal states a single in-process detector leaves on a store fed the same reports."""
+    reference, shared = new_store("sqlite"), new_store("postgresql")
+    stream = [_associated_batch()]
+    for store in (reference, shared):
+        Ingestor(store, ScopeConfig()).apply(_records(stream[0], 0))
+    Detector(reference, ScopeConfig()).update(["all"])
+    for k in (0, 1):
+        assert main(["detect", "--shard", f"{k}/2", "--once", "--store", shared.url]) == 0
+
+    def states(store):
+        return {key: (s["status"], s["last_a"]) for key, s in store.signal_states("all").items()}
+
+    assert states(shared) == states(reference) != {}
+    with pytest.raises(SystemExit):
+        main(["detect", "--shard", "2/2", "--store", shared.url])
+    assert "K must be in 0..N-1" in capsys.readouterr().err
