@@ -105,13 +105,22 @@ def _quick_fits(monkeypatch):
     monkeypatch.setattr("pvsignal.detection.fit_hyperparameters", _QuickFit)
 
 
+# Short lifecycles and frequent refits, so that short streams exercise every transition.
+LIFECYCLE = {"refit_cases": 25, "close_after": 2, "change_log2": 0.3}
+
+
+class _Clock:
+    """The detectors' clock: one tick per batch, the same for every detector compared."""
+
+    run = 0
+
+    def __call__(self) -> str:
+        return f"2026-03-01T00:00:{self.run:02d}+00:00"
+
+
 def _run_both(new_store, kind, stream):
-    now = {"run": 0}
-
-    def clock():
-        return f"2026-03-01T00:00:{now['run']:02d}+00:00"
-
-    config = {"refit_cases": 25, "close_after": 2, "change_log2": 0.3}
+    clock = _Clock()
+    config = LIFECYCLE
     sides = []
     for incremental in (True, False):
         store = new_store(kind)
@@ -125,7 +134,7 @@ def _run_both(new_store, kind, stream):
     skipped = 0
     offset = 0
     for batch in stream:
-        now["run"] += 1
+        clock.run += 1
         results = []
         for _, ingestor, detector in sides:
             touched = ingestor.apply(_records(batch, offset)).summary.touched_scopes
@@ -239,12 +248,8 @@ def _sorted_history(store):
 def test_two_detection_shards_give_the_states_and_alerts_of_one(new_store, stream):
     """Shards 0/2 and 1/2 over one store (each owning a hash range of products, shard 0 fitting
     the prior) end every batch with the states, alerts and history of a single detector."""
-    now = {"run": 0}
-
-    def clock():
-        return f"2026-03-01T00:00:{now['run']:02d}+00:00"
-
-    config = DetectionConfig(refit_cases=25, close_after=2, change_log2=0.3)
+    clock = _Clock()
+    config = DetectionConfig(**LIFECYCLE)
     single_store, shared_store = new_store("sqlite"), new_store("sqlite")
     single = Detector(single_store, ScopeConfig(), config, clock=clock)
     shards = [
@@ -253,7 +258,7 @@ def test_two_detection_shards_give_the_states_and_alerts_of_one(new_store, strea
     feeds = [Ingestor(single_store, ScopeConfig()), Ingestor(shared_store, ScopeConfig())]
     offset = 0
     for batch in stream:
-        now["run"] += 1
+        clock.run += 1
         touched = feeds[0].apply(_records(batch, offset)).summary.touched_scopes
         alone = single.update(touched)
         touched = feeds[1].apply(_records(batch, offset)).summary.touched_scopes
@@ -329,12 +334,8 @@ def test_a_detector_whose_scope_another_wrote_reads_it_again(new_store, stream, 
     """Leadership moving between two consumers: each detector runs when it leads, and one
     whose states another detector wrote meanwhile must not trust its memory — the results
     equal two full-rescoring detectors taking the same turns."""
-    now = {"run": 0}
-
-    def clock():
-        return f"2026-03-01T00:00:{now['run']:02d}+00:00"
-
-    config = {"refit_cases": 25, "close_after": 2, "change_log2": 0.3}
+    clock = _Clock()
+    config = LIFECYCLE
     sides = []
     for incremental in (True, False):
         store = new_store("sqlite")
@@ -350,7 +351,7 @@ def test_a_detector_whose_scope_another_wrote_reads_it_again(new_store, stream, 
         sides.append((store, Ingestor(store, ScopeConfig()), detectors))
     offset = 0
     for batch, turn in zip(stream, turns, strict=False):
-        now["run"] += 1
+        clock.run += 1
         results = []
         for _, ingestor, detectors in sides:
             touched = ingestor.apply(_records(batch, offset)).summary.touched_scopes
