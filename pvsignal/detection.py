@@ -1,7 +1,13 @@
 """Continuous detection: statistics kept current, a lifecycle per signal, alerts once.
 
-After each checkpoint the scopes a batch touched are scored again (the vectorised detectors
-over all their pairs). Each (scope, product, event, measure) follows a lifecycle::
+After each checkpoint the scopes a batch touched are brought up to date. A detector keeps each
+scope's counts in memory (pvsignal.columns), reads only the counts batches changed since its
+last run, and re-evaluates only what can have changed: pairs whose count changed, open signals
+that are not steady, and steady ones whose flag or level the bounds of pvsignal.drift cannot
+certify (a full sweep after a load, a refit, or when much is uncertain). The result is the
+one a full rescoring of every pair would give (``DetectionConfig(incremental=False)``, kept as
+the tests' reference). Detection can be sharded by product (``Detector(shard=(K, N))``).
+Each (scope, product, event, measure) follows a lifecycle::
 
     new -> ongoing -> (strengthened | weakened)* -> closed  (-> new again later)
 
@@ -120,7 +126,11 @@ class SignalState:
 
 
 def level(measure: str, value: float) -> float:
-    """The measure's statistic on a log2 scale (IC025 already is)."""
+    """The measure's statistic on a log2 scale (IC025 already is). An undefined statistic
+    (nan: the pair has no report left) is at -inf for every measure: a state closing there
+    keeps a level the store can hold (NaN is NULL in SQL)."""
+    if math.isnan(value):
+        return float("-inf")
     if measure == "ic":
         return float(value)
     return math.log2(value) if value > 0 else float("-inf")
@@ -176,6 +186,9 @@ class Detector:
         pvsignal.columns.shard_of), holding the shard's lease in the store; shard 0 fits the
         prior of each scope, the others use the last one recorded."""
         self.store, self.scopes = store, scopes
+        self.config = config or DetectionConfig()
+        if shard is not None and not self.config.incremental:
+            raise ValueError("detection shards need DetectionConfig(incremental=True)")
         self.shard = shard
         self._keep = None if shard is None else shard_filter(*shard)
         self._holder = uuid.uuid4().hex
@@ -183,7 +196,6 @@ class Detector:
         self._writes = 0
         self._written: dict[str, str] = {}  # scope -> the mark of this detector's last write
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC).isoformat())
-        self.config = config or DetectionConfig()
         self.scoring = scoring or ScoringConfig()
         self._theta: dict[str, Hyperparameters] = {}
         self._fitted_at: dict[str, tuple[float, int]] = {}  # scope -> (monotonic time, cases)
@@ -374,17 +386,18 @@ class Detector:
         bounds do not certify that they stay flagged and within their band."""
         columns, baseline = tracked.columns, tracked.baseline
         a = columns.a
-        comparable = baseline.valid & (baseline.a == a) & (a > 0)
+        n = a.size  # the per-position arrays may be longer (see _Tracked.fit_size)
+        comparable = baseline.valid[:n] & (baseline.a[:n] == a) & (a > 0)
         wanted = [moved]
         steady: dict[str, np.ndarray] = {}
         for measure in MEASURES:
-            status = tracked.status[measure]
+            status = tracked.status[measure][:n]
             is_open = (status > 0) & (status < _CLOSED)
             calm = (
                 is_open
                 & (status > _NEW)
-                & (tracked.failures[measure] == 0)
-                & (tracked.last_a[measure] == a)
+                & (tracked.failures[measure][:n] == 0)
+                & (tracked.last_a[measure][:n] == a)
                 & comparable
             )
             wanted.append(np.flatnonzero(is_open & ~calm))
@@ -566,7 +579,7 @@ class Detector:
             now,
             review_deadlines=self.config.review_deadline_days,
             lease=self._lease,
-            mark=self._next_written(scope) if self.config.incremental else None,
+            mark=self._next_written(scope),
         )
         stored.update(changed)
         return alerts, changed
@@ -659,11 +672,13 @@ class _Tracked:
         self.record(stored)  # pairs with a state but no count get a position (a = 0)
 
     def fit_size(self) -> None:
+        """Room for every pair position; arrays grow by a quarter at a time, so that the new
+        pairs of each batch do not copy them all (they may be longer than the pairs)."""
         size = self.columns.size
         for arrays in (self.status, self.failures, self.last_a, self.reference):
             for measure, column in arrays.items():
                 if column.size < size:
-                    extra = np.zeros(size - column.size, dtype=column.dtype)
+                    extra = np.zeros(drift.room(column.size, size), dtype=column.dtype)
                     arrays[measure] = np.concatenate([column, extra])
         self.baseline.grow(size)
 

@@ -76,10 +76,11 @@ class Baseline:
         return cls(np.zeros(size, dtype=bool), *(nan.copy() for _ in range(7)))
 
     def grow(self, size: int) -> None:
+        """Room for ``size`` positions (growing by a quarter at a time)."""
         for name, column in vars(self).items():
             if column.size < size:
                 fill = False if column.dtype == bool else np.nan
-                extra = np.full(size - column.size, fill, dtype=column.dtype)
+                extra = np.full(room(column.size, size), fill, dtype=column.dtype)
                 setattr(self, name, np.concatenate([column, extra]))
 
     def record(
@@ -111,6 +112,12 @@ class Baseline:
             )
             self.eb_low[positions[flagged]] = side.lower
             self.eb_high[positions[flagged]] = side.upper
+
+
+def room(capacity: int, size: int) -> int:
+    """How many positions to add to an array of ``capacity`` to hold ``size``: at least a
+    quarter more, so that appending a batch's new pairs is amortised."""
+    return max(size, capacity + capacity // 4 + 1_024) - capacity
 
 
 def within_band(value_log2: np.ndarray, reference: np.ndarray, change_log2: float) -> np.ndarray:

@@ -379,3 +379,24 @@ def test_detect_workers_of_two_shards_write_what_one_detector_writes(new_store, 
     with pytest.raises(SystemExit):
         main(["detect", "--shard", "2/2", "--store", shared.url])
     assert "K must be in 0..N-1" in capsys.readouterr().err
+
+
+def test_an_ic_signal_whose_cases_are_all_withdrawn_keeps_a_level(new_store):
+    """Its IC025 is undefined once the pair has no report: its level is -inf, as for the
+    other measures. (It was NaN, stored as NULL, so every later run counted another failure
+    and the close wrote a NULL reference, which the store refuses.)"""
+    store = new_store("sqlite")
+    ingestor = Ingestor(store, ScopeConfig())
+    detector = Detector(store, ScopeConfig(), DetectionConfig(close_after=2))
+    batch = _associated_batch()
+    ingestor.apply(_records(batch, 0))
+    detector.update(["all"])
+    [key] = [k for k in store.signal_states("all") if k[1:] == ("E1", "ic")]
+    assert store.signal_states("all")[key]["status"] == "new"
+    withdrawn = [{**r, "version": 2, "nullified": True} for r in batch[:6]]
+    for run in range(3):
+        ingestor.apply(_records(withdrawn if run == 0 else [], 100 * (run + 1)))
+        detector.update(["all"])
+    state = store.signal_states("all")[key]
+    assert state["last_a"] == 0 and state["last_level"] == float("-inf")
+    assert (state["status"], state["failures"]) == ("new", 1)  # one evaluation without cases
