@@ -1,7 +1,7 @@
 """Detection after a batch at national scale: the incremental detector against a full rescoring.
 
 Run:  .venv/bin/python -m benchmarks.detect [--pairs 400000] [--batch 2000] [--runs 3]
-      [--store URL] [--shards 2]
+      [--shards 2]
 
 Builds a FAERS-like store (Zipf-distributed products and PTs over 8,000 products and 20,000
 PTs, 1-4 products and 1-6 PTs per report, six strata) of about ``--pairs`` pairs, written as
@@ -10,8 +10,9 @@ counts in one batch (no case documents: detection reads counts only). Then:
 - ``cold``: the incremental detector's first run (reads the scope whole, fits the prior, scores
   and evaluates every pair);
 - after each of ``--runs`` batches of ``--batch`` new reports: the incremental detector's run,
-  then a full rescoring (``DetectionConfig(incremental=False)``, same prior, same store) over
-  the same counts; their ratio;
+  then a full rescoring (``DetectionConfig(incremental=False)``, same prior) over the same
+  counts in a copy of the store (detectors sharing a store would read each other's writes
+  as a reason to reload); their ratio;
 - with ``--shards N``: the same batches with N shard detectors, each owning a hash range of
   products (run one after the other here: the figure is the per-shard run time).
 """
@@ -21,9 +22,11 @@ from __future__ import annotations
 import argparse
 import platform
 import resource
+import shutil
 import statistics
 import tempfile
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -101,6 +104,15 @@ def build(url: str, target_pairs: int, seed: int) -> int:
     return made
 
 
+def _copy(folder: Path, name: str):
+    """A copy of the built store (its WAL checkpointed first), opened."""
+    source = open_store(f"sqlite:///{folder}/detect.db")
+    source._query("PRAGMA wal_checkpoint(TRUNCATE)")
+    source.close()
+    shutil.copy(folder / "detect.db", folder / f"{name}.db")
+    return open_store(f"sqlite:///{folder}/{name}.db")
+
+
 def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
@@ -110,12 +122,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=400_000)
     parser.add_argument("--batch", type=int, default=2_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--store", default=None, help="store URL (default: a temporary SQLite)")
     parser.add_argument("--shards", type=int, default=0)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    url = args.store or f"sqlite:///{tempfile.mkdtemp()}/detect.db"
-    print(f"python {platform.python_version()}, {platform.machine()}; store {url.split(':')[0]}")
+    folder = Path(tempfile.mkdtemp())
+    url = f"sqlite:///{folder}/detect.db"
+    print(f"python {platform.python_version()}, {platform.machine()}; SQLite stores in {folder}")
     began = time.perf_counter()
     made = build(url, args.pairs, args.seed)
     store = open_store(url)
@@ -133,10 +145,11 @@ def main() -> None:
         f"RSS {_rss_gb():.2f} GB"
     )
 
-    reference = Detector(store, scopes, DetectionConfig(incremental=False))
+    copies = {name: _copy(folder, name) for name in ("reference", "shards")}
+    reference = Detector(copies["reference"], scopes, DetectionConfig(incremental=False))
     reference._theta, reference._fitted_at = dict(incremental._theta), dict(incremental._fitted_at)
     shards = [
-        Detector(store, scopes, DetectionConfig(), shard=(k, args.shards))
+        Detector(copies["shards"], scopes, DetectionConfig(), shard=(k, args.shards))
         for k in range(args.shards)
     ]
     for shard in shards:
@@ -145,7 +158,9 @@ def main() -> None:
     rng = np.random.default_rng(args.seed + 1)
     fast, full, sharded = [], [], []
     for run in range(args.runs):
-        write(store, counts(rng, args.batch))
+        batch = counts(rng, args.batch)
+        for each in (store, *copies.values()):
+            write(each, batch)
         began = time.perf_counter()
         incremental.update(["all"])
         fast.append(time.perf_counter() - began)
