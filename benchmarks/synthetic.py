@@ -20,11 +20,11 @@ def _zipf_choice(
     return rng.choice(categories, size=size, p=weights / weights.sum())
 
 
-def simulate_pairs(target_pairs: int, *, seed: int = 0) -> PairCounts:
-    """Simulate reports until about ``target_pairs`` distinct product–event pairs exist."""
-    rng = np.random.default_rng(seed)
-    reports = int(target_pairs * 0.65)
-    products, events = max(target_pairs // 20, 50), max(target_pairs // 150, 30)
+def simulate_reports(
+    rng: np.random.Generator, reports: int, products: int, events: int
+) -> tuple[np.ndarray, ...]:
+    """Reports naming Zipf-distributed products and events: (report, product, event) of every
+    product x event slot, then (report, product) and (report, event) of every slot."""
     per_report_products = rng.choice([1, 2, 3, 4], size=reports, p=[0.55, 0.25, 0.12, 0.08])
     per_report_events = rng.choice(
         [1, 2, 3, 4, 5, 6], size=reports, p=[0.3, 0.25, 0.18, 0.12, 0.09, 0.06]
@@ -42,12 +42,22 @@ def simulate_pairs(target_pairs: int, *, seed: int = 0) -> PairCounts:
     reacts = rng.random(reports) < 0.25
     event[first_slot[reacts]] = affinity[first_product[reacts], rng.integers(0, 3, reacts.sum())]
     # Cross products within each report: pair every product slot with every event slot.
-    event_start = first_slot
     repeats = per_report_events[product_report]
     pair_report = np.repeat(product_report, repeats)
     offsets = np.arange(pair_report.size) - np.repeat(np.cumsum(repeats) - repeats, repeats)
     pair_product = np.repeat(product, repeats)
-    pair_event = event[event_start[pair_report] + offsets]
+    pair_event = event[first_slot[pair_report] + offsets]
+    return pair_report, pair_product, pair_event, product_report, product, event_report, event
+
+
+def simulate_pairs(target_pairs: int, *, seed: int = 0) -> PairCounts:
+    """Simulate reports until about ``target_pairs`` distinct product–event pairs exist."""
+    rng = np.random.default_rng(seed)
+    reports = int(target_pairs * 0.65)
+    products, events = max(target_pairs // 20, 50), max(target_pairs // 150, 30)
+    pair_report, pair_product, pair_event, product_report, product, event_report, event = (
+        simulate_reports(rng, reports, products, events)
+    )
     triples = np.unique(
         (pair_report.astype(np.int64) * products + pair_product) * events + pair_event
     )

@@ -43,3 +43,15 @@ def level(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text!r}")
     return value
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``K/N``: shard K (0-based) of N."""
+    index, _, count = text.partition("/")
+    try:
+        k, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not K/N (e.g. 0/2): {text!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"K must be in 0..N-1 and N >= 1, got {text!r}")
+    return k, n

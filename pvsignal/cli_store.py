@@ -59,6 +59,9 @@ def reader_for(name: str) -> Callable[[list[Path]], Iterator[RawRecord]]:
 
 
 def add_store_commands(commands: argparse._SubParsersAction) -> None:
+    from pvsignal.cli_detect import add_detect_command
+
+    add_detect_command(commands, _store_argument)
     ingest = commands.add_parser(
         "ingest",
         help="ingest reports into the store",

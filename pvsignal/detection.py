@@ -1,7 +1,13 @@
 """Continuous detection: statistics kept current, a lifecycle per signal, alerts once.
 
-After each checkpoint the scopes a batch touched are scored again (the vectorised detectors
-over all their pairs). Each (scope, product, event, measure) follows a lifecycle::
+After each checkpoint the scopes a batch touched are brought up to date. A detector keeps each
+scope's counts in memory (pvsignal.columns), reads only the counts batches changed since its
+last run, and re-evaluates only what can have changed: pairs whose count changed, open signals
+that are not steady, and steady ones whose flag or level the bounds of pvsignal.drift cannot
+certify (a full sweep after a load, a refit, or when much is uncertain). The result is the
+one a full rescoring of every pair would give (``DetectionConfig(incremental=False)``, kept as
+the tests' reference). Detection can be sharded by product (``Detector(shard=(K, N))``).
+Each (scope, product, event, measure) follows a lifecycle::
 
     new -> ongoing -> (strengthened | weakened)* -> closed  (-> new again later)
 
@@ -51,7 +57,8 @@ import datetime as dt
 import itertools
 import math
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +68,9 @@ import numpy as np
 
 from detectors.mgps import Hyperparameters
 from detectors.mgps_fit import DEFAULT_STARTS, Fit, fit_hyperparameters
+from pvsignal import drift
 from pvsignal.casetable import PairTable
+from pvsignal.columns import ScopeColumns, shard_filter
 from pvsignal.priors import PriorDecision, decide, needs_own_fit, parents_first
 from pvsignal.products import Registry
 from pvsignal.scopes import ScopeConfig
@@ -69,6 +78,7 @@ from pvsignal.scoring import EXPORT_COLUMNS, ScoringConfig, score
 from pvsignal.signals import pair_table
 from pvsignal.store import SqlStore
 from pvsignal.store.access import PRODUCTS_WRITTEN
+from pvsignal.store.sql import CountsMark, Lease
 
 # The statistic whose level tracks each measure, and how to put it on a log2 scale.
 MEASURES: dict[str, tuple[str, str]] = {
@@ -97,6 +107,14 @@ class DetectionConfig:
     # Days per review status, for the due date of a review an alert reopens (None: the
     # defaults of pvsignal.review; the service passes Settings.review_deadline_days).
     review_deadline_days: dict[str, int] | None = None
+    # Keep each scope's counts in memory and re-evaluate only the pairs whose flag or level
+    # can have changed (pvsignal.drift); False: every run reads the scope's counts whole and
+    # rescores every pair (the reference the incremental path is tested against).
+    incremental: bool = True
+    # A full sweep instead when more than this share of the pairs would be re-evaluated.
+    sweep_share: float = 0.25
+    # A detection shard's lease lasts this long from each run (renewed by every run).
+    lease_seconds: float = 60.0
 
 
 @dataclass
@@ -110,7 +128,11 @@ class SignalState:
 
 
 def level(measure: str, value: float) -> float:
-    """The measure's statistic on a log2 scale (IC025 already is)."""
+    """The measure's statistic on a log2 scale (IC025 already is). An undefined statistic
+    (nan: the pair has no report left) is at -inf for every measure: a state closing there
+    keeps a level the store can hold (NaN is NULL in SQL)."""
+    if math.isnan(value):
+        return float("-inf")
     if measure == "ic":
         return float(value)
     return math.log2(value) if value > 0 else float("-inf")
@@ -158,9 +180,24 @@ class Detector:
         scopes: ScopeConfig,
         config: DetectionConfig | None = None,
         scoring: ScoringConfig | None = None,
+        *,
+        clock: Callable[[], str] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
+        """``shard=(K, N)``: detect only the products of hash range K of N (see
+        pvsignal.columns.shard_of), holding the shard's lease in the store; shard 0 fits the
+        prior of each scope, the others use the last one recorded."""
         self.store, self.scopes = store, scopes
         self.config = config or DetectionConfig()
+        if shard is not None and not self.config.incremental:
+            raise ValueError("detection shards need DetectionConfig(incremental=True)")
+        self.shard = shard
+        self._keep = None if shard is None else shard_filter(*shard)
+        self._holder = uuid.uuid4().hex
+        self._lease: Lease | None = None
+        self._writes = 0
+        self._written: dict[str, str] = {}  # scope -> the mark of this detector's last write
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC).isoformat())
         self.scoring = scoring or ScoringConfig()
         self._theta: dict[str, Hyperparameters] = {}
         self._fitted_at: dict[str, tuple[float, int]] = {}  # scope -> (monotonic time, cases)
@@ -172,21 +209,249 @@ class Detector:
         self._recorded: dict[str, tuple[Any, ...]] = {}  # scope -> what its last record said
         # scope -> (pair -> position, counts) at this detector's last update of it (_advance)
         self._last_counts: dict[str, tuple[dict[tuple[str, str], int], list[float]]] = {}
+        self._tracked: dict[str, _Tracked] = {}  # scope -> its counts and states in memory
+        # scope -> (pairs re-evaluated, pairs known) at its last incremental update
+        self.evaluated: dict[str, tuple[int, int]] = {}
 
     def update(self, scopes: Iterable[str]) -> list[dict[str, Any]]:
         """Bring the given scopes up to date; return the alerts this made (also stored)."""
         alerts: list[dict[str, Any]] = []
+        if self.shard is not None and not self._hold_lease():
+            return alerts
         registry = self._current_registry()
         # Parents first: a scope that borrows its prior finds its parent's current one.
         for scope in parents_first(scopes, self._parent_of):
-            counts = self.store.scope_counts(scope, ordered=False)
-            if counts.a.size == 0:
-                continue
-            pairs = pair_table(counts, stratify=self.scopes.stratify)
-            theta = self._prior(scope, pairs)
-            statistics = score(pairs.counts, theta, self.scoring)
-            alerts += self._advance(scope, pairs, statistics, theta, registry)
+            if self.config.incremental:
+                alerts += self._update_incremental(scope, registry)
+            else:
+                alerts += self._update_whole(scope, registry)
         return alerts
+
+    def _written_name(self, scope: str) -> str:
+        shard, shards = self.shard or (0, 1)
+        return f"detection_written:{shard}/{shards}:{scope}"
+
+    def _next_written(self, scope: str) -> tuple[str, str]:
+        """A new mark of this detector's write of the scope's states (see _Tracked.written)."""
+        self._writes += 1
+        self._written[scope] = f"{self._holder}:{self._writes}"
+        return self._written_name(scope), self._written[scope]
+
+    def _hold_lease(self) -> bool:
+        """Take or renew this shard's lease; a (re)acquired lease means another detector may
+        have written the shard's states meanwhile, so they are read again."""
+        shard, shards = self.shard or (0, 1)
+        lease = self.store.acquire_lease(
+            f"{shard}/{shards}", self._holder, self.config.lease_seconds
+        )
+        if lease != self._lease:
+            self._tracked.clear()
+        self._lease = lease
+        return lease is not None
+
+    def _update_whole(self, scope: str, registry: Registry) -> list[dict[str, Any]]:
+        """Read the scope's counts whole, rescore every pair and evaluate every candidate."""
+        counts = self.store.scope_counts(scope, ordered=False)
+        if counts.a.size == 0:
+            return []
+        pairs = pair_table(counts, stratify=self.scopes.stratify)
+        theta = self._prior(scope, pairs)
+        statistics = score(pairs.counts, theta, self.scoring)
+        stored = self.store.signal_states(scope)
+        open_states = {
+            measure: {
+                (p, e)
+                for (p, e, m), s in stored.items()
+                if m == measure and s["status"] != "closed"
+            }
+            for measure in MEASURES
+        }
+        alerts, _ = self._advance(
+            scope,
+            pairs,
+            statistics,
+            theta,
+            registry,
+            stored,
+            self._last_counts.get(scope),
+            open_states,
+        )
+        self._last_counts[scope] = (
+            dict(zip(zip(pairs.product, pairs.event, strict=True), itertools.count())),
+            statistics["a"].tolist(),
+        )
+        return alerts
+
+    def _update_incremental(self, scope: str, registry: Registry) -> list[dict[str, Any]]:
+        """Apply the counts changed since the last run, then evaluate only the pairs whose
+        count changed or whose open signal the bounds of pvsignal.drift cannot certify
+        steady; everything after a (re)load, a refit, or when too much is uncertain."""
+        mark = self.store.counts_mark()
+        tracked = self._tracked.get(scope)
+        first = (
+            tracked is None
+            or tracked.mark.rebuilds != mark.rebuilds
+            # Another detector wrote this scope's states since this one did (a consumer
+            # whose leadership came back): the states in memory are stale.
+            or self.store.setting(self._written_name(scope)) != tracked.written
+        )
+        earlier_counts = (
+            None if tracked is None or mark.rebuilds != tracked.mark.rebuilds else tracked
+        )
+        if first:
+            tracked = self._load(scope, mark)
+            moved, before = np.arange(tracked.columns.size), None
+        else:
+            changes = self.store.count_changes(scope, tracked.mark.batches)
+            tracked.mark = mark
+            moved, before = tracked.columns.apply(changes)
+            tracked.fit_size()
+        columns = tracked.columns
+        if not (columns.a > 0).any():
+            return []
+        theta = self._scope_prior(scope, columns)
+        if theta is None:
+            return []  # a shard before shard 0's first fit of the scope
+        sweep = first or tracked.theta != theta or self.scoring.fdr_q is not None
+        within = None if sweep else self._uncertain(tracked, moved, theta)
+        if within is None or within.size > self.config.sweep_share * columns.size:
+            within = np.arange(columns.size)
+        observed = columns.observed(within)
+        self.evaluated[scope] = (observed.size, columns.size)
+        pairs = columns.table(observed, stratify=self.scopes.stratify)
+        statistics = score(pairs.counts, theta, self.scoring)
+        last = None
+        if not first or earlier_counts is not None:
+            if first:  # reloaded after another detector's write: compare with our last update
+                at = earlier_counts.columns.positions(pairs.product, pairs.event)
+                previous = earlier_counts.columns.a[at]
+            else:
+                previous = columns.a[observed]
+                if moved.size:
+                    earlier = columns.a.copy()
+                    earlier[moved] = before
+                    previous = earlier[observed]
+            index = dict(zip(zip(pairs.product, pairs.event, strict=True), itertools.count()))
+            last = (index, previous.tolist())
+        alerts, changed = self._advance(
+            scope,
+            pairs,
+            statistics,
+            theta,
+            registry,
+            tracked.stored,
+            last,
+            tracked.open_states(within),
+        )
+        tracked.written = self._written.get(scope)
+        tracked.record(changed)
+        tracked.baseline.record(observed, statistics, theta, self.scoring)
+        tracked.theta = theta
+        return alerts
+
+    def _scope_prior(self, scope: str, columns: ScopeColumns) -> Hyperparameters | None:
+        """The prior: fitted here over every pair (shard 0 reads them whole from the store
+        when a fit is due), or the scope's last recorded fit for the other shards."""
+        stratify = self.scopes.stratify
+        reports, strata = int(columns.totals.sum()), int((columns.totals > 0).sum())
+        if self.shard is None:
+            return self._prior(
+                scope, _LazyPairTable(reports, strata, lambda: columns.table(stratify=stratify))
+            )
+        if self.shard[0] == 0:
+            return self._prior(
+                scope,
+                _LazyPairTable(
+                    reports,
+                    strata,
+                    lambda: pair_table(self.store.scope_counts(scope), stratify=stratify),
+                ),
+            )
+        fits = self.store.fits(scope, last=1)
+        return Hyperparameters(**fits[-1]["theta"]) if fits else None
+
+    def _load(self, scope: str, mark: CountsMark) -> _Tracked:
+        """Read the scope whole, once (the counts after ``mark``; states as stored)."""
+        columns = ScopeColumns.load(self.store.scope_counts(scope, ordered=False), self._keep)
+        stored = self.store.signal_states(scope)
+        if self._keep is not None and stored:
+            products = np.array([key[0] for key in stored] + [None], dtype=object)[:-1]
+            mine = self._keep(products)
+            stored = dict(
+                item for item, owned in zip(stored.items(), mine.tolist(), strict=True) if owned
+            )
+        tracked = _Tracked(columns, mark, stored)
+        self._tracked[scope] = tracked
+        return tracked
+
+    def _uncertain(
+        self, tracked: _Tracked, moved: np.ndarray, theta: Hyperparameters
+    ) -> np.ndarray:
+        """Positions to evaluate: pairs whose count moved, open signals that are not steady
+        (new, failing, count changed since their last evaluation) and steady ones whose
+        bounds do not certify that they stay flagged and within their band."""
+        columns, baseline = tracked.columns, tracked.baseline
+        a = columns.a
+        n = a.size  # the per-position arrays may be longer (see _Tracked.fit_size)
+        comparable = baseline.valid[:n] & (baseline.a[:n] == a) & (a > 0)
+        wanted = [moved]
+        steady: dict[str, np.ndarray] = {}
+        for measure in MEASURES:
+            status = tracked.status[measure][:n]
+            is_open = (status > 0) & (status < _CLOSED)
+            calm = (
+                is_open
+                & (status > _NEW)
+                & (tracked.failures[measure][:n] == 0)
+                & (tracked.last_a[measure][:n] == a)
+                & comparable
+            )
+            wanted.append(np.flatnonzero(is_open & ~calm))
+            steady[measure] = np.flatnonzero(calm)
+        every = np.unique(np.concatenate(list(steady.values())))
+        if every.size:
+            n_product, n_event, n_total, e, _ = columns.expectation(
+                columns.pair_product[every], columns.pair_event[every], self.scopes.stratify
+            )
+            for measure, positions in steady.items():
+                at = np.searchsorted(every, positions)
+                sure = self._certain(
+                    measure,
+                    tracked,
+                    positions,
+                    a[positions],
+                    n_product[at],
+                    n_event[at],
+                    n_total,
+                    e[at],
+                    theta,
+                )
+                wanted.append(positions[~sure])
+        return np.unique(np.concatenate(wanted))
+
+    def _certain(
+        self,
+        measure: str,
+        tracked: _Tracked,
+        positions: np.ndarray,
+        a: np.ndarray,
+        n_product: np.ndarray,
+        n_event: np.ndarray,
+        n_total: float,
+        e: np.ndarray,
+        theta: Hyperparameters,
+    ) -> np.ndarray:
+        reference = tracked.reference[measure][positions]
+        step = self.config.change_log2
+        if measure in ("prr", "ror"):
+            return drift.certain_ratio(
+                measure, a, n_product, n_event, n_total, reference, self.scoring, step
+            )
+        if measure == "ic":
+            return drift.certain_ic(tracked.baseline, positions, e, reference, self.scoring, step)
+        return drift.certain_ebgm(
+            tracked.baseline, positions, e, reference, theta, self.scoring, step
+        )
 
     def _current_registry(self) -> Registry:
         """The store's registry, reloaded only when a registry change moved its mark."""
@@ -282,25 +547,27 @@ class Detector:
         stats: dict[str, np.ndarray],
         theta: Hyperparameters,
         registry: Registry,
-    ) -> list[dict[str, Any]]:
-        stored = self.store.signal_states(scope)
-        now = dt.datetime.now(dt.UTC).isoformat()
+        stored: dict[tuple[str, str, str], dict[str, Any]],
+        last: tuple[dict[tuple[str, str], int], list[float]] | None,
+        open_states: dict[str, set[tuple[str, str]]],
+    ) -> tuple[list[dict[str, Any]], dict[tuple[str, str, str], dict[str, Any]]]:
+        """Evaluate the candidates of each measure (the pairs it flags in ``pairs`` and its
+        ``open_states``) and write what changed; the alerts and the changed states.
+
+        ``last`` has the counts of the detector's previous update of the scope (None: the
+        first), by pair."""
+        now = self._clock()
         index = dict(zip(zip(pairs.product, pairs.event, strict=True), itertools.count()))
         changed: dict[tuple[str, str, str], dict[str, Any]] = {}
         moves: dict[tuple[str, str], dict[str, str]] = {}  # pair -> {measure: transition}
         points: dict[tuple[str, str], int] = {}
         # Python lists: the loop reads single values, which numpy arrays hand out slowly.
         counts = stats["a"].tolist()
-        last = self._last_counts.get(scope)
         for measure, (flag_column, value_column) in MEASURES.items():
             flags, values = stats[flag_column], stats[value_column].tolist()
             # Only pairs that signal now or have an open state can change.
             candidates = {(pairs.product[i], pairs.event[i]) for i in np.flatnonzero(flags)}
-            candidates |= {
-                (p, e)
-                for (p, e, m), s in stored.items()
-                if m == measure and s["status"] != "closed"
-            }
+            candidates |= open_states[measure]
             flags = flags.tolist()
             for product, event in sorted(candidates):
                 key = (product, event, measure)
@@ -361,9 +628,11 @@ class Detector:
             alerts,
             now,
             review_deadlines=self.config.review_deadline_days,
+            lease=self._lease,
+            mark=self._next_written(scope),
         )
-        self._last_counts[scope] = (index, counts)
-        return alerts
+        stored.update(changed)
+        return alerts, changed
 
     @staticmethod
     def _measure_states(
@@ -433,6 +702,100 @@ def alert_product(registry: Registry, product: str) -> dict[str, Any]:
         "pathway": pathway,
         "kind": kind,
     }
+
+
+# Lifecycle statuses as small integers, for choosing candidates over arrays (0: no state).
+_STATUS_CODES = {"new": 1, "ongoing": 2, "strengthened": 3, "weakened": 4, "closed": 5}
+_NEW, _CLOSED = _STATUS_CODES["new"], _STATUS_CODES["closed"]
+
+
+class _Tracked:
+    """One scope as an incremental detector keeps it: counts, signal states (the stored dict
+    and, by pair position, the fields that choose candidates) and each pair's baseline."""
+
+    def __init__(
+        self,
+        columns: ScopeColumns,
+        mark: CountsMark,
+        stored: dict[tuple[str, str, str], dict[str, Any]],
+    ) -> None:
+        self.columns, self.mark, self.stored = columns, mark, stored
+        self.theta: Hyperparameters | None = None
+        self.written: str | None = None  # the store's mark of the last write of the states
+        self.status: dict[str, np.ndarray] = {m: np.zeros(0, dtype=np.int8) for m in MEASURES}
+        self.failures = {m: np.zeros(0, dtype=np.int64) for m in MEASURES}
+        self.last_a = {m: np.zeros(0) for m in MEASURES}
+        self.reference = {m: np.zeros(0) for m in MEASURES}
+        self.baseline = drift.Baseline.empty(0)
+        self.record(stored)  # pairs with a state but no count get a position (a = 0)
+
+    def fit_size(self) -> None:
+        """Room for every pair position; arrays grow by a quarter at a time, so that the new
+        pairs of each batch do not copy them all (they may be longer than the pairs)."""
+        size = self.columns.size
+        for arrays in (self.status, self.failures, self.last_a, self.reference):
+            for measure, column in arrays.items():
+                if column.size < size:
+                    extra = np.zeros(drift.room(column.size, size), dtype=column.dtype)
+                    arrays[measure] = np.concatenate([column, extra])
+        self.baseline.grow(size)
+
+    def record(self, states: dict[tuple[str, str, str], dict[str, Any]]) -> None:
+        """Take these (product, event, measure) states as the current ones."""
+        if not states:
+            self.fit_size()
+            return
+        keys = list(states)
+        labels = [np.array([k[i] for k in keys] + [None], dtype=object)[:-1] for i in (0, 1)]
+        positions = self.columns.positions(*labels)
+        self.fit_size()
+        for (_, _, measure), at, row in zip(keys, positions.tolist(), states.values(), strict=True):
+            self.status[measure][at] = _STATUS_CODES[row["status"]]
+            self.failures[measure][at] = row["failures"]
+            self.last_a[measure][at] = row["last_a"]
+            self.reference[measure][at] = row["reference"]
+
+    def open_states(self, within: np.ndarray) -> dict[str, set[tuple[str, str]]]:
+        """The pairs among the positions with an open (not closed) state, per measure."""
+        products, events = self.columns.products.names, self.columns.events.names
+        found = {}
+        for measure, status in self.status.items():
+            at = within[(status[within] > 0) & (status[within] < _CLOSED)]
+            found[measure] = {
+                (products[p], events[e])
+                for p, e in zip(
+                    self.columns.pair_product[at].tolist(),
+                    self.columns.pair_event[at].tolist(),
+                    strict=True,
+                )
+            }
+        return found
+
+
+class _LazyPairTable:
+    """Every observed pair of a scope as a PairTable, built only if read (the prior reads the
+    labelled counts only when a fit is due)."""
+
+    def __init__(self, reports: int, strata: int, build: Callable[[], PairTable]) -> None:
+        self.reports, self.strata, self._build = reports, strata, build
+        self._table: PairTable | None = None
+
+    def _built(self) -> PairTable:
+        if self._table is None:
+            self._table = self._build()
+        return self._table
+
+    @property
+    def product(self) -> np.ndarray:
+        return self._built().product
+
+    @property
+    def event(self) -> np.ndarray:
+        return self._built().event
+
+    @property
+    def counts(self) -> Any:
+        return self._built().counts
 
 
 def signal_link(scope: str, product: str, event: str) -> str:

@@ -20,3 +20,7 @@ class NotFoundError(PvsignalError, LookupError):
 
 class StateConflictError(PvsignalError):
     """The request is valid but the thing it names is not in a state that allows it."""
+
+
+class LeaseLostError(PvsignalError):
+    """A detection shard wrote after another process took its lease (it is fenced off)."""

@@ -7,16 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from detectors.mgps import Hyperparameters
 from detectors.mgps_fit import fit_hyperparameters
-from detectors.table import expected
-from pvsignal.casetable import PairTable, stratified_expectation
+from pvsignal.casetable import PairTable
+from pvsignal.columns import ScopeColumns
 from pvsignal.errors import InputError
 from pvsignal.priors import PriorDecision, decide, needs_own_fit
 from pvsignal.scopes import ScopeConfig
-from pvsignal.scoring import PairCounts, ScoringConfig, score
+from pvsignal.scoring import ScoringConfig, score
 from pvsignal.store import ScopeCounts, SqlStore
 
 
@@ -33,54 +32,7 @@ class ScopeStatistics:
 
 def pair_table(counts: ScopeCounts, *, stratify: bool = True) -> PairTable:
     """Assemble labelled pair counts, margins and (stratified) expected counts."""
-    products, product_stratum, product_n = counts.product_rows
-    events, event_stratum, event_n = counts.event_rows
-    total_stratum, total_n = counts.totals
-    strata = pd.Index(total_stratum)
-    product_index = pd.Index(pd.unique(products))
-    event_index = pd.Index(pd.unique(events))
-    per_product = _dense(
-        product_index.get_indexer(products),
-        strata.get_indexer(product_stratum),
-        product_n,
-        (len(product_index), len(strata)),
-    )
-    per_event = _dense(
-        event_index.get_indexer(events),
-        strata.get_indexer(event_stratum),
-        event_n,
-        (len(event_index), len(strata)),
-    )
-    pair_product = product_index.get_indexer(counts.pair_product)
-    pair_event = event_index.get_indexer(counts.pair_event)
-    n_product = per_product.sum(axis=1)[pair_product]
-    n_event = per_event.sum(axis=1)[pair_event]
-    n_total = float(total_n.sum())
-    if stratify and len(strata) > 1:
-        e = stratified_expectation(per_product, per_event, total_n, pair_product, pair_event)
-    else:
-        e = expected(n_product, n_event, n_total)
-    return PairTable(
-        product=counts.pair_product,
-        event=counts.pair_event,
-        counts=PairCounts(
-            a=counts.a,
-            n_product=n_product,
-            n_event=n_event,
-            n_total=np.float64(n_total),
-            expected=e,
-        ),
-        reports=int(n_total),
-        strata=len(strata),
-    )
-
-
-def _dense(
-    rows: np.ndarray, columns: np.ndarray, values: np.ndarray, shape: tuple[int, int]
-) -> np.ndarray:
-    matrix = np.zeros(shape)
-    np.add.at(matrix, (rows, columns), values)
-    return matrix
+    return ScopeColumns.load(counts).table(stratify=stratify)
 
 
 def scope_statistics(

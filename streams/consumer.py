@@ -513,6 +513,11 @@ class StreamConsumer:
 
     def _detect(self, engine: _Engine) -> None:
         if not self.config.detect:
+            # Detection runs elsewhere (pvsignal detect workers): publish what they write to
+            # the outbox, looking at most every detect interval.
+            if time.monotonic() >= self._next_detect:
+                self._publish_due = True
+                self._next_detect = time.monotonic() + self.config.detect_seconds
             return
         if time.monotonic() < self._next_detect + (self._pause if self._behind else 0.0):
             return

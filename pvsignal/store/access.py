@@ -60,6 +60,7 @@ _RECEIPT_COLUMNS = ("receipt_id", "org", "role", "submitted_at", "content_type",
 # counts (of the registry) know when to rebuild.
 BATCHES_WRITTEN = "batches_written"
 PRODUCTS_WRITTEN = "products_written"
+COUNTS_REBUILT = "counts_rebuilt"
 
 # An alert covers a pair, not one measure: its ``measure`` column holds this mark, and its
 # ``changes`` column the measures that moved (see encode_changes).

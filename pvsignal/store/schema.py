@@ -277,7 +277,27 @@ CREATE TABLE sequential_tests (
 )
 """
 
-MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
+# Incremental detection and detection shards. Every running count carries the batch that last
+# changed it (``seq``, the ``batches_written`` mark of that batch's transaction), so a detector
+# reads only the counts changed since the mark it last read, with their current values (see
+# SqlStore.count_changes). A detection shard (K of N, owning a hash range of products) holds a
+# lease; each acquisition raises its ``epoch``, and a shard's write of signal states is refused
+# unless it still holds the lease with the epoch it acquired (fencing, as batches are fenced by
+# their offsets).
+_V12 = """
+ALTER TABLE pair_counts ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE product_counts ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE event_counts ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE scope_totals ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX pair_counts_seq ON pair_counts (scope, seq);
+CREATE INDEX product_counts_seq ON product_counts (scope, seq);
+CREATE INDEX event_counts_seq ON event_counts (scope, seq);
+CREATE TABLE detection_leases (
+    shard TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch BIGINT NOT NULL, expires_at TEXT NOT NULL
+)
+"""
+
+MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
 
 
 def migrations(

@@ -27,13 +27,14 @@ from pvsignal.cases import (
     Status,
     Suspicion,
 )
-from pvsignal.errors import InputError
+from pvsignal.errors import InputError, LeaseLostError
 from pvsignal.institutions import Institution
 from pvsignal.ownership import UNATTRIBUTED
 from pvsignal.products import RegisteredProduct
 from pvsignal.review import DEFAULT_DEADLINE_DAYS
 from pvsignal.store.access import (
     BATCHES_WRITTEN,
+    COUNTS_REBUILT,
     PAIR_MEASURE,
     PRODUCTS_WRITTEN,
     AccessStore,
@@ -82,6 +83,21 @@ class BatchWrite:
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> next
     suspicions: list[Suspicion] = field(default_factory=list)
     versions: list[VersionRow] = field(default_factory=list)
+
+
+class Lease(NamedTuple):
+    """A detection shard's lease: who holds it, and the epoch of their acquisition."""
+
+    shard: str
+    holder: str
+    epoch: int
+
+
+class CountsMark(NamedTuple):
+    """The batch mark and rebuild count of the store's counts (see SqlStore.counts_mark)."""
+
+    batches: int
+    rebuilds: int
 
 
 @dataclass(frozen=True)
@@ -133,20 +149,23 @@ class Rows:
         )
 
 
-def _running_sum(table: str, key: tuple[str, ...], column: str) -> Rows:
+def _running_sum(table: str, key: tuple[str, ...], column: str, *, marked: bool = False) -> Rows:
+    """An upsert adding to a running count; ``marked`` ones also record the batch (``seq``)
+    that last changed the row, which the detector's reads of changes select on."""
+    mark, set_mark = ((), "") if not marked else (("seq",), ", seq = excluded.seq")
     return Rows(
         table,
-        (*key, column),
-        ("text",) * len(key) + ("bigint",),
+        (*key, column, *mark),
+        ("text",) * len(key) + ("bigint",) * (1 + len(mark)),
         f"ON CONFLICT ({', '.join(key)}) "
-        f"DO UPDATE SET {column} = {table}.{column} + excluded.{column}",
+        f"DO UPDATE SET {column} = {table}.{column} + excluded.{column}{set_mark}",
     )
 
 
-_UPSERT_PAIRS = _running_sum("pair_counts", ("scope", "product", "event"), "a")
-_UPSERT_PRODUCTS = _running_sum("product_counts", ("scope", "stratum", "product"), "n")
-_UPSERT_EVENTS = _running_sum("event_counts", ("scope", "stratum", "event"), "n")
-_UPSERT_TOTALS = _running_sum("scope_totals", ("scope", "stratum"), "n")
+_UPSERT_PAIRS = _running_sum("pair_counts", ("scope", "product", "event"), "a", marked=True)
+_UPSERT_PRODUCTS = _running_sum("product_counts", ("scope", "stratum", "product"), "n", marked=True)
+_UPSERT_EVENTS = _running_sum("event_counts", ("scope", "stratum", "event"), "n", marked=True)
+_UPSERT_TOTALS = _running_sum("scope_totals", ("scope", "stratum"), "n", marked=True)
 _UPSERT_PAIR_PERIODS = _running_sum(
     "pair_period_counts", ("scope", "product", "event", "period"), "a"
 )
@@ -428,6 +447,8 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
         with self._transaction(exclusive=True) as cursor:
             for table in _COUNT_TABLES:
                 self._execute(cursor, f"DELETE FROM {table}")
+            # Deleted rows leave no mark to read changes from: detectors reload the scope.
+            self._execute(cursor, _BUMP_MARK, (COUNTS_REBUILT,))
             self._executemany(
                 cursor,
                 "UPDATE cases SET contribution = ? WHERE owner = ? AND case_id = ?",
@@ -547,8 +568,52 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
             (totals[0], totals[1].astype(np.float64)),
         )
 
-    def _columns(self, cursor: Any, statement: str, scope: str, width: int) -> list[np.ndarray]:
-        self._execute(cursor, statement, (scope,))
+    def counts_mark(self) -> CountsMark:
+        """Where the counts stand: the last batch written and the number of rebuilds. Read it
+        before the counts: every row a batch up to this mark changed is then read, now or by
+        the next ``count_changes`` after it."""
+        with self._transaction() as cursor:
+            return CountsMark(
+                self._mark(cursor, BATCHES_WRITTEN), self._mark(cursor, COUNTS_REBUILT)
+            )
+
+    def _mark(self, cursor: Any, name: str) -> int:
+        self._execute(cursor, "SELECT value FROM store_settings WHERE name = ?", (name,))
+        row = cursor.fetchone()
+        return 0 if row is None else int(row[0])
+
+    def count_changes(self, scope: str, after: int) -> ScopeCounts:
+        """The scope's counts that batches after mark ``after`` changed, with their current
+        values (zeros included: a count that fell to 0 is a change)."""
+        with self._transaction() as cursor:
+            pairs, products, events, totals = (
+                self._columns(
+                    cursor,
+                    f"SELECT {columns} FROM {table} WHERE scope = ? AND seq > ?",
+                    scope,
+                    columns.count(",") + 1,
+                    after,
+                )
+                for table, columns in (
+                    ("pair_counts", "product, event, a"),
+                    ("product_counts", "product, stratum, n"),
+                    ("event_counts", "event, stratum, n"),
+                    ("scope_totals", "stratum, n"),
+                )
+            )
+        return ScopeCounts(
+            pairs[0],
+            pairs[1],
+            pairs[2],
+            (products[0], products[1], products[2]),
+            (events[0], events[1], events[2]),
+            (totals[0], totals[1]),
+        )
+
+    def _columns(
+        self, cursor: Any, statement: str, scope: str, width: int, *more: Any
+    ) -> list[np.ndarray]:
+        self._execute(cursor, statement, (scope, *more))
         rows = cursor.fetchall()
         if not rows:
             return [np.empty(0, dtype=object) for _ in range(width - 1)] + [np.empty(0)]
@@ -577,10 +642,20 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
         now: str,
         *,
         review_deadlines: dict[str, int] | None = None,
+        lease: Lease | None = None,
+        mark: tuple[str, str] | None = None,
     ) -> None:
         """Signal states, history points and alerts of one update, in one transaction, with
-        the reviews those alerts reopen (see pvsignal.review.reopen) and their audit rows."""
-        with self._transaction(write=bool(alerts)) as cursor:
+        the reviews those alerts reopen (see pvsignal.review.reopen) and their audit rows.
+        A detection shard passes its ``lease``: the write is refused (LeaseLostError) unless
+        the shard still holds it with that epoch. ``mark`` (setting name, value) is stored
+        with the write: a detector keeping states in memory learns from it whether another
+        wrote since."""
+        with self._transaction(write=bool(alerts) or lease is not None) as cursor:
+            if lease is not None:
+                self._check_lease(cursor, lease)
+            if mark is not None:
+                self.set_setting(*mark)
             self._write_rows(
                 cursor,
                 _UPSERT_SIGNAL,
@@ -628,6 +703,54 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
                 self.reopen_reviews(
                     cursor, scope, alerts, now, review_deadlines or DEFAULT_DEADLINE_DAYS
                 )
+
+    # -- detection shards -------------------------------------------------------------------
+
+    def acquire_lease(self, shard: str, holder: str, seconds: float) -> Lease | None:
+        """Take or renew a detection shard's lease for ``seconds``: granted when the shard is
+        free, its lease expired or it is the holder's already; None while another holds it.
+        Each takeover raises the epoch, so a previous holder's writes are fenced off."""
+        now = dt.datetime.now(dt.UTC)
+        until = (now + dt.timedelta(seconds=seconds)).isoformat()
+        with self._transaction(write=True) as cursor:
+            self._execute(
+                cursor,
+                "INSERT INTO detection_leases (shard, holder, epoch, expires_at) "
+                "VALUES (?, ?, 0, ?) ON CONFLICT (shard) DO NOTHING",
+                (shard, holder, now.isoformat()),
+            )
+            self._execute(
+                cursor,
+                "SELECT holder, epoch, expires_at FROM detection_leases WHERE shard = ?"
+                + self._dialect.for_update,
+                (shard,),
+            )
+            current, epoch, expires_at = cursor.fetchone()
+            if current != holder or epoch == 0:
+                if current != holder and expires_at > now.isoformat():
+                    return None
+                epoch += 1
+            self._execute(
+                cursor,
+                "UPDATE detection_leases SET holder = ?, epoch = ?, expires_at = ? WHERE shard = ?",
+                (holder, epoch, until, shard),
+            )
+            return Lease(shard, holder, int(epoch))
+
+    def _check_lease(self, cursor: Any, lease: Lease) -> None:
+        self._execute(
+            cursor,
+            "SELECT holder, epoch, expires_at FROM detection_leases WHERE shard = ?"
+            + self._dialect.for_update,
+            (lease.shard,),
+        )
+        row = cursor.fetchone()
+        now = dt.datetime.now(dt.UTC).isoformat()
+        if row is None or (row[0], int(row[1])) != (lease.holder, lease.epoch) or row[2] <= now:
+            raise LeaseLostError(
+                f"detection shard {lease.shard!r}: the lease of {lease.holder!r} "
+                f"(epoch {lease.epoch}) is no longer held; another detector owns the shard"
+            )
 
     def pending_alerts(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Alerts not yet published, oldest first, with their ids in the payload."""
@@ -920,11 +1043,12 @@ class BatchSession:
         run = self._store._write_rows
         cursor = self._cursor
         self._store._execute(cursor, _BUMP_MARK, (BATCHES_WRITTEN,))
+        seq = self._store._mark(cursor, BATCHES_WRITTEN)
         run(cursor, _UPSERT_CASES, [_case_row(state, now) for state in batch.cases])
-        run(cursor, _UPSERT_PAIRS, [(*k, v) for k, v in deltas.pairs.items() if v])
-        run(cursor, _UPSERT_PRODUCTS, [(*k, v) for k, v in deltas.products.items() if v])
-        run(cursor, _UPSERT_EVENTS, [(*k, v) for k, v in deltas.events.items() if v])
-        run(cursor, _UPSERT_TOTALS, [(*k, v) for k, v in deltas.totals.items() if v])
+        run(cursor, _UPSERT_PAIRS, [(*k, v, seq) for k, v in deltas.pairs.items() if v])
+        run(cursor, _UPSERT_PRODUCTS, [(*k, v, seq) for k, v in deltas.products.items() if v])
+        run(cursor, _UPSERT_EVENTS, [(*k, v, seq) for k, v in deltas.events.items() if v])
+        run(cursor, _UPSERT_TOTALS, [(*k, v, seq) for k, v in deltas.totals.items() if v])
         run(cursor, _UPSERT_PAIR_PERIODS, [(*k, v) for k, v in deltas.pair_periods.items() if v])
         run(
             cursor,

@@ -87,9 +87,18 @@ def _period_counts(store: SqlStore) -> dict[str, set[tuple]]:
     return found
 
 
+def _undo_migration_12(store: SqlStore, cursor) -> None:
+    store._execute(cursor, "DROP TABLE detection_leases")
+    for table in ("pair_counts", "product_counts", "event_counts", "scope_totals"):
+        if table != "scope_totals":
+            store._execute(cursor, f"DROP INDEX {table}_seq")
+        store._execute(cursor, f"ALTER TABLE {table} DROP COLUMN seq")
+
+
 def _roll_back_to_version_7(store: SqlStore) -> None:
-    """Undo migrations 9 and 8 on a store the engine wrote, as if it was made before them."""
+    """Undo migrations 12 down to 8 on a store the engine wrote, as if it was made before them."""
     with store.write_transaction() as cursor:
+        _undo_migration_12(store, cursor)
         for table in ADDED_BY_8_AND_9:
             store._execute(cursor, f"DROP TABLE {table}")
         store._execute(cursor, "ALTER TABLE cases DROP COLUMN received")

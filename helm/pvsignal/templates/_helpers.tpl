@@ -69,6 +69,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- fail "store.type sqlite: one API replica only (api.replicas 1), no kafka.enabled, no api.autoscaling (use PostgreSQL to scale)" }}
 {{- end }}
 {{- end }}
+{{- if and .Values.detect.enabled (include "pvsignal.sqlite" .) }}
+{{- fail "detect.enabled: detection workers share the store with the API; use store.type postgresql" }}
+{{- end }}
 {{- if gt (int .Values.consumer.replicas) (int .Values.kafka.partitions) }}
 {{- fail (printf "consumer.replicas (%d) exceeds kafka.partitions (%d): a consumer beyond the partition count owns no partition" (int .Values.consumer.replicas) (int .Values.kafka.partitions)) }}
 {{- end }}
