@@ -75,9 +75,8 @@ def pair_table(counts: ScopeCounts, *, stratify: bool = True) -> PairTable:
 def _dense(
     rows: np.ndarray, columns: np.ndarray, values: np.ndarray, shape: tuple[int, int]
 ) -> np.ndarray:
-    matrix = np.zeros(shape)
-    np.add.at(matrix, (rows, columns), values)
-    return matrix
+    flat = rows.astype(np.int64) * shape[1] + columns
+    return np.bincount(flat, weights=values, minlength=shape[0] * shape[1]).reshape(shape)
 
 
 def scope_statistics(
