@@ -12,11 +12,10 @@ place again in a newer snapshot), signed so that clients cannot forge one.
 from __future__ import annotations
 
 import base64
-import bisect
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -57,7 +56,6 @@ SORTABLE = (
     "n_product",
     "n_event",
 )
-_CHUNK = 1 << 16
 _COUNTS = ("a", "n_product", "n_event", "n_total")
 _FLAGS = tuple(f"signal_{m}" for m in MEASURES)
 
@@ -79,11 +77,40 @@ class SignalFilter:
 
 @dataclass(frozen=True)
 class Order:
-    """A sorted permutation of the pairs and the keys it was sorted on."""
+    """How one sort ranks the pairs: by (missing, key, pair index); no permutation is held.
 
-    permutation: np.ndarray
-    keys: np.ndarray  # the sort key of each position (NaN rows hold 0)
-    finite: int  # positions before this hold non-NaN keys
+    ``values`` is the sorted statistic (None for "product", the order the pairs are held in);
+    a pair's key is its value, negated when descending, and 0 when the value is NaN.
+    """
+
+    sort: str
+    values: np.ndarray | None
+    descending: bool
+
+    def keys(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(missing, key) of the given pairs."""
+        values = np.asarray(self.values[indices], dtype=np.float64)
+        missing = np.isnan(values)
+        return missing, np.where(missing, 0.0, -values if self.descending else values)
+
+    def rank(self, i: int) -> int:
+        """The position of pair ``i`` in the whole order: the pairs ranked before it."""
+        if self.values is None:
+            return i
+        (missing,), (key,) = self.keys(np.array([i]))
+        return self.count_before(bool(missing), float(key), i)
+
+    def count_before(self, missing: bool, key: float, index: int) -> int:
+        """How many pairs rank before (missing, key, index)."""
+        if self.values is None:
+            return index
+        all_missing, all_keys = self.keys(slice(None))
+        if missing:
+            return int((~all_missing).sum()) + int(all_missing[:index].sum())
+        finite = ~all_missing
+        return int((finite & (all_keys < key)).sum()) + int(
+            (finite[:index] & (all_keys[:index] == key)).sum()
+        )
 
 
 # -- masks ------------------------------------------------------------------------------------
@@ -202,22 +229,21 @@ def _state_mask(snapshot: ScopeSnapshot, query: SignalFilter) -> np.ndarray | No
 
 
 def order_of(snapshot: ScopeSnapshot, sort: str) -> Order:
-    """The pairs sorted by ``sort`` (cached per snapshot)."""
-    found = snapshot.derived.get(("order", sort))
-    if found is not None:
-        return found
-    n = snapshot.size
+    """The order ``sort`` ranks the pairs in (nothing is sorted until a page asks)."""
     field, descending = sort.removeprefix("-"), sort.startswith("-")
     if field == "product":
-        order = Order(np.arange(n), np.zeros(n), n)  # the order the pairs are held in
-    else:
-        values = np.asarray(snapshot.statistics[field], dtype=np.float64)
-        missing = np.isnan(values)
-        keys = np.where(missing, 0.0, -values if descending else values)
-        permutation = np.lexsort((np.arange(n), keys, missing))
-        order = Order(permutation, keys[permutation], int(n - missing.sum()))
-    snapshot.derived[("order", sort)] = order
-    return order
+        return Order(sort, None, False)
+    return Order(sort, snapshot.statistics[field], descending)
+
+
+@dataclass(frozen=True)
+class After:
+    """Where a page starts: after the pair ranked at (missing, key) whose labels come at
+    ``label_rank`` pairs into the (product, PT) order; None starts at the top."""
+
+    missing: bool
+    key: float
+    label_rank: int
 
 
 @dataclass(frozen=True)
@@ -227,55 +253,70 @@ class Page:
     total: int
 
 
-def page(mask: np.ndarray, order: Order, start: int, limit: int) -> Page:
-    """Up to ``limit`` selected pairs from position ``start`` of the order."""
-    permutation = order.permutation
-    positions: list[np.ndarray] = []
-    found = 0
-    position = start
-    while position < permutation.size and found <= limit:
-        chunk = permutation[position : position + _CHUNK]
-        hits = np.flatnonzero(mask[chunk]) + position
-        positions.append(hits)
-        found += hits.size
-        position += chunk.size
-    taken = np.concatenate(positions) if positions else np.empty(0, dtype=np.int64)
-    more = taken.size > limit
-    taken = taken[:limit]
-    following = int(taken[-1]) + 1 if more and taken.size else None
-    return Page(permutation[taken], following, int(np.count_nonzero(mask)))
+def page(mask: np.ndarray, order: Order, start: After | None, limit: int) -> Page:
+    """Up to ``limit`` selected pairs ranked after ``start``: the selected pairs past it are
+    partially selected (np.partition) down to the page, and only the page is sorted."""
+    selected = np.flatnonzero(mask)
+    total = int(selected.size)
+    if start is not None:
+        selected = selected[_after(order, selected, start)]
+    chosen = _first(order, selected, limit + 1)
+    rows = chosen[:limit]
+    following = order.rank(int(rows[-1])) + 1 if chosen.size > limit else None
+    return Page(rows, following, total)
 
 
-def position_after(snapshot: ScopeSnapshot, order: Order, key: list[Any]) -> int:
-    """The first position in ``order`` past a row with key (missing, value, product, pt)."""
-    missing, value, product, event = bool(key[0]), float.fromhex(key[1]), key[2], key[3]
-    if missing:
-        lo, hi = order.finite, order.permutation.size
+def ranked(order: Order, selected: np.ndarray) -> np.ndarray:
+    """The selected pairs (ascending indices) in the order, all of them (CSV exports)."""
+    if order.values is None:
+        return selected
+    missing, keys = order.keys(selected)
+    return selected[np.lexsort((selected, keys, missing))]
+
+
+def _after(order: Order, selected: np.ndarray, start: After) -> np.ndarray:
+    """Which of the selected pairs rank after ``start``."""
+    later_label = selected >= start.label_rank
+    if order.values is None:
+        return later_label
+    missing, keys = order.keys(selected)
+    if start.missing:
+        return missing & later_label
+    return missing | (keys > start.key) | ((keys == start.key) & later_label)
+
+
+def _first(order: Order, selected: np.ndarray, count: int) -> np.ndarray:
+    """The first ``count`` of the selected pairs (ascending indices) in the order, sorted."""
+    if order.values is None or selected.size <= 1:
+        return selected[:count]
+    missing, keys = order.keys(selected)
+    finite, finite_keys = selected[~missing], keys[~missing]
+    if finite.size > count:
+        # The count-th smallest key; below it everything is taken, at it the lowest indices.
+        threshold = np.partition(finite_keys, count - 1)[count - 1]
+        below = finite_keys < threshold
+        at = np.flatnonzero(finite_keys == threshold)[: count - int(below.sum())]
+        keep = below
+        keep[at] = True
+        finite, finite_keys = finite[keep], finite_keys[keep]
+        chosen, chosen_missing = finite, np.zeros(finite.size, dtype=bool)
     else:
-        finite = order.keys[: order.finite]
-        lo = int(np.searchsorted(finite, value, "left"))
-        hi = int(np.searchsorted(finite, value, "right"))
-    # Within equal keys the pairs are in (product, PT) order: binary search on the labels.
-    labels = _labels_at(snapshot, order)
-    return bisect.bisect_right(range(order.permutation.size), (product, event), lo, hi, key=labels)
+        rest = selected[missing][: count - finite.size]
+        chosen = np.concatenate([finite, rest])
+        chosen_missing = np.concatenate([np.zeros(finite.size, bool), np.ones(rest.size, bool)])
+        finite_keys = np.concatenate([finite_keys, np.zeros(rest.size)])
+    return chosen[np.lexsort((chosen, finite_keys, chosen_missing))]
 
 
-def _labels_at(snapshot: ScopeSnapshot, order: Order) -> Callable[[int], tuple[str, str]]:
-    permutation, products, events = order.permutation, snapshot.products, snapshot.events
-    product_code, event_code = snapshot.product_code, snapshot.event_code
-
-    def labels(j: int) -> tuple[str, str]:
-        i = permutation[j]
-        return (products[product_code[i]], events[event_code[i]])
-
-    return labels
-
-
-def key_at(snapshot: ScopeSnapshot, order: Order, position: int) -> list[Any]:
-    i = order.permutation[position]
+def key_at(snapshot: ScopeSnapshot, order: Order, i: int) -> list[Any]:
+    """The cursor key of pair ``i``: (missing, key as hex, product, PT)."""
+    if order.values is None:
+        missing, key = False, 0.0
+    else:
+        (missing,), (key,) = order.keys(np.array([i]))
     return [
-        position >= order.finite,
-        float(order.keys[position]).hex(),
+        bool(missing),
+        float(key).hex(),
         snapshot.products[snapshot.product_code[i]],
         snapshot.events[snapshot.event_code[i]],
     ]
@@ -320,21 +361,22 @@ def _b64(data: bytes) -> str:
 
 def start_position(
     snapshot: ScopeSnapshot, order: Order, sort: str, cursor: dict[str, Any] | None
-) -> int:
-    """Where a page starts: the cursor's position in the same snapshot, else found by key."""
+) -> After | None:
+    """Where a page starts: after the row the cursor names, found by its key (in the same
+    snapshot, that row is the one before the cursor's position)."""
     if cursor is None:
-        return 0
+        return None
     found = _written(cursor)
     if found.s != sort:
         raise UnprocessableError(
             f"cursor: it continues a listing sorted by {found.s!r}, not {sort!r}",
             errors=[{"field": "query.cursor", "reason": "sort changed", "value": sort}],
         )
-    if found.g == snapshot.generation and found.scope == snapshot.scope:
-        if found.p > order.permutation.size:
-            raise _unwritten(f"position {found.p} is past the end of the listing")
-        return found.p
-    return position_after(snapshot, order, list(found.k))
+    same_snapshot = found.g == snapshot.generation and found.scope == snapshot.scope
+    if same_snapshot and found.p > snapshot.size:
+        raise _unwritten(f"position {found.p} is past the end of the listing")
+    missing, value, product, event = found.k
+    return After(missing, float.fromhex(value), snapshot.label_rank(product, event))
 
 
 class _Cursor(BaseModel):
@@ -376,14 +418,13 @@ def next_cursor(
 ) -> str | None:
     if page_.next_position is None:
         return None
-    last = page_.next_position - 1
     return signer.encode(
         {
             "scope": snapshot.scope,
             "g": snapshot.generation,
             "s": sort,
             "p": page_.next_position,
-            "k": key_at(snapshot, order, last),
+            "k": key_at(snapshot, order, int(page_.rows[-1])),
         }
     )
 
