@@ -79,16 +79,25 @@ def _dense(
     return np.bincount(flat, weights=values, minlength=shape[0] * shape[1]).reshape(shape)
 
 
-def scope_statistics(
+@dataclass(frozen=True)
+class ScopePrior:
+    """Every pair of a scope with its counts, and the MGPS prior to score them with."""
+
+    scope: str
+    pairs: PairTable
+    theta: Hyperparameters
+    fit: dict[str, Any]
+
+
+def scope_prior(
     store: SqlStore,
     scope: str,
     *,
     theta: Hyperparameters | None = None,
-    config: ScoringConfig | None = None,
     stratify: bool = True,
     record_fit: bool = True,
-) -> ScopeStatistics:
-    """Score every pair of the scope; fit (and record) the MGPS prior unless theta is given."""
+) -> ScopePrior:
+    """The scope's pair counts; the MGPS prior fitted (and recorded) unless theta is given."""
     counts = store.scope_counts(scope)
     if counts.a.size == 0:
         known = ", ".join(store.scopes()) or "none yet"
@@ -102,5 +111,19 @@ def scope_statistics(
             store.record_fit(scope, report)
     else:
         report = {"theta_source": "given", "theta": theta._asdict()}
-    statistics = score(pairs.counts, theta, config or ScoringConfig())
-    return ScopeStatistics(scope, pairs, statistics, theta, report)
+    return ScopePrior(scope, pairs, theta, report)
+
+
+def scope_statistics(
+    store: SqlStore,
+    scope: str,
+    *,
+    theta: Hyperparameters | None = None,
+    config: ScoringConfig | None = None,
+    stratify: bool = True,
+    record_fit: bool = True,
+) -> ScopeStatistics:
+    """Score every pair of the scope; fit (and record) the MGPS prior unless theta is given."""
+    prior = scope_prior(store, scope, theta=theta, stratify=stratify, record_fit=record_fit)
+    statistics = score(prior.pairs.counts, prior.theta, config or ScoringConfig())
+    return ScopeStatistics(scope, prior.pairs, statistics, prior.theta, prior.fit)
