@@ -35,6 +35,25 @@ class SimulatedRows:
     event_report: np.ndarray  # the (report, event) slots, repeats kept
     event_slot: np.ndarray
 
+    def counted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Distinct reports: (pair keys product * events + event, a, per product, per event)."""
+        products, events = self.products, self.events
+        triples = distinct(
+            (self.report.astype(np.int64) * products + self.product) * events + self.event
+        )
+        keys, a = distinct_counts(triples % (products * events))
+        del triples
+        n_product = np.bincount(
+            distinct(self.product_report.astype(np.int64) * products + self.product_slot)
+            % products,
+            minlength=products,
+        )
+        n_event = np.bincount(
+            distinct(self.event_report.astype(np.int64) * events + self.event_slot) % events,
+            minlength=events,
+        )
+        return keys, a, n_product, n_event
+
 
 def _zipf_choice(
     rng: np.random.Generator, size: int, categories: int, exponent: float
@@ -89,18 +108,7 @@ def simulate_pairs(target_pairs: int, *, seed: int = 0) -> PairCounts:
     reports = int(target_pairs * 0.65)
     products, events = max(target_pairs // 20, 50), max(target_pairs // 150, 30)
     rows = simulate_rows(reports, products, events, seed=seed)
-    triples = distinct(
-        (rows.report.astype(np.int64) * products + rows.product) * events + rows.event
-    )
-    keys, a = distinct_counts(triples % (products * events))
-    n_product = np.bincount(
-        distinct(rows.product_report.astype(np.int64) * products + rows.product_slot) % products,
-        minlength=products,
-    )
-    n_event = np.bincount(
-        distinct(rows.event_report.astype(np.int64) * events + rows.event_slot) % events,
-        minlength=events,
-    )
+    keys, a, n_product, n_event = rows.counted()
     p_idx, e_idx = keys // events, keys % events
     n_total = float(reports)
     return PairCounts(
