@@ -77,40 +77,33 @@ class SignalFilter:
 
 @dataclass(frozen=True)
 class Order:
-    """How one sort ranks the pairs: by (missing, key, pair index); no permutation is held.
+    """How one sort ranks the pairs: by key, NaN last, then by pair index; no permutation is
+    held.
 
-    ``values`` is the sorted statistic (None for "product", the order the pairs are held in);
-    a pair's key is its value, negated when descending, and 0 when the value is NaN.
+    ``values`` is the sorted statistic (None for "product", the order the pairs are held in).
+    A pair's key is its value, negated when descending; NaN keys (missing values) rank after
+    every other, as numpy sorts them.
     """
 
     sort: str
     values: np.ndarray | None
     descending: bool
 
-    def keys(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(missing, key) of the given pairs."""
-        values = np.asarray(self.values[indices], dtype=np.float64)
-        missing = np.isnan(values)
-        return missing, np.where(missing, 0.0, -values if self.descending else values)
+    def keys(self, indices: np.ndarray | None = None) -> np.ndarray:
+        """The keys of the given pairs (all pairs when None)."""
+        values = self.values if indices is None else self.values[indices]
+        values = np.asarray(values, dtype=np.float64)
+        return -values if self.descending else values
 
-    def rank(self, i: int) -> int:
-        """The position of pair ``i`` in the whole order: the pairs ranked before it."""
-        if self.values is None:
-            return i
-        (missing,), (key,) = self.keys(np.array([i]))
-        return self.count_before(bool(missing), float(key), i)
-
-    def count_before(self, missing: bool, key: float, index: int) -> int:
-        """How many pairs rank before (missing, key, index)."""
+    def count_before(self, key: float, index: int, keys: np.ndarray | None = None) -> int:
+        """How many pairs rank before the one with ``key`` and ``index`` (its position)."""
         if self.values is None:
             return index
-        all_missing, all_keys = self.keys(slice(None))
-        if missing:
-            return int((~all_missing).sum()) + int(all_missing[:index].sum())
-        finite = ~all_missing
-        return int((finite & (all_keys < key)).sum()) + int(
-            (finite[:index] & (all_keys[:index] == key)).sum()
-        )
+        keys = self.keys() if keys is None else keys
+        if np.isnan(key):
+            finite = keys.size - int(np.count_nonzero(np.isnan(keys)))
+            return finite + int(np.count_nonzero(np.isnan(keys[:index])))
+        return int(np.count_nonzero(keys < key)) + int(np.count_nonzero(keys[:index] == key))
 
 
 # -- masks ------------------------------------------------------------------------------------
@@ -238,10 +231,9 @@ def order_of(snapshot: ScopeSnapshot, sort: str) -> Order:
 
 @dataclass(frozen=True)
 class After:
-    """Where a page starts: after the pair ranked at (missing, key) whose labels come at
+    """Where a page starts: after the pair of ``key`` (NaN: a missing value) whose labels come
     ``label_rank`` pairs into the (product, PT) order; None starts at the top."""
 
-    missing: bool
     key: float
     label_rank: int
 
@@ -256,67 +248,110 @@ class Page:
 def page(mask: np.ndarray, order: Order, start: After | None, limit: int) -> Page:
     """Up to ``limit`` selected pairs ranked after ``start``: the selected pairs past it are
     partially selected (np.partition) down to the page, and only the page is sorted."""
-    selected = np.flatnonzero(mask)
-    total = int(selected.size)
+    total = int(np.count_nonzero(mask))
+    selected = None if total == mask.size else np.flatnonzero(mask)  # None: every pair
+    if order.values is None:
+        rows, more = _first_by_index(selected, mask.size, start, limit)
+        return Page(rows, int(rows[-1]) + 1 if more else None, total)
+    keys = order.keys(selected)
+    index = np.arange(mask.size) if selected is None else selected
     if start is not None:
-        selected = selected[_after(order, selected, start)]
-    chosen = _first(order, selected, limit + 1)
-    rows = chosen[:limit]
-    following = order.rank(int(rows[-1])) + 1 if chosen.size > limit else None
-    return Page(rows, following, total)
+        past = np.flatnonzero(_after(keys, index, start))
+        keys, index = keys[past], index[past]
+    chosen = _first(keys, index, limit + 1)
+    rows = index[chosen[:limit]]
+    if chosen.size <= limit:
+        return Page(rows, None, total)
+    last = int(rows[-1])
+    whole = order.keys() if selected is not None else None
+    before = order.count_before(float(order.keys(np.array([last]))[0]), last, whole)
+    return Page(rows, before + 1, total)
+
+
+def _first_by_index(
+    selected: np.ndarray | None, size: int, start: After | None, limit: int
+) -> tuple[np.ndarray, bool]:
+    """The first ``limit`` selected pairs past ``start`` in (product, PT) order; more left?"""
+    begin = 0 if start is None else start.label_rank
+    if selected is None:
+        rows = np.arange(begin, min(begin + limit + 1, size))
+    else:
+        at = int(np.searchsorted(selected, begin))
+        rows = selected[at : at + limit + 1]
+    return rows[:limit], rows.size > limit
 
 
 def ranked(order: Order, selected: np.ndarray) -> np.ndarray:
     """The selected pairs (ascending indices) in the order, all of them (CSV exports)."""
     if order.values is None:
         return selected
-    missing, keys = order.keys(selected)
-    return selected[np.lexsort((selected, keys, missing))]
+    return selected[np.lexsort((selected, order.keys(selected)))]
 
 
-def _after(order: Order, selected: np.ndarray, start: After) -> np.ndarray:
-    """Which of the selected pairs rank after ``start``."""
-    later_label = selected >= start.label_rank
-    if order.values is None:
-        return later_label
-    missing, keys = order.keys(selected)
-    if start.missing:
+def _after(keys: np.ndarray, index: np.ndarray, start: After) -> np.ndarray:
+    """Which pairs (their keys and indices) rank after ``start``."""
+    later_label = index >= start.label_rank
+    missing = np.isnan(keys)
+    if np.isnan(start.key):
         return missing & later_label
     return missing | (keys > start.key) | ((keys == start.key) & later_label)
 
 
-def _first(order: Order, selected: np.ndarray, count: int) -> np.ndarray:
-    """The first ``count`` of the selected pairs (ascending indices) in the order, sorted."""
-    if order.values is None or selected.size <= 1:
-        return selected[:count]
-    missing, keys = order.keys(selected)
-    finite, finite_keys = selected[~missing], keys[~missing]
-    if finite.size > count:
-        # The count-th smallest key; below it everything is taken, at it the lowest indices.
-        threshold = np.partition(finite_keys, count - 1)[count - 1]
-        below = finite_keys < threshold
-        at = np.flatnonzero(finite_keys == threshold)[: count - int(below.sum())]
-        keep = below
-        keep[at] = True
-        finite, finite_keys = finite[keep], finite_keys[keep]
-        chosen, chosen_missing = finite, np.zeros(finite.size, dtype=bool)
+def _first(keys: np.ndarray, index: np.ndarray, count: int) -> np.ndarray:
+    """Positions (into keys) of the first ``count`` pairs in the order, sorted."""
+    narrowed = _narrowed(keys, count)
+    if narrowed is not None:
+        return narrowed[_first_of_all(keys[narrowed], index[narrowed], count)]
+    return _first_of_all(keys, index, count)
+
+
+def _first_of_all(keys: np.ndarray, index: np.ndarray, count: int) -> np.ndarray:
+    """:func:`_first` by a partition of every key."""
+    if keys.size > count:
+        # The count-th smallest key (NaN last): below it everything is taken, at it the
+        # lowest indices (the keys come in index order).
+        threshold = np.partition(keys, count - 1)[count - 1]
+        if np.isnan(threshold):
+            below, at = np.flatnonzero(~np.isnan(keys)), np.flatnonzero(np.isnan(keys))
+        else:
+            below, at = np.flatnonzero(keys < threshold), np.flatnonzero(keys == threshold)
+        chosen = np.concatenate([below, at[: count - below.size]])
     else:
-        rest = selected[missing][: count - finite.size]
-        chosen = np.concatenate([finite, rest])
-        chosen_missing = np.concatenate([np.zeros(finite.size, bool), np.ones(rest.size, bool)])
-        finite_keys = np.concatenate([finite_keys, np.zeros(rest.size)])
-    return chosen[np.lexsort((chosen, finite_keys, chosen_missing))]
+        chosen = np.arange(keys.size)
+    return chosen[np.lexsort((index[chosen], keys[chosen]))]
+
+
+# Below this many keys per pair wanted, selection runs on all keys at once.
+_NARROW_RATIO = 32
+
+
+def _narrowed(keys: np.ndarray, count: int) -> np.ndarray | None:
+    """Positions of a few keys (in order) that surely hold the first ``count``, or None.
+
+    Partitioning all keys costs far more than comparing them, so a threshold is read off a
+    strided sample (a generous quantile of it), and the keys at or below it are kept if they
+    are at least ``count``: then the first ``count`` are among them, whatever the sample was.
+    """
+    if keys.size <= _NARROW_RATIO * count + 4096:
+        return None
+    step = keys.size // (_NARROW_RATIO * count + 4096)
+    sample = keys[::step]
+    rank = min(sample.size - 1, 2 * (count // step) + 16)
+    threshold = np.partition(sample, rank)[rank]
+    if np.isnan(threshold):
+        return None
+    kept = np.flatnonzero(keys <= threshold)
+    return kept if kept.size >= count else None
 
 
 def key_at(snapshot: ScopeSnapshot, order: Order, i: int) -> list[Any]:
-    """The cursor key of pair ``i``: (missing, key as hex, product, PT)."""
-    if order.values is None:
-        missing, key = False, 0.0
-    else:
-        (missing,), (key,) = order.keys(np.array([i]))
+    """The cursor key of pair ``i``: (missing, key as hex, product, PT); a missing value's
+    key is written as 0."""
+    key = 0.0 if order.values is None else float(order.keys(np.array([i]))[0])
+    missing = bool(np.isnan(key))
     return [
-        bool(missing),
-        float(key).hex(),
+        missing,
+        (0.0 if missing else key).hex(),
         snapshot.products[snapshot.product_code[i]],
         snapshot.events[snapshot.event_code[i]],
     ]
@@ -376,7 +411,8 @@ def start_position(
     if same_snapshot and found.p > snapshot.size:
         raise _unwritten(f"position {found.p} is past the end of the listing")
     missing, value, product, event = found.k
-    return After(missing, float.fromhex(value), snapshot.label_rank(product, event))
+    key = np.nan if missing else float.fromhex(value)
+    return After(key, snapshot.label_rank(product, event))
 
 
 class _Cursor(BaseModel):

@@ -7,8 +7,10 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from api import snapshots
+from api import query, snapshots
 from api.metrics import Metrics
 from api.pool import StorePool
 from api.snapshots import SignalCache, build_snapshot
@@ -110,3 +112,32 @@ def test_lookups_agree_with_a_scan(url):
         assert snapshot.label_rank(product, event) == sum(
             1 for x in labels if x <= (product, event)
         )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(1, 30_000),
+    count=st.integers(1, 120),
+    distinct_values=st.integers(1, 50_000),
+    nan_share=st.sampled_from([0.0, 0.01, 0.5, 0.999]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_partial_selection_equals_a_full_sort(size, count, distinct_values, nan_share, seed):
+    """The first ``count`` pairs by (key, NaN last, index), narrowed through a sample or not,
+    are those of a full stable sort: ties, NaN, ±inf and -0.0 included."""
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, distinct_values, size).astype(np.float64) - distinct_values // 2
+    keys[rng.random(size) < nan_share] = np.nan
+    keys[rng.random(size) < 0.001] = np.inf
+    keys[rng.random(size) < 0.001] = -np.inf
+    keys[keys == 0] = -0.0
+    index = np.sort(rng.choice(size * 3, size, replace=False))
+    expected = np.lexsort((index, keys))[:count]
+    np.testing.assert_array_equal(query._first(keys, index, count), expected)
+
+
+def test_large_selections_are_narrowed_through_a_sample():
+    keys = np.random.default_rng(1).permutation(100_000).astype(np.float64)
+    narrowed = query._narrowed(keys, 100)
+    assert narrowed is not None and 100 <= narrowed.size < 2_000
+    np.testing.assert_array_equal(keys[query._first(keys, np.arange(keys.size), 100)], range(100))
