@@ -523,6 +523,9 @@ class SqlStore(AccessStore, SeriesStore, TrailStore):
             )
         ]
 
+    def release_memory(self) -> None:
+        """Free caches a large read filled (SQLite's page cache; nothing elsewhere)."""
+
     def scope_counts(self, scope: str, *, ordered: bool = True) -> ScopeCounts:
         """Every count of the scope; pairs ordered by product and event unless ``ordered`` is
         False (the detector's reads: the sort was most of PostgreSQL's time)."""
