@@ -528,10 +528,15 @@ class SqlStore(AccessStore, SeriesStore, TrailStore):
 
     def scope_counts(self, scope: str, *, ordered: bool = True) -> ScopeCounts:
         """Every count of the scope; pairs ordered by product and event unless ``ordered`` is
-        False (the detector's reads: the sort was most of PostgreSQL's time)."""
+        False (the detector's reads: the sort was most of PostgreSQL's time).
+
+        Ordered reads (the API's snapshot, exports) hold each label once (see
+        :meth:`_shared_columns`); the detector's, made after every batch, read at once: their
+        speed matters more there than what the read leaves resident."""
         order = " ORDER BY product, event" if ordered else ""
         with self._transaction() as cursor:
-            pairs = self._columns(
+            read_pairs = self._shared_columns if ordered else self._columns
+            pairs = read_pairs(
                 cursor,
                 f"SELECT product, event, a FROM pair_counts WHERE scope = ? AND a > 0{order}",
                 scope,
@@ -562,17 +567,26 @@ class SqlStore(AccessStore, SeriesStore, TrailStore):
         )
 
     def _columns(self, cursor: Any, statement: str, scope: str, width: int) -> list[np.ndarray]:
-        """The rows as columns: labels (object arrays), then the count (float64).
+        """The rows as columns: labels (object arrays), then the count (float64)."""
+        self._execute(cursor, statement, (scope,))
+        rows = cursor.fetchall()
+        if not rows:
+            return [np.empty(0, dtype=object) for _ in range(width - 1)] + [np.empty(0)]
+        # One 2-D object array, then column views: faster than transposing with zip.
+        table = np.array(rows, dtype=object)
+        return [table[:, k] for k in range(width - 1)] + [table[:, -1].astype(np.float64)]
 
-        Read a chunk at a time, and each label held once (every row of a product refers to
-        one string): a scope of millions of pairs never holds millions of row tuples and
-        strings at once, which the allocator would keep as resident memory after the read.
+    def _shared_columns(
+        self, cursor: Any, statement: str, scope: str, width: int
+    ) -> list[np.ndarray]:
+        """:meth:`_columns`, read a chunk at a time, and each label held once (every row of a
+        product refers to one string): a scope of millions of pairs never holds millions of
+        row tuples and strings at once, which the allocator would keep resident afterwards.
         """
         self._execute(cursor, statement, (scope,))
         labels: dict[str, str] = {}
         parts: list[list[np.ndarray]] = [[] for _ in range(width)]
         while rows := cursor.fetchmany(_FETCH_ROWS):
-            # One 2-D object array, then column views: faster than transposing with zip.
             table = np.array(rows, dtype=object)
             del rows
             for k in range(width - 1):
