@@ -254,6 +254,7 @@ def page(mask: np.ndarray, order: Order, start: After | None, limit: int) -> Pag
         rows, more = _first_by_index(selected, mask.size, start, limit)
         return Page(rows, int(rows[-1]) + 1 if more else None, total)
     keys = order.keys(selected)
+    whole = keys if selected is None else None  # every pair's keys, for the position count
     index = np.arange(mask.size) if selected is None else selected
     if start is not None:
         past = np.flatnonzero(_after(keys, index, start))
@@ -263,7 +264,6 @@ def page(mask: np.ndarray, order: Order, start: After | None, limit: int) -> Pag
     if chosen.size <= limit:
         return Page(rows, None, total)
     last = int(rows[-1])
-    whole = order.keys() if selected is not None else None
     before = order.count_before(float(order.keys(np.array([last]))[0]), last, whole)
     return Page(rows, before + 1, total)
 
