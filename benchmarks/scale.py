@@ -225,9 +225,11 @@ def _status_kb(status: str, field: str) -> int:
 def two_shards(url: str) -> str:
     """HOOK: the detector run after a batch, with 2 detection shards over one store.
 
-    Needs ``pvsignal detect --shard K/N`` (incremental detection's branch): run two children
+    Needs ``pvsignal detect --shard K/N`` (branch ``incr``): run two children
     ``pvsignal detect --store URL --shard 0/2`` and ``1/2`` after each batch and time the
-    slower one, as :func:`detector_child` does for one detector.
+    slower one, as :func:`detector_child` does for one detector. Merging ``incr`` also means
+    :func:`benchmarks.api.write_counts` must fill the count tables' change sequence column
+    that its migration adds (the direct inserts name every column).
     """
     probe = subprocess.run(
         [sys.executable, "-m", "pvsignal.cli", "detect", "--help"],
