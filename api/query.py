@@ -12,11 +12,10 @@ place again in a newer snapshot), signed so that clients cannot forge one.
 from __future__ import annotations
 
 import base64
-import bisect
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -57,7 +56,6 @@ SORTABLE = (
     "n_product",
     "n_event",
 )
-_CHUNK = 1 << 16
 _COUNTS = ("a", "n_product", "n_event", "n_total")
 _FLAGS = tuple(f"signal_{m}" for m in MEASURES)
 
@@ -79,11 +77,33 @@ class SignalFilter:
 
 @dataclass(frozen=True)
 class Order:
-    """A sorted permutation of the pairs and the keys it was sorted on."""
+    """How one sort ranks the pairs: by key, NaN last, then by pair index; no permutation is
+    held.
 
-    permutation: np.ndarray
-    keys: np.ndarray  # the sort key of each position (NaN rows hold 0)
-    finite: int  # positions before this hold non-NaN keys
+    ``values`` is the sorted statistic (None for "product", the order the pairs are held in).
+    A pair's key is its value, negated when descending; NaN keys (missing values) rank after
+    every other, as numpy sorts them.
+    """
+
+    sort: str
+    values: np.ndarray | None
+    descending: bool
+
+    def keys(self, indices: np.ndarray | None = None) -> np.ndarray:
+        """The keys of the given pairs (all pairs when None)."""
+        values = self.values if indices is None else self.values[indices]
+        values = np.asarray(values, dtype=np.float64)
+        return -values if self.descending else values
+
+    def count_before(self, key: float, index: int, keys: np.ndarray | None = None) -> int:
+        """How many pairs rank before the one with ``key`` and ``index`` (its position)."""
+        if self.values is None:
+            return index
+        keys = self.keys() if keys is None else keys
+        if np.isnan(key):
+            finite = keys.size - int(np.count_nonzero(np.isnan(keys)))
+            return finite + int(np.count_nonzero(np.isnan(keys[:index])))
+        return int(np.count_nonzero(keys < key)) + int(np.count_nonzero(keys[:index] == key))
 
 
 # -- masks ------------------------------------------------------------------------------------
@@ -202,22 +222,20 @@ def _state_mask(snapshot: ScopeSnapshot, query: SignalFilter) -> np.ndarray | No
 
 
 def order_of(snapshot: ScopeSnapshot, sort: str) -> Order:
-    """The pairs sorted by ``sort`` (cached per snapshot)."""
-    found = snapshot.derived.get(("order", sort))
-    if found is not None:
-        return found
-    n = snapshot.size
+    """The order ``sort`` ranks the pairs in (nothing is sorted until a page asks)."""
     field, descending = sort.removeprefix("-"), sort.startswith("-")
     if field == "product":
-        order = Order(np.arange(n), np.zeros(n), n)  # the order the pairs are held in
-    else:
-        values = np.asarray(snapshot.statistics[field], dtype=np.float64)
-        missing = np.isnan(values)
-        keys = np.where(missing, 0.0, -values if descending else values)
-        permutation = np.lexsort((np.arange(n), keys, missing))
-        order = Order(permutation, keys[permutation], int(n - missing.sum()))
-    snapshot.derived[("order", sort)] = order
-    return order
+        return Order(sort, None, False)
+    return Order(sort, snapshot.statistics[field], descending)
+
+
+@dataclass(frozen=True)
+class After:
+    """Where a page starts: after the pair of ``key`` (NaN: a missing value) whose labels come
+    ``label_rank`` pairs into the (product, PT) order; None starts at the top."""
+
+    key: float
+    label_rank: int
 
 
 @dataclass(frozen=True)
@@ -227,55 +245,113 @@ class Page:
     total: int
 
 
-def page(mask: np.ndarray, order: Order, start: int, limit: int) -> Page:
-    """Up to ``limit`` selected pairs from position ``start`` of the order."""
-    permutation = order.permutation
-    positions: list[np.ndarray] = []
-    found = 0
-    position = start
-    while position < permutation.size and found <= limit:
-        chunk = permutation[position : position + _CHUNK]
-        hits = np.flatnonzero(mask[chunk]) + position
-        positions.append(hits)
-        found += hits.size
-        position += chunk.size
-    taken = np.concatenate(positions) if positions else np.empty(0, dtype=np.int64)
-    more = taken.size > limit
-    taken = taken[:limit]
-    following = int(taken[-1]) + 1 if more and taken.size else None
-    return Page(permutation[taken], following, int(np.count_nonzero(mask)))
+def page(mask: np.ndarray, order: Order, start: After | None, limit: int) -> Page:
+    """Up to ``limit`` selected pairs ranked after ``start``: the selected pairs past it are
+    partially selected (np.partition) down to the page, and only the page is sorted."""
+    total = int(np.count_nonzero(mask))
+    selected = None if total == mask.size else np.flatnonzero(mask)  # None: every pair
+    if order.values is None:
+        rows, more = _first_by_index(selected, mask.size, start, limit)
+        return Page(rows, int(rows[-1]) + 1 if more else None, total)
+    keys = order.keys(selected)
+    whole = keys if selected is None else None  # every pair's keys, for the position count
+    index = np.arange(mask.size) if selected is None else selected
+    if start is not None:
+        past = np.flatnonzero(_after(keys, index, start))
+        keys, index = keys[past], index[past]
+    chosen = _first(keys, index, limit + 1)
+    rows = index[chosen[:limit]]
+    if chosen.size <= limit:
+        return Page(rows, None, total)
+    last = int(rows[-1])
+    before = order.count_before(float(order.keys(np.array([last]))[0]), last, whole)
+    return Page(rows, before + 1, total)
 
 
-def position_after(snapshot: ScopeSnapshot, order: Order, key: list[Any]) -> int:
-    """The first position in ``order`` past a row with key (missing, value, product, pt)."""
-    missing, value, product, event = bool(key[0]), float.fromhex(key[1]), key[2], key[3]
-    if missing:
-        lo, hi = order.finite, order.permutation.size
+def _first_by_index(
+    selected: np.ndarray | None, size: int, start: After | None, limit: int
+) -> tuple[np.ndarray, bool]:
+    """The first ``limit`` selected pairs past ``start`` in (product, PT) order; more left?"""
+    begin = 0 if start is None else start.label_rank
+    if selected is None:
+        rows = np.arange(begin, min(begin + limit + 1, size))
     else:
-        finite = order.keys[: order.finite]
-        lo = int(np.searchsorted(finite, value, "left"))
-        hi = int(np.searchsorted(finite, value, "right"))
-    # Within equal keys the pairs are in (product, PT) order: binary search on the labels.
-    labels = _labels_at(snapshot, order)
-    return bisect.bisect_right(range(order.permutation.size), (product, event), lo, hi, key=labels)
+        at = int(np.searchsorted(selected, begin))
+        rows = selected[at : at + limit + 1]
+    return rows[:limit], rows.size > limit
 
 
-def _labels_at(snapshot: ScopeSnapshot, order: Order) -> Callable[[int], tuple[str, str]]:
-    permutation, products, events = order.permutation, snapshot.products, snapshot.events
-    product_code, event_code = snapshot.product_code, snapshot.event_code
-
-    def labels(j: int) -> tuple[str, str]:
-        i = permutation[j]
-        return (products[product_code[i]], events[event_code[i]])
-
-    return labels
+def ranked(order: Order, selected: np.ndarray) -> np.ndarray:
+    """The selected pairs (ascending indices) in the order, all of them (CSV exports)."""
+    if order.values is None:
+        return selected
+    return selected[np.lexsort((selected, order.keys(selected)))]
 
 
-def key_at(snapshot: ScopeSnapshot, order: Order, position: int) -> list[Any]:
-    i = order.permutation[position]
+def _after(keys: np.ndarray, index: np.ndarray, start: After) -> np.ndarray:
+    """Which pairs (their keys and indices) rank after ``start``."""
+    later_label = index >= start.label_rank
+    missing = np.isnan(keys)
+    if np.isnan(start.key):
+        return missing & later_label
+    return missing | (keys > start.key) | ((keys == start.key) & later_label)
+
+
+def _first(keys: np.ndarray, index: np.ndarray, count: int) -> np.ndarray:
+    """Positions (into keys) of the first ``count`` pairs in the order, sorted."""
+    narrowed = _narrowed(keys, count)
+    if narrowed is not None:
+        return narrowed[_first_of_all(keys[narrowed], index[narrowed], count)]
+    return _first_of_all(keys, index, count)
+
+
+def _first_of_all(keys: np.ndarray, index: np.ndarray, count: int) -> np.ndarray:
+    """:func:`_first` by a partition of every key."""
+    if keys.size > count:
+        # The count-th smallest key (NaN last): below it everything is taken, at it the
+        # lowest indices (the keys come in index order).
+        threshold = np.partition(keys, count - 1)[count - 1]
+        if np.isnan(threshold):
+            below, at = np.flatnonzero(~np.isnan(keys)), np.flatnonzero(np.isnan(keys))
+        else:
+            below, at = np.flatnonzero(keys < threshold), np.flatnonzero(keys == threshold)
+        chosen = np.concatenate([below, at[: count - below.size]])
+    else:
+        chosen = np.arange(keys.size)
+    return chosen[np.lexsort((index[chosen], keys[chosen]))]
+
+
+# Below this many keys per pair wanted, selection runs on all keys at once.
+_NARROW_RATIO = 32
+
+
+def _narrowed(keys: np.ndarray, count: int) -> np.ndarray | None:
+    """Positions of a few keys (in order) that surely hold the first ``count``, or None.
+
+    Partitioning all keys costs far more than comparing them, so a threshold is read off a
+    strided sample (a generous quantile of it), and the keys at or below it are kept if they
+    are at least ``count``: then the first ``count`` are among them, whatever the sample was.
+    """
+    if keys.size <= _NARROW_RATIO * count + 4096:
+        return None
+    step = keys.size // (_NARROW_RATIO * count + 4096)
+    sample = keys[::step]
+    rank = min(sample.size - 1, 2 * (count // step) + 16)
+    threshold = np.partition(sample, rank)[rank]
+    if np.isnan(threshold):
+        return None
+    kept = np.flatnonzero(keys <= threshold)
+    return kept if kept.size >= count else None
+
+
+def key_at(snapshot: ScopeSnapshot, order: Order, i: int) -> list[Any]:
+    """The cursor key of pair ``i``: (missing, key as hex, product, PT); a missing value's
+    key is written as 0."""
+    key = 0.0 if order.values is None else float(order.keys(np.array([i]))[0])
+    missing = bool(np.isnan(key))
     return [
-        position >= order.finite,
-        float(order.keys[position]).hex(),
+        missing,
+        (0.0 if missing else key).hex(),
         snapshot.products[snapshot.product_code[i]],
         snapshot.events[snapshot.event_code[i]],
     ]
@@ -320,21 +396,23 @@ def _b64(data: bytes) -> str:
 
 def start_position(
     snapshot: ScopeSnapshot, order: Order, sort: str, cursor: dict[str, Any] | None
-) -> int:
-    """Where a page starts: the cursor's position in the same snapshot, else found by key."""
+) -> After | None:
+    """Where a page starts: after the row the cursor names, found by its key (in the same
+    snapshot, that row is the one before the cursor's position)."""
     if cursor is None:
-        return 0
+        return None
     found = _written(cursor)
     if found.s != sort:
         raise UnprocessableError(
             f"cursor: it continues a listing sorted by {found.s!r}, not {sort!r}",
             errors=[{"field": "query.cursor", "reason": "sort changed", "value": sort}],
         )
-    if found.g == snapshot.generation and found.scope == snapshot.scope:
-        if found.p > order.permutation.size:
-            raise _unwritten(f"position {found.p} is past the end of the listing")
-        return found.p
-    return position_after(snapshot, order, list(found.k))
+    same_snapshot = found.g == snapshot.generation and found.scope == snapshot.scope
+    if same_snapshot and found.p > snapshot.size:
+        raise _unwritten(f"position {found.p} is past the end of the listing")
+    missing, value, product, event = found.k
+    key = np.nan if missing else float.fromhex(value)
+    return After(key, snapshot.label_rank(product, event))
 
 
 class _Cursor(BaseModel):
@@ -376,14 +454,13 @@ def next_cursor(
 ) -> str | None:
     if page_.next_position is None:
         return None
-    last = page_.next_position - 1
     return signer.encode(
         {
             "scope": snapshot.scope,
             "g": snapshot.generation,
             "s": sort,
             "p": page_.next_position,
-            "k": key_at(snapshot, order, last),
+            "k": key_at(snapshot, order, int(page_.rows[-1])),
         }
     )
 

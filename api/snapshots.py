@@ -13,10 +13,13 @@ newer snapshot. Signal states are held sparsely: only pairs that ever signalled 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,34 +55,52 @@ class MeasureStates:
 
 @dataclass
 class ScopeSnapshot:
+    """One scope's pairs as columns, in (product, PT) order: ~152 bytes per pair.
+
+    The export's 16 float columns stay float64 (the API and the CSV give every float unrounded,
+    in its shortest exact form); counts are uint32, flags bool, labels int32 codes into the
+    sorted distinct labels; ``n_total`` is one number seen as a column.
+    """
+
     scope: str
     generation: int
     token: tuple[Any, ...]
     products: np.ndarray  # distinct product labels, sorted
     events: np.ndarray  # distinct PT labels, sorted
-    product_code: np.ndarray  # per pair
-    event_code: np.ndarray  # per pair
-    pair_keys: np.ndarray  # product code * len(events) + event code: sorted, for lookups
+    product_code: np.ndarray  # per pair (int32)
+    event_code: np.ndarray  # per pair (int32)
+    product_start: np.ndarray  # the pairs of product p are product_start[p]:product_start[p + 1]
     statistics: dict[str, np.ndarray]  # per pair, the export's columns
     states: dict[str, MeasureStates]
     theta: Hyperparameters
     fit: dict[str, Any]
     built_at: float
-    # Lazily derived per sort and per registry view (dict writes are atomic in CPython).
+    # Lazily derived per registry view (dict writes are atomic in CPython).
     derived: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
         return int(self.product_code.size)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held per pair by the columns (the sparse states and labels aside)."""
+        columns = [self.product_code, self.event_code, *self.statistics.values()]
+        return sum(column.nbytes for column in columns if column.strides != (0,))
+
     def pair_index(self, product: str, event: str) -> int | None:
-        p = _find(self.products, product)
-        e = _find(self.events, event)
-        if p is None or e is None:
-            return None
-        key = p * self.events.size + e
-        i = int(np.searchsorted(self.pair_keys, key))
-        return i if i < self.pair_keys.size and self.pair_keys[i] == key else None
+        return _pair_index(
+            self.products, self.events, self.product_start, self.event_code, product, event
+        )
+
+    def label_rank(self, product: str, event: str) -> int:
+        """How many pairs have labels (product, PT) at or before the given ones."""
+        p = int(np.searchsorted(self.products, product))
+        if p == self.products.size or self.products[p] != product:
+            return int(self.product_start[p])
+        start, end = int(self.product_start[p]), int(self.product_start[p + 1])
+        at_or_before = int(np.searchsorted(self.events, event, "right"))
+        return start + int(np.searchsorted(self.event_code[start:end], at_or_before))
 
     def state_at(self, measure: str, i: int) -> dict[str, Any] | None:
         states = self.states.get(measure)
@@ -89,6 +110,23 @@ class ScopeSnapshot:
         if j >= states.index.size or states.index[j] != i:
             return None
         return {"status": STATUSES[states.status[j]], "since": str(states.since_text[j])}
+
+
+def _pair_index(
+    products: np.ndarray,
+    events: np.ndarray,
+    product_start: np.ndarray,
+    event_code: np.ndarray,
+    product: str,
+    event: str,
+) -> int | None:
+    p = _find(products, product)
+    e = _find(events, event)
+    if p is None or e is None:
+        return None
+    start, end = int(product_start[p]), int(product_start[p + 1])
+    i = start + int(np.searchsorted(event_code[start:end], e))
+    return i if i < end and event_code[i] == e else None
 
 
 def _find(sorted_labels: np.ndarray, label: str) -> int | None:
@@ -106,6 +144,20 @@ def _codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniques[order], rank[codes]
 
 
+_COUNTS = ("a", "n_product", "n_event")
+
+
+def _column(name: str, values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """One statistic as held: counts uint32, flags bool, the rest float64; in pair order."""
+    if order is not None:
+        values = values[order]
+    if name in _COUNTS:
+        return values.astype(np.uint32)
+    if name.startswith("signal_"):
+        return values.astype(bool, copy=False)
+    return np.ascontiguousarray(values, dtype=np.float64)
+
+
 def build_snapshot(
     store: SqlStore,
     scope: str,
@@ -121,15 +173,27 @@ def build_snapshot(
     if counts.a.size == 0:
         return None
     pairs = pair_table(counts, stratify=stratify)
+    del counts
     theta, fit = _prior(store, scope, pairs, scopes or ScopeConfig(stratify=stratify))
-    statistics = score(pairs.counts, theta, scoring)
+    scored = score(pairs.counts, theta, scoring)
     products, product_code = _codes(pairs.product)
     events, event_code = _codes(pairs.event)
-    order = np.lexsort((event_code, product_code))
-    statistics = {name: np.ascontiguousarray(statistics[name][order]) for name in STATISTICS}
-    product_code, event_code = product_code[order], event_code[order]
-    pair_keys = product_code.astype(np.int64) * events.size + event_code
-    states = _states(store.signal_states(scope), products, events, pair_keys)
+    n = product_code.size
+    del pairs
+    key = product_code.astype(np.int64) * events.size + event_code
+    order = None if np.all(key[1:] > key[:-1]) else np.argsort(key, kind="stable")
+    del key
+    statistics = {}
+    for name in STATISTICS:  # one column at a time: the build holds one copy, not two
+        values = scored.pop(name)
+        if name == "n_total":
+            statistics[name] = np.broadcast_to(np.float64(np.asarray(values).flat[0]), (n,))
+        else:
+            statistics[name] = _column(name, np.broadcast_to(values, (n,)), order)
+    if order is not None:
+        product_code, event_code = product_code[order], event_code[order]
+    product_start = np.searchsorted(product_code, np.arange(products.size + 1)).astype(np.int64)
+    states = _states(store.signal_states(scope), products, events, product_start, event_code)
     return ScopeSnapshot(
         scope=scope,
         generation=generation,
@@ -138,7 +202,7 @@ def build_snapshot(
         events=events,
         product_code=product_code,
         event_code=event_code,
-        pair_keys=pair_keys,
+        product_start=product_start,
         statistics=statistics,
         states=states,
         theta=theta,
@@ -172,16 +236,15 @@ def _states(
     stored: dict[tuple[str, str, str], dict[str, Any]],
     products: np.ndarray,
     events: np.ndarray,
-    pair_keys: np.ndarray,
+    product_start: np.ndarray,
+    event_code: np.ndarray,
 ) -> dict[str, MeasureStates]:
     by_measure: dict[str, list[tuple[int, int, str]]] = {m: [] for m in MEASURES}
     for (product, event, measure), state in stored.items():
-        p, e = _find(products, product), _find(events, event)
-        if p is None or e is None or measure not in by_measure:
-            continue  # a pair whose count fell to zero is no longer listed
-        key = p * events.size + e
-        i = int(np.searchsorted(pair_keys, key))
-        if i < pair_keys.size and pair_keys[i] == key:
+        if measure not in by_measure:
+            continue
+        i = _pair_index(products, events, product_start, event_code, product, event)
+        if i is not None:  # else the pair's count fell to zero: it is no longer listed
             by_measure[measure].append((i, STATUSES.index(state["status"]), state["since"]))
     result = {}
     for measure, rows in by_measure.items():
@@ -199,6 +262,24 @@ def _states(
             index, np.array([r[1] for r in rows], dtype=np.int8), since, texts
         )
     return result
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand the memory a build freed back to the system (glibc keeps freed blocks of up to
+    32 MB in its heap after a large array was freed, so without this the build's
+    temporaries stay resident for the life of the process)."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 @dataclass
@@ -246,14 +327,16 @@ class SignalCache:
         if entry is not None and entry.snapshot is not None:
             self._rebuild_in_background(scope)
             return entry.snapshot
-        self.refresh([scope])
+        # None yet (the first requests after start): every caller waits on the one build,
+        # the warm-up's when it is running.
+        self._build_unless_current(scope)
         return self._entries[scope].snapshot
 
     def refresh(self, scopes: list[str] | set[str]) -> None:
-        """Rebuild the scopes' snapshots now (the detector calls this after each run)."""
+        """Rebuild the scopes' snapshots now if the store changed (the detector calls this
+        after each run)."""
         for scope in scopes:
-            with self._lock(scope):
-                self._rebuild(scope)
+            self._build_unless_current(scope)
 
     def warm(self, scopes: list[str]) -> None:
         """Build the scopes' snapshots in the background (at start, before any request)."""
@@ -276,10 +359,23 @@ class SignalCache:
 
     def _rebuild_locked(self, scope: str) -> None:
         try:
-            with self._lock(scope):
-                self._rebuild(scope)
+            self._build_unless_current(scope)
         except Exception:  # the last snapshot keeps answering; the next read tries again
             log.exception("signals snapshot rebuild failed", extra={"scope": scope})
+
+    def _build_unless_current(self, scope: str) -> None:
+        """Build the scope's snapshot under its lock, unless the one there (perhaps built
+        while this caller waited for the lock) is of the store's current state: one build
+        serves every caller that asked for it at the same time."""
+        with self._lock(scope):
+            entry = self._entries.get(scope)
+            if entry is not None:
+                with self._pool.store() as store:
+                    token = store.change_token()
+                if entry.token == token:
+                    entry.checked = time.monotonic()
+                    return
+            self._rebuild(scope)
 
     def _rebuild(self, scope: str) -> None:
         started = time.perf_counter()
@@ -294,7 +390,9 @@ class SignalCache:
                 generation=next(self._generations),
                 scopes=self._scopes,
             )
+            store.release_memory()
         self._entries[scope] = _Entry(snapshot, token, time.monotonic())
+        release_freed_memory()
         seconds = time.perf_counter() - started
         self._metrics.cache_refresh.observe(seconds)
         if snapshot is not None:

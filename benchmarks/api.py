@@ -24,12 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from api.auth import issue_key
+from detectors.counting import distinct
 from pvsignal.detection import Detector
 from pvsignal.products import RegisteredProduct
 from pvsignal.scopes import ScopeConfig
@@ -118,7 +120,7 @@ def synthetic_store(url: str, pairs: int, seed: int = 0) -> tuple[int, str, str]
         drawn = _zipf(rng, draws, products, 1.05).astype(np.int64) * events + _zipf(
             rng, draws, events, 0.9
         )
-        keys = np.unique(np.concatenate([keys, drawn]))
+        keys = distinct(np.concatenate([keys, drawn]))
     keys = np.sort(rng.choice(keys, pairs, replace=False))
     pair_p, pair_e = keys // events, keys % events
     a = rng.geometric(0.55, keys.size)  # most pairs have one case, a few many
@@ -142,30 +144,47 @@ def synthetic_store(url: str, pairs: int, seed: int = 0) -> tuple[int, str, str]
     regulator, _ = issue_key(store, "regulator", None)
     mah, _ = issue_key(store, "mah", "MAH-007")
     store.close()
-    stratum = "unknown|U|unknown"
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
-        connection.executemany(
-            "INSERT INTO pair_counts VALUES ('all', ?, ?, ?)",
-            zip(
-                (f"P-{i:06d}" for i in pair_p.tolist()),
-                (f"PT-{i:05d}" for i in pair_e.tolist()),
-                a.tolist(),
-                strict=True,
-            ),
-        )
-        connection.executemany(
-            "INSERT INTO product_counts VALUES ('all', ?, ?, ?)",
-            [(stratum, f"P-{i:06d}", int(n)) for i, n in enumerate(n_product.tolist())],
-        )
-        connection.executemany(
-            "INSERT INTO event_counts VALUES ('all', ?, ?, ?)",
-            [(stratum, f"PT-{i:05d}", int(n)) for i, n in enumerate(n_event.tolist())],
-        )
-        connection.execute("INSERT INTO scope_totals VALUES ('all', ?, ?)", (stratum, total))
+    write_counts(
+        url,
+        (f"P-{i:06d}" for i in pair_p.tolist()),
+        (f"PT-{i:05d}" for i in pair_e.tolist()),
+        a.tolist(),
+        {f"P-{i:06d}": int(n) for i, n in enumerate(n_product.tolist())},
+        {f"PT-{i:05d}": int(n) for i, n in enumerate(n_event.tolist())},
+        total,
+    )
     store = open_store(url)
     Detector(store, ScopeConfig()).update(["all"])  # signal states and a recorded fit
     store.close()
     return int(keys.size), regulator, mah
+
+
+def write_counts(
+    url: str,
+    pair_product: Iterable[str],
+    pair_event: Iterable[str],
+    a: Iterable[int],
+    n_product: dict[str, int],
+    n_event: dict[str, int],
+    total: int,
+) -> None:
+    """Write scope 'all''s counts straight into a SQLite store (one stratum), as ingesting
+    reports that make them would."""
+    stratum = "unknown|U|unknown"
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+        connection.executemany(
+            "INSERT INTO pair_counts VALUES ('all', ?, ?, ?)",
+            zip(pair_product, pair_event, a, strict=True),
+        )
+        connection.executemany(
+            "INSERT INTO product_counts VALUES ('all', ?, ?, ?)",
+            [(stratum, label, n) for label, n in n_product.items()],
+        )
+        connection.executemany(
+            "INSERT INTO event_counts VALUES ('all', ?, ?, ?)",
+            [(stratum, label, n) for label, n in n_event.items()],
+        )
+        connection.execute("INSERT INTO scope_totals VALUES ('all', ?, ?)", (stratum, total))
 
 
 def _zipf(rng: np.random.Generator, size: int, categories: int, exponent: float) -> np.ndarray:

@@ -31,7 +31,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from benchmarks.synthetic import simulate_reports
+from benchmarks.synthetic import simulate_rows
 from pvsignal.detection import DetectionConfig, Detector
 from pvsignal.scopes import ScopeConfig
 from pvsignal.store import BatchWrite, open_store
@@ -41,7 +41,9 @@ PRODUCTS, EVENTS, STRATA = 8_000, 20_000, 6
 
 def reports(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
     """The slots of n simulated reports (benchmarks.synthetic) and each report's stratum."""
-    return (*simulate_reports(rng, n, PRODUCTS, EVENTS), rng.integers(0, STRATA, n))
+    rows = simulate_rows(n, PRODUCTS, EVENTS, seed=int(rng.integers(2**62)))
+    slots = (rows.report, rows.product, rows.event, rows.product_report, rows.product_slot)
+    return (*slots, rows.event_report, rows.event_slot, rng.integers(0, STRATA, n))
 
 
 def counts(rng: np.random.Generator, n: int) -> dict[str, dict]:

@@ -167,9 +167,15 @@ def probe_burst(run: str, index: int) -> list[tuple[bytes, bytes, list]]:
 
 
 def latency(bootstrap: str, url: str, preload, lines, products, args) -> str:
+    fresh_store(url, products, preload)
+    return probe_latency(bootstrap, url, lines, args)
+
+
+def probe_latency(bootstrap: str, url: str, lines, args) -> str:
+    """Report-to-alert latency against the store at ``url`` (see the module's docstring):
+    ``lines`` are the background reports; args has rate, probes, spacing, detect, verbose."""
     topic = create_topic(bootstrap, topic_name("latency"), partitions=4)
     create_topic(bootstrap, f"{topic}.alerts", partitions=3)
-    fresh_store(url, products, preload)
     pacing = [] if args.detect is None else ["--detect-interval", str(args.detect)]
     process = consume(bootstrap, topic, url, "--batch-size", "2000", *pacing)
     store = open_store(url)

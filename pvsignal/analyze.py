@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from detectors.mgps import Hyperparameters
 from detectors.mgps_fit import Squash, fit_hyperparameters, negative_log_likelihood
@@ -111,8 +112,8 @@ def analyze(request: AnalyzeRequest) -> AnalyzeSummary:
             "reports": pairs.reports,
             "pairs": int(pairs.counts.a.size),
             "strata": pairs.strata,
-            "products": int(np.unique(pairs.product).size),
-            "events": int(np.unique(pairs.event).size),
+            "products": int(pd.unique(pairs.product).size),
+            "events": int(pd.unique(pairs.event).size),
         },
         "signals": signals,
         "config": _config_report(request.config),

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
+from detectors.counting import distinct, distinct_counts
 from detectors.table import expected, stratified_expected
 from pvsignal.errors import InputError
 from pvsignal.scoring import PairCounts
@@ -43,7 +47,7 @@ class Columns:
 class CaseTable:
     """The valid rows of a case table and the rows rejected, each with its reason."""
 
-    rows: pd.DataFrame
+    rows: pa.Table  # every field as text
     rejects: pd.DataFrame
     columns: Columns
 
@@ -62,76 +66,131 @@ class PairTable:
 def read_case_table(path: Path, columns: Columns, *, sep: str = ",") -> CaseTable:
     """Read a delimited case table; rows missing an id, product or event are set aside.
 
+    Every field is read as text, as written (Arrow's multi-threaded CSV reader).
+
     Raises
     ------
     InputError
         If the file cannot be read or parsed, or a named column is missing.
     """
-    try:
-        frame = pd.read_csv(
-            path, sep=sep, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8"
-        )
-    except FileNotFoundError:
-        raise InputError(f"cases file {str(path)!r} does not exist") from None
-    except UnicodeDecodeError as error:
-        raise InputError(f"cases file {str(path)!r} is not UTF-8 text: {error}") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as error:
-        raise InputError(f"cannot parse cases file {str(path)!r}: {error}") from None
-    missing = [
-        (flag, column) for column, flag in columns.flags().items() if column not in frame.columns
-    ]
+    header = _header(path, sep)
+    missing = [(flag, column) for column, flag in columns.flags().items() if column not in header]
     if missing:
         named = ", ".join(f"{column!r} ({flag})" for flag, column in missing)
         raise InputError(
             f"cases file {str(path)!r} has no column {named}; "
-            f"its columns are {', '.join(map(repr, frame.columns))}"
+            f"its columns are {', '.join(map(repr, header))}"
         )
-    frame = frame[
-        list(dict.fromkeys([columns.id, columns.product, columns.event, *columns.strata]))
-    ]
-    frame.index = frame.index + 2  # the file's line number (line 1 is the header)
-    return _set_aside_invalid(frame, columns)
+    wanted = list(dict.fromkeys([columns.id, columns.product, columns.event, *columns.strata]))
+    table = _read(
+        path,
+        sep,
+        pa_csv.ConvertOptions(
+            column_types={name: pa.string() for name in header},
+            include_columns=wanted,
+            strings_can_be_null=False,
+        ),
+    )
+    return _set_aside_invalid(table.combine_chunks(), columns)
 
 
-def _set_aside_invalid(frame: pd.DataFrame, columns: Columns) -> CaseTable:
-    reasons = pd.Series("", index=frame.index, dtype=object)
+def _header(path: Path, sep: str) -> list[str]:
+    """The column names of the file (its first row)."""
+    try:
+        with pa_csv.open_csv(
+            path, parse_options=pa_csv.ParseOptions(delimiter=sep)
+        ) as reader:  # reads and parses the first block only
+            return reader.schema.names
+    except FileNotFoundError:
+        raise InputError(f"cases file {str(path)!r} does not exist") from None
+    except (pa.ArrowException, OSError) as error:
+        raise _unreadable(path, error) from None
+
+
+def _read(path: Path, sep: str, convert: pa_csv.ConvertOptions) -> pa.Table:
+    try:
+        return pa_csv.read_csv(
+            path, parse_options=pa_csv.ParseOptions(delimiter=sep), convert_options=convert
+        )
+    except (pa.ArrowException, OSError) as error:
+        raise _unreadable(path, error) from None
+
+
+def _unreadable(path: Path, error: Exception) -> InputError:
+    if "UTF8" in str(error) or isinstance(error, UnicodeDecodeError):
+        return InputError(f"cases file {str(path)!r} is not UTF-8 text: {error}")
+    return InputError(f"cannot parse cases file {str(path)!r}: {error}")
+
+
+# What Python's str.strip() removes: a field made only of these is blank.
+_BLANK = "^[" + "".join(f"\\x{{{code:x}}}" for code in range(0x3001) if chr(code).isspace()) + "]*$"
+
+
+def _set_aside_invalid(table: pa.Table, columns: Columns) -> CaseTable:
+    """Rows with a blank id, product or event, or whose report has conflicting strata, are
+    rejected with the first reason that applies; the others are counted."""
+    reasons = np.full(table.num_rows, "", dtype=object)
     for column in (columns.id, columns.product, columns.event):
-        blank = frame[column].str.strip() == ""
+        blank = pc.match_substring_regex(table.column(column), _BLANK).to_numpy(
+            zero_copy_only=False
+        )
         reasons[blank & (reasons == "")] = f"empty {column!r}"
     if columns.strata:
-        stratum = _stratum_labels(frame, columns.strata)
-        valid_ids = frame.loc[reasons == "", columns.id]
-        conflicting = stratum[valid_ids.index].groupby(valid_ids).transform("nunique") > 1
-        conflict_rows = conflicting[conflicting].index
-        reasons[conflict_rows] = "report has conflicting values of " + ", ".join(
+        valid = np.flatnonzero(reasons == "")
+        ids = pd.Series(table.column(columns.id).take(valid).to_numpy(zero_copy_only=False))
+        stratum = pd.Series(_stratum_labels(table.take(valid), columns.strata))
+        conflicting = stratum.groupby(ids).transform("nunique").to_numpy() > 1
+        reasons[valid[conflicting]] = "report has conflicting values of " + ", ".join(
             map(repr, columns.strata)
         )
     bad = reasons != ""
-    rejects = frame[bad].assign(reason=reasons[bad]).rename_axis("line").reset_index()
-    return CaseTable(rows=frame[~bad], rejects=rejects, columns=columns)
+    rejected = np.flatnonzero(bad)
+    rejects = table.take(rejected).to_pandas()
+    rejects.insert(0, "line", rejected + 2)  # the file's line number (line 1 is the header)
+    rejects["reason"] = reasons[rejected]
+    return CaseTable(
+        rows=table.filter(pa.array(~bad)) if rejected.size else table,
+        rejects=rejects,
+        columns=columns,
+    )
 
 
-def _stratum_labels(frame: pd.DataFrame, strata: Sequence[str]) -> pd.Series:
-    return frame[list(strata)].agg("\x1f".join, axis=1) if len(strata) > 1 else frame[strata[0]]
+def _stratum_labels(table: pa.Table, strata: Sequence[str]) -> np.ndarray:
+    """One label per row joining its strata values (with a unit separator)."""
+    if len(strata) == 1:
+        return table.column(strata[0]).to_numpy(zero_copy_only=False)
+    joined = pc.binary_join_element_wise(*(table.column(name) for name in strata), "\x1f")
+    return joined.to_numpy(zero_copy_only=False)
+
+
+def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's code (int64, in order of first appearance, as pandas.factorize) and the
+    distinct values (object array)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()  # one dictionary for every row
+    encoded = column.dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, encoded.dictionary.to_numpy(zero_copy_only=False)
 
 
 def count_pairs(table: CaseTable) -> PairTable:
     """Count distinct reports per pair, per product, per event, per stratum and in all."""
     columns, rows = table.columns, table.rows
-    if rows.empty:
+    if rows.num_rows == 0:
         raise InputError("the cases file has no valid rows to count")
-    report, _ = pd.factorize(rows[columns.id])
-    product, product_labels = pd.factorize(rows[columns.product])
-    event, event_labels = pd.factorize(event_keys(rows[columns.event]))
-    report, product, event = (np.asarray(x, dtype=np.int64) for x in (report, product, event))
+    report, _ = _codes(rows.column(columns.id))
+    product, product_labels = _codes(rows.column(columns.product))
+    event, event_labels = event_keys(*_codes(rows.column(columns.event)))
     n_reports = int(report.max()) + 1
     n_products, n_events = len(product_labels), len(event_labels)
 
-    triples = np.unique((report * n_products + product) * n_events + event)
-    pair_key, a = np.unique(triples % (n_products * n_events), return_counts=True)
+    # Distinct (report, product, event), sorted: (report, product) runs are then adjacent.
+    triples = distinct((report * n_products + product) * n_events + event)
+    pair_key, a = distinct_counts(triples % (n_products * n_events))
     pair_product, pair_event = pair_key // n_events, pair_key % n_events
-    report_product = np.unique(report * n_products + product)
-    report_event = np.unique(report * n_events + event)
+    report_product = distinct(triples // n_events)
+    del triples
+    report_event = distinct(report * n_events + event)
 
     if columns.strata:
         stratum_of_row, stratum_labels = pd.factorize(_stratum_labels(rows, columns.strata))
@@ -175,12 +234,15 @@ def count_pairs(table: CaseTable) -> PairTable:
     )
 
 
-def event_keys(events: pd.Series) -> pd.Series:
+def event_keys(codes: np.ndarray, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each event under the key the store counts it under without a dictionary: spellings
     that normalise alike (case, width, hyphens, spacing) are one event, named by the first
-    spelling in the file (pvsignal.terminology.normalise)."""
+    spelling in the file (pvsignal.terminology.normalise). ``texts`` are in order of first
+    appearance, so the codes stay in that order."""
     labels = TermLabels()
-    return events.map({text: labels.key(text) for text in pd.unique(events)})
+    keys = np.array([labels.key(text) for text in texts.tolist()] + [None], dtype=object)[:-1]
+    key_code, key_labels = pd.factorize(keys)
+    return key_code.astype(np.int64)[codes], np.asarray(key_labels, dtype=object)
 
 
 def _per_stratum(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import orjson
 
 from pvsignal.argtypes import positive_int
 from pvsignal.audit import Actor, Entry
@@ -365,42 +364,47 @@ def _run_products_list(args: argparse.Namespace) -> int:
 
 
 def _run_signals_export(args: argparse.Namespace) -> int:
-    import numpy as np
+    import pyarrow.compute as pc
 
     from pvsignal.analyze import parse_theta
-    from pvsignal.export import export_table, write_csv
+    from pvsignal.export import FLAG_COLUMNS, export_chunks, write_csv_chunks, write_json_chunks
     from pvsignal.priors import prior_line
-    from pvsignal.signals import scope_statistics
+    from pvsignal.scoring import ScoringConfig
+    from pvsignal.signals import prepared_scope
 
     theta = parse_theta(args.theta) if args.theta is not None else None
     store = open_store(args.store)
     try:
         scopes = effective_scopes(store, args.scope_config)
-        result = scope_statistics(
+        prior = prepared_scope(
             store, args.scope, theta=theta, stratify=scopes.stratify, scopes=scopes
         )
         level = next((s.level.value for s in scopes.all_scopes() if s.name == args.scope), "pt")
     finally:
         store.close()
-    print(f"MGPS prior of {args.scope!r}: {prior_line(result.fit)}", file=sys.stderr)
-    table = export_table(result.pairs.product, result.pairs.event, result.statistics)
-    if args.format == "csv":
-        write_csv(table, args.out if args.out is not None else sys.stdout.buffer)
-    else:
-        document = orjson.dumps(
-            {"scope": args.scope, "level": level, "fit": result.fit, "pairs": table.to_pylist()},
-            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2,
-        )
-        if args.out is None:
-            sys.stdout.buffer.write(document + b"\n")
+    print(f"MGPS prior of {args.scope!r}: {prior_line(prior.fit)}", file=sys.stderr)
+    pairs = prior.pairs
+    signals = dict.fromkeys(FLAG_COLUMNS, 0)
+
+    def tallied(tables):
+        for table in tables:
+            for name in FLAG_COLUMNS:
+                signals[name] += pc.sum(pc.equal(table.column(name), "true")).as_py() or 0
+            yield table
+
+    tables = tallied(
+        export_chunks(pairs.product, pairs.event, pairs.counts, prior.theta, ScoringConfig())
+    )
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(args.out.open("wb")) if args.out else sys.stdout.buffer
+        if args.format == "csv":
+            write_csv_chunks(tables, sink)
         else:
-            args.out.write_bytes(document + b"\n")
+            write_json_chunks({"scope": args.scope, "level": level, "fit": prior.fit}, tables, sink)
+            sink.write(b"\n")
     if args.out is not None:
-        signals = {
-            k: int(np.sum(v)) for k, v in result.statistics.items() if k.startswith("signal_")
-        }
         print(
-            f"wrote {result.pairs.counts.a.size} pairs of scope {args.scope!r} (event level "
+            f"wrote {pairs.counts.a.size} pairs of scope {args.scope!r} (event level "
             f"{level}) to {args.out}; " + ", ".join(f"{k} {v}" for k, v in signals.items()),
             file=sys.stderr,
         )

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from pvsignal.scoring import EXPORT_COLUMNS
+from detectors.mgps import Hyperparameters
+from pvsignal.scoring import EXPORT_COLUMNS, PairCounts, ScoringConfig, score
 
+# Pairs scored and written at a time: the export's memory follows this, not the scope's size.
+EXPORT_CHUNK = 100_000
 COUNT_COLUMNS = ("a", "n_product", "n_event", "n_total")
 FLAG_COLUMNS = ("signal_prr", "signal_ror", "signal_ic", "signal_ebgm")
 
@@ -51,3 +56,61 @@ def write_csv(table: pa.Table, target: Path | BinaryIO) -> None:
 def _write(table: pa.Table, sink: BinaryIO) -> None:
     sink.write((",".join(table.column_names) + "\n").encode())
     pa_csv.write_csv(table, sink, write_options=pa_csv.WriteOptions(include_header=False))
+
+
+def export_chunks(
+    product: np.ndarray,
+    event: np.ndarray,
+    counts: PairCounts,
+    theta: Hyperparameters,
+    config: ScoringConfig,
+) -> Iterator[pa.Table]:
+    """The export of every pair, scored a chunk at a time (every statistic of a pair depends
+    on its own counts and theta alone), except under the FDR rule, whose adjusted p-values
+    need every pair's at once."""
+    n = counts.a.size
+    n_total = np.broadcast_to(np.asarray(counts.n_total, dtype=np.float64), (n,))
+    step = max(n, 1) if config.fdr_q is not None else EXPORT_CHUNK
+    for start in range(0, max(n, 1), step):
+        part = slice(start, start + step)
+        chunk = PairCounts(
+            a=counts.a[part],
+            n_product=counts.n_product[part],
+            n_event=counts.n_event[part],
+            n_total=n_total[part],
+            expected=counts.expected[part],
+        )
+        yield export_table(product[part], event[part], score(chunk, theta, config))
+
+
+def write_csv_chunks(tables: Iterable[pa.Table], sink: BinaryIO) -> None:
+    """The export's CSV (as :func:`write_csv` writes it) from consecutive chunks."""
+    for k, table in enumerate(tables):
+        if k == 0:
+            _write(table, sink)
+        else:
+            pa_csv.write_csv(table, sink, write_options=pa_csv.WriteOptions(include_header=False))
+
+
+_JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2
+
+
+def write_json_chunks(head: dict[str, Any], tables: Iterable[pa.Table], sink: BinaryIO) -> None:
+    """``{**head, "pairs": [...]}`` indented by two, as orjson writes the whole document,
+    written one chunk of pairs at a time."""
+    rows = (row for table in tables for row in table.to_pylist())
+    first = next(rows, None)
+    if first is None:
+        sink.write(orjson.dumps({**head, "pairs": []}, option=_JSON))
+        return
+    whole = orjson.dumps({**head, "pairs": [0]}, option=_JSON)
+    opening, closing = whole.rsplit(b"\n    0\n", 1)
+    sink.write(opening + b"\n" + _json_row(first))
+    for row in rows:
+        sink.write(b",\n" + _json_row(row))
+    sink.write(b"\n" + closing)
+
+
+def _json_row(row: dict[str, Any]) -> bytes:
+    """One pair as an element of the indented "pairs" list."""
+    return b"    " + orjson.dumps(row, option=_JSON).replace(b"\n", b"\n    ")

@@ -35,18 +35,27 @@ def pair_table(counts: ScopeCounts, *, stratify: bool = True) -> PairTable:
     return ScopeColumns.load(counts).table(stratify=stratify)
 
 
-def scope_statistics(
+@dataclass(frozen=True)
+class ScopePrior:
+    """Every pair of a scope with its counts, and the MGPS prior to score them with."""
+
+    scope: str
+    pairs: PairTable
+    theta: Hyperparameters
+    fit: dict[str, Any]
+
+
+def prepared_scope(
     store: SqlStore,
     scope: str,
     *,
     theta: Hyperparameters | None = None,
-    config: ScoringConfig | None = None,
     stratify: bool = True,
     record_fit: bool = True,
     scopes: ScopeConfig | None = None,
-) -> ScopeStatistics:
-    """Score every pair of the scope under the prior its configuration chooses (fitted,
-    borrowed or given: :func:`scope_prior`), or under ``theta`` when given; record the choice."""
+) -> ScopePrior:
+    """The scope's pair counts and the MGPS prior its configuration chooses (fitted, borrowed
+    or given: :func:`scope_prior`), or ``theta`` when given; the choice recorded."""
     pairs = _scope_pairs(store, scope, stratify)
     if pairs is None:
         known = ", ".join(store.scopes()) or "none yet"
@@ -59,8 +68,25 @@ def scope_statistics(
             store.record_fit(scope, report)
     else:
         report = {"theta_source": "given", "theta": theta._asdict()}
-    statistics = score(pairs.counts, theta, config or ScoringConfig())
-    return ScopeStatistics(scope, pairs, statistics, theta, report)
+    return ScopePrior(scope, pairs, theta, report)
+
+
+def scope_statistics(
+    store: SqlStore,
+    scope: str,
+    *,
+    theta: Hyperparameters | None = None,
+    config: ScoringConfig | None = None,
+    stratify: bool = True,
+    record_fit: bool = True,
+    scopes: ScopeConfig | None = None,
+) -> ScopeStatistics:
+    """Score every pair of the scope under the prior :func:`prepared_scope` chooses."""
+    prior = prepared_scope(
+        store, scope, theta=theta, stratify=stratify, record_fit=record_fit, scopes=scopes
+    )
+    statistics = score(prior.pairs.counts, prior.theta, config or ScoringConfig())
+    return ScopeStatistics(scope, prior.pairs, statistics, prior.theta, prior.fit)
 
 
 def scope_prior(

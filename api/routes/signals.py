@@ -22,6 +22,7 @@ from api.query import (
     next_cursor,
     order_of,
     page,
+    ranked,
     rows,
     selection,
     start_position,
@@ -110,7 +111,7 @@ def list_signals(
     mask = selection(snapshot, principal, registry, query)
     order = order_of(snapshot, sort)
     if format == "csv":
-        return _csv(snapshot, order.permutation[mask[order.permutation]], level)
+        return _csv(snapshot, ranked(order, np.flatnonzero(mask)), level)
     decoded = runtime.cursors.decode(cursor) if cursor is not None else None
     start = start_position(snapshot, order, sort, decoded)
     found = page(mask, order, start, limit)

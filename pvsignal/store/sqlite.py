@@ -41,6 +41,11 @@ class SqliteStore(SqlStore):
         self._open: Any = None  # the cursor of the transaction in progress
         super().__init__(url, connection, SqliteDialect())
 
+    def release_memory(self) -> None:
+        """Free this connection's page cache (after a large read, such as a whole scope's
+        counts, that a long-lived connection would otherwise keep resident)."""
+        self._connection.execute("PRAGMA shrink_memory")
+
     @contextmanager
     def _transaction(self, *, exclusive: bool = False, write: bool = False) -> Iterator[Any]:
         # IMMEDIATE takes the write lock at once, so a batch's read-apply-write is serialised
