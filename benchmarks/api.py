@@ -173,18 +173,18 @@ def write_counts(
     stratum = "unknown|U|unknown"
     with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
         connection.executemany(
-            "INSERT INTO pair_counts VALUES ('all', ?, ?, ?)",
+            "INSERT INTO pair_counts VALUES ('all', ?, ?, ?, 0)",
             zip(pair_product, pair_event, a, strict=True),
         )
         connection.executemany(
-            "INSERT INTO product_counts VALUES ('all', ?, ?, ?)",
+            "INSERT INTO product_counts VALUES ('all', ?, ?, ?, 0)",
             [(stratum, label, n) for label, n in n_product.items()],
         )
         connection.executemany(
-            "INSERT INTO event_counts VALUES ('all', ?, ?, ?)",
+            "INSERT INTO event_counts VALUES ('all', ?, ?, ?, 0)",
             [(stratum, label, n) for label, n in n_event.items()],
         )
-        connection.execute("INSERT INTO scope_totals VALUES ('all', ?, ?)", (stratum, total))
+        connection.execute("INSERT INTO scope_totals VALUES ('all', ?, ?, 0)", (stratum, total))
 
 
 def _zipf(rng: np.random.Generator, size: int, categories: int, exponent: float) -> np.ndarray:

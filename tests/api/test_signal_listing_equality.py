@@ -55,9 +55,11 @@ def store(tmp_path_factory):
     with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
         for i, (a, pt) in enumerate([(4, "PT-00000"), (1, "PT-00003"), (7, "PT-00001")]):
             product = f"ZERO-{i}"
-            connection.execute("INSERT INTO pair_counts VALUES ('all', ?, ?, ?)", (product, pt, a))
             connection.execute(
-                "INSERT INTO product_counts VALUES ('all', 'unknown|U|unknown', ?, ?)",
+                "INSERT INTO pair_counts VALUES ('all', ?, ?, ?, 0)", (product, pt, a)
+            )
+            connection.execute(
+                "INSERT INTO product_counts VALUES ('all', 'unknown|U|unknown', ?, ?, 0)",
                 (product, a),
             )
             connection.execute(
@@ -96,7 +98,9 @@ SIGNER = CursorSigner(b"equality")
 
 
 def _new_answer(snapshot, principal, registry, params, *, format="json"):
-    runtime = SimpleNamespace(signals=SimpleNamespace(get=lambda scope: snapshot), cursors=SIGNER)
+    runtime = SimpleNamespace(
+        signals=SimpleNamespace(get=lambda scope: snapshot), cursors=SIGNER, scopes=ScopeConfig()
+    )
     params = dict(params)
     if "pathway" in params:
         params["pathway"] = Pathway(params["pathway"])
@@ -146,6 +150,7 @@ def _old_answer(snapshot, principal, registry, params, *, format="json"):
     return orjson.dumps(
         {
             "scope": "all",
+            "level": "pt",  # added since (pvsignal.terminology): every scope here counts PTs
             "total": found.total,
             "signals": old_query.rows(snapshot, found.rows, registry),
             "next_cursor": old_query.next_cursor(SIGNER, snapshot, order, sort, found),

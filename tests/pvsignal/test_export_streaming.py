@@ -36,7 +36,7 @@ def _whole(url: str, format: str) -> bytes:
         sink = io.BytesIO()
         write_csv(table, sink)
         return sink.getvalue()
-    document = {"scope": "all", "fit": result.fit, "pairs": table.to_pylist()}
+    document = {"scope": "all", "level": "pt", "fit": result.fit, "pairs": table.to_pylist()}
     return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2) + b"\n"
 
 
