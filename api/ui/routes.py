@@ -10,11 +10,13 @@ import datetime as dt
 import io
 import re
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -594,17 +596,17 @@ def alerts_page(
     return render(request, "alerts.html", {"alerts": rows}, user=user)
 
 
-@router.get("/alerts/stream")
-async def alerts_stream(request: Request, user: SignedInDep, runtime: RuntimeDep) -> Response:
-    """GET /v1/alerts/stream through the session (EventSource sends cookies, not headers)."""
-    from fastapi.sse import EventSourceResponse
-
+@router.get("/alerts/stream", response_class=EventSourceResponse)
+async def alerts_stream(
+    request: Request, user: SignedInDep, runtime: RuntimeDep
+) -> AsyncIterator[ServerSentEvent]:
+    """GET /v1/alerts/stream through the session (EventSource sends cookies, not headers);
+    the browser resumes with Last-Event-ID after a disconnect, as any client of the API."""
     reader = admitted(Reader, user.principal)
     last = request.headers.get("last-event-id")
-    events = alerts.stream_alerts(
-        reader, runtime, last_event_id=last if last and last.isdigit() else None
-    )
-    return EventSourceResponse(events)
+    resume = last if last and last.isdigit() and len(last) <= 20 else None
+    async for event in alerts.stream_alerts(reader, runtime, last_event_id=resume):
+        yield event
 
 
 # -- subscriptions, keys ---------------------------------------------------------------------

@@ -52,6 +52,7 @@ class Demo:
     mah_b: str
     products_of: dict[str, set[str]]  # MAH -> its product ids
     pathway_of: dict[str, str]
+    names_of: dict[str, list[str]]
     planted: list[tuple[str, str]]
 
     def foreign_products(self, mah: str) -> set[str]:
@@ -66,6 +67,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     try:
         products = store.load_products()
         pathway_of = {p.product_id: p.pathway.value for p in products}
+        names_of = {p.product_id: list(p.names) for p in products}
         products_of: dict[str, set[str]] = {}
         for p in products:
             products_of.setdefault(p.mah_id or "", set()).add(p.product_id)
@@ -80,7 +82,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
         }
     finally:
         store.close()
-    return Demo(url, keys, loaded.mah_id or "", mah_b, products_of, pathway_of, loaded.planted)
+    return Demo(
+        url, keys, loaded.mah_id or "", mah_b, products_of, pathway_of, names_of, loaded.planted
+    )
 
 
 @contextlib.contextmanager
