@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
 from api.auth import Role, issue_key
 from api.demo import load_demo
 from pvsignal.store import open_store
+from tests.api.conftest import test_settings
 from tests.support.postgres import free_port
 from tests.support.server import Server, serve_command
 
@@ -131,3 +135,20 @@ def shoot(page: object, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
     return path
+
+
+@pytest.fixture
+def app_on(demo: Demo, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """A TestClient on a copy of the demo store, with settings overrides."""
+    copy = tmp_path / "demo.db"
+    shutil.copy(demo.url.removeprefix("sqlite:///"), copy)
+    clients = []
+
+    def start(**overrides: object) -> TestClient:
+        client = TestClient(create_app(test_settings(f"sqlite:///{copy}", **overrides)))
+        clients.append(client.__enter__())
+        return client
+
+    yield start
+    for client in clients:
+        client.__exit__(None, None, None)

@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import re
-import shutil
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.ui import session as ui_session
 from pvsignal.cli import main
-from tests.api.conftest import test_settings
 from tests.ui.conftest import Demo
-
-
-@pytest.fixture
-def app_on(demo: Demo, tmp_path: Path) -> Iterator[callable]:
-    """A TestClient on a copy of the demo store, with settings overrides."""
-    copy = tmp_path / "demo.db"
-    shutil.copy(demo.url.removeprefix("sqlite:///"), copy)
-    clients = []
-
-    def start(**overrides: object) -> TestClient:
-        client = TestClient(create_app(test_settings(f"sqlite:///{copy}", **overrides)))
-        clients.append(client.__enter__())
-        return client
-
-    yield start
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def csrf_of(html: str) -> str:
