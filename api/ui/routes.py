@@ -35,7 +35,7 @@ from api.deps import (
     visible_product,
 )
 from api.problems import ApiError, UnprocessableError
-from api.routes import alerts, audit, cases, keys, products, reviews, scopes, signals, trends
+from api.routes import alerts, audit, cases, keys, reviews, scopes, signals, trends
 from api.routes import subscriptions as subscription_routes
 from api.runtime import Runtime
 from api.schemas import KeyIn, ReviewPatch, SubscriptionIn
@@ -44,7 +44,7 @@ from api.ui.charts import MEASURE_COLUMNS, bar_chart, trend_chart
 from api.ui.session import CSRF_FIELD, SignedIn, SignedInDep, check_csrf
 from api.ui.web import PageRoute, admitted, body_of, home_of, may, render
 from pvsignal.detection import MEASURES
-from pvsignal.products import Pathway
+from pvsignal.products import Pathway, RegisteredProduct
 from pvsignal.review import Status as ReviewState
 from pvsignal.store import SqlStore
 
@@ -252,15 +252,38 @@ def _new_counts(
     ]
 
 
+_VISIBLE: dict[tuple[str, str, str | None], list[RegisteredProduct]] = {}
+SELECT_MOST = 300  # longer lists of choices are typed in, not picked from a select
+
+
+def visible_products(principal: Principal, registry: RegistrySnapshot) -> list[RegisteredProduct]:
+    """The registered products the caller may see (GET /v1/products' rule, ``can_see``), by
+    id; kept per registry version, since a large registry takes a while to walk."""
+    admitted(Reader, principal)
+    key = (registry.digest, principal.role.value, principal.org)
+    found = _VISIBLE.get(key)
+    if found is None:
+        if len(_VISIBLE) > 64:
+            _VISIBLE.clear()
+        found = _VISIBLE[key] = sorted(
+            (p for p in registry.registry if registry.can_see(principal, p.product_id)),
+            key=lambda p: p.product_id,
+        )
+    return found
+
+
 def _filter_options(
     principal: Principal, runtime: Runtime, registry: RegistrySnapshot
 ) -> dict[str, Any]:
-    visible = products.list_products(admitted(Reader, principal), registry).products
+    visible = visible_products(principal, registry)
+    mahs = sorted({p.mah_id for p in visible if p.mah_id})
     return {
         "scopes": [s.name for s in runtime.scopes.all_scopes()],
         "pathways": [p.value for p in Pathway],
-        "products": [{"id": p.product_id, **names_of(registry, p.product_id)} for p in visible],
-        "mahs": sorted({p.mah_id for p in visible if p.mah_id}),
+        "products": [{"id": p.product_id, **names_of(registry, p.product_id)} for p in visible]
+        if len(visible) <= SELECT_MOST
+        else None,
+        "mahs": mahs if len(mahs) <= SELECT_MOST else None,
         "measures": MEASURES,
         "statuses": STATUSES,
         "review_statuses": [s.value for s in ReviewState],
@@ -548,7 +571,7 @@ def overview_page(
         if month != "unknown":
             months[month] += n
     labels = sorted(months)
-    visible = products.list_products(reader, registry).products
+    visible = visible_products(reader, registry)
     for row in fresh["signals"]:
         row["names"] = names_of(registry, row["product_id"])
     context = {
@@ -563,19 +586,66 @@ def overview_page(
     return render(request, "overview.html", context, user=user)
 
 
+PRODUCTS_PER_PAGE = 100
+
+
 @router.get("/products")
 def products_page(
-    request: Request, user: SignedInDep, registry: RegistryDep, pathway: Text = None
+    request: Request,
+    user: SignedInDep,
+    registry: RegistryDep,
+    pathway: Text = None,
+    q: Text = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
     wanted = _choice("pathway", pathway, [p.value for p in Pathway])
-    visible = products.list_products(admitted(Reader, user.principal), registry).products
+    needle = (q or "").strip().casefold()
+    matching = [
+        p
+        for p in visible_products(user.principal, registry)
+        if (wanted is None or p.pathway.value == wanted)
+        and (not needle or any(needle in n.casefold() for n in [p.product_id, *p.names]))
+    ]
+    start = (page - 1) * PRODUCTS_PER_PAGE
     rows = [
         {**p.model_dump(), **names_of(registry, p.product_id)}
-        for p in visible
-        if wanted is None or p.pathway.value == wanted
+        for p in matching[start : start + PRODUCTS_PER_PAGE]
     ]
-    context = {"products": rows, "pathway": wanted, "pathways": [p.value for p in Pathway]}
+    context = {
+        "products": rows,
+        "total": len(matching),
+        "pathway": wanted,
+        "q": q or "",
+        "page": page,
+        "pages": max(1, -(-len(matching) // PRODUCTS_PER_PAGE)),
+        "pathways": [p.value for p in Pathway],
+    }
     return render(request, "products.html", context, user=user)
+
+
+INBOX_SIZE = 100
+
+
+def _latest_alerts(
+    principal: Principal, store: SqlStore, registry: RegistrySnapshot, wanted: int
+) -> list[dict[str, Any]]:
+    """The caller's newest alerts, newest first, from GET /v1/alerts (oldest first, after an
+    id): read from ever earlier ids until enough are found or none is left."""
+    latest = store.latest_alert_id()
+    window = wanted * 2
+    while True:
+        start = max(latest - window, 0)
+        found: list[dict[str, Any]] = []
+        after = start
+        while True:
+            page = alerts.list_alerts(principal, store, registry, after=after, limit=1000)
+            found += page.model_dump()["alerts"]
+            if page.next_after is None:
+                break
+            after = page.next_after
+        if len(found) >= wanted or start == 0:
+            return list(reversed(found[-wanted:]))
+        window *= 4
 
 
 @router.get("/alerts")
@@ -587,10 +657,7 @@ def alerts_page(
 ) -> Response:
     reader = admitted(Reader, user.principal)
     with runtime.pool.store() as store:
-        latest = store.latest_alert_id()
-        start = max(latest - 200, 0)
-        found = alerts.list_alerts(reader, store, registry, after=start, limit=200)
-    rows = list(reversed(found.model_dump()["alerts"]))  # newest first
+        rows = _latest_alerts(reader, store, registry, INBOX_SIZE)
     for row in rows:
         row["names"] = names_of(registry, row["product_id"])
     return render(request, "alerts.html", {"alerts": rows}, user=user)

@@ -41,6 +41,7 @@ CHROMIUM_ARGS = [
 E2B_BATCH = ROOT / "tests" / "pvsignal" / "readers" / "data" / "e2b_batch.xml"
 E2B_HOSPITAL = "Boao Lecheng Designated Hospital 01"  # a sender of that batch
 FAST = {  # settings of the served process: alerts reach the browser within a fraction of a second
+    "PVSIGNAL_LOG_LEVEL": "WARNING",  # its stderr is a pipe read only if it fails to start
     "PVSIGNAL_DETECT_DEBOUNCE_SECONDS": "0.05",
     "PVSIGNAL_ALERTS_POLL_SECONDS": "0.1",
     "PVSIGNAL_SIGNALS_FRESHNESS_SECONDS": "0.05",
