@@ -10,7 +10,7 @@ import datetime as dt
 import io
 import re
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, get_args
 
@@ -691,6 +691,28 @@ def _subscriptions(user: SignedIn, runtime: Runtime, **extra: Any) -> dict[str, 
     return {"subscriptions": found["subscriptions"], "created": None, "problem": None, **extra}
 
 
+async def _manage(
+    request: Request,
+    user: SignedIn,
+    runtime: Runtime,
+    act: Callable[[], dict[str, Any]],
+    listing: Callable[..., dict[str, Any]],
+    page: str,
+) -> Response:
+    """A list page's create-or-remove form: the write (through the API's handler), then the
+    list again, with what was created shown once, or with the problem named."""
+    try:
+        outcome = await run_in_threadpool(act)
+    except (ApiError, ValueError) as error:
+        status = error.status if isinstance(error, ApiError) else 422
+        context = await run_in_threadpool(listing, user, runtime, problem=str(error))
+        return render(request, f"{page}.html", context, user=user, status=status)
+    if not outcome:
+        return RedirectResponse(f"/ui/{page}", status_code=303)
+    context = await run_in_threadpool(listing, user, runtime, **outcome)
+    return render(request, f"{page}.html", context, user=user)
+
+
 @router.post("/subscriptions")
 async def subscriptions_post(
     request: Request, user: SignedInDep, runtime: RuntimeDep, registry: RegistryDep
@@ -723,15 +745,7 @@ async def subscriptions_post(
             )
             return {"created": created.model_dump()}
 
-    try:
-        outcome = await run_in_threadpool(act)
-    except (ApiError, ValueError) as error:
-        context = await run_in_threadpool(_subscriptions, user, runtime, problem=str(error))
-        return render(request, "subscriptions.html", context, user=user, status=422)
-    if not outcome:
-        return RedirectResponse("/ui/subscriptions", status_code=303)
-    context = await run_in_threadpool(_subscriptions, user, runtime, **outcome)
-    return render(request, "subscriptions.html", context, user=user)
+    return await _manage(request, user, runtime, act, _subscriptions, "subscriptions")
 
 
 _KEY_BODY: TypeAdapter[Any] = TypeAdapter(KeyIn)
@@ -771,15 +785,7 @@ async def keys_post(request: Request, user: SignedInDep, runtime: RuntimeDep) ->
             )
             return {"created": keys.create_key(body, admin, actor, store).model_dump()}
 
-    try:
-        outcome = await run_in_threadpool(act)
-    except (ApiError, ValueError) as error:
-        context = await run_in_threadpool(_keys, user, runtime, problem=str(error))
-        return render(request, "keys.html", context, user=user, status=422)
-    if not outcome:
-        return RedirectResponse("/ui/keys", status_code=303)
-    context = await run_in_threadpool(_keys, user, runtime, **outcome)
-    return render(request, "keys.html", context, user=user)
+    return await _manage(request, user, runtime, act, _keys, "keys")
 
 
 # -- hospitals: upload and own cases -------------------------------------------------------------

@@ -150,3 +150,50 @@ def test_the_language_switch_changes_every_text_and_keeps_the_page(app_on, demo:
         "/ui/lang", params={"to": "en", "next": "https://evil.test/"}, follow_redirects=False
     )
     assert away.headers["location"] == "/ui"  # no redirect off the dashboard
+
+
+def _csrf(page_text: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page_text).group(1)
+
+
+def test_keys_and_subscriptions_are_managed_through_the_api_rules(app_on, demo: Demo):
+    client = app_on()
+    sign_in(client, demo.keys["admin"])
+    page = client.get("/ui/keys")
+    made = client.post(
+        "/ui/keys",
+        data={"csrf_token": _csrf(page.text), "role": "mah", "org": "MAH-900", "name": "ui"},
+    )
+    key = re.search(r'data-testid="new-key">(pvs_[^<]+)<', made.text).group(1)
+    assert made.status_code == 200 and client.get("/ui/keys").text.count(key) == 0  # once
+    blank = client.post("/ui/keys", data={"csrf_token": _csrf(page.text), "role": "mah"})
+    assert blank.status_code == 422 and "org" in blank.text  # the API's own refusal
+    audit = client.get(
+        "/v1/audit", params={"action": "key.create"}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert audit.status_code == 403  # an MAH key, made through the screen, reads no audit
+
+    mah = app_on()
+    sign_in(mah, key)
+    page = mah.get("/ui/subscriptions")
+    url = "http://127.0.0.1:9/hook"
+    created = mah.post(
+        "/ui/subscriptions", data={"csrf_token": _csrf(page.text), "url": url, "digest": ""}
+    )
+    assert created.status_code == 200 and 'data-testid="secret">whsec_' in created.text
+    rows = re.findall(r'<tr data-testid="subscription-row"><td>(\d+)</td>', created.text)
+    assert len(rows) == 1
+    other = app_on()
+    sign_in(other, demo.keys["mah_a"])
+    theirs = other.get("/ui/subscriptions")
+    assert url not in theirs.text
+    stolen = other.post(
+        "/ui/subscriptions", data={"csrf_token": _csrf(theirs.text), "delete": rows[0]}
+    )
+    assert stolen.status_code == 404  # another organisation's subscription is not there
+    gone = mah.post(
+        "/ui/subscriptions",
+        data={"csrf_token": _csrf(page.text), "delete": rows[0]},
+        follow_redirects=False,
+    )
+    assert gone.status_code == 303 and url not in mah.get("/ui/subscriptions").text

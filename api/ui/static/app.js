@@ -22,7 +22,10 @@ function liveAlerts(table) {
     link.href = "/ui/signal?" + new URLSearchParams({scope: alert.scope, product_id: alert.product_id, pt: alert.pt});
     link.textContent = alert.pt;
     const changes = Object.entries(alert.changes || {}).map(([m, t]) => m.toUpperCase() + ": " + t).join(", ");
-    const cells = [String(alert.alert_id), alert.at.slice(0, 16).replace("T", " "), alert.scope, alert.product_id, link, alert.transition, changes];
+    const badge = document.createElement("span");
+    badge.className = "status status-" + alert.transition;
+    badge.textContent = alert.transition;
+    const cells = [String(alert.alert_id), alert.at.slice(0, 16).replace("T", " "), alert.scope, alert.product_id, link, badge, changes];
     for (const value of cells) {
       const cell = document.createElement("td");
       if (typeof value === "string") cell.textContent = value; else cell.appendChild(value);
