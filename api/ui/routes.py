@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, get_args
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
@@ -55,6 +56,9 @@ STATUSES = get_args(signals.Status)
 SORTS = get_args(signals.Sort)
 PERIODS = ("month", "quarter", "year")
 _CJK = re.compile(r"[\u3400-\u9fff]")
+# A review status filters the organisation's review queue; "unreviewed" (every other pair) is
+# what the table shows without this filter, so it is not one of its values.
+REVIEW_FILTER = tuple(s.value for s in ReviewState if s is not ReviewState.unreviewed)
 # The statistical status shown for a row: the most significant open status of any measure.
 _SIGNIFICANCE = ("new", "strengthened", "ongoing", "weakened", "closed")
 
@@ -107,8 +111,6 @@ class SignalQuery:
     def link(self, **changes: Any) -> str:
         """This query as a URL query string, with ``changes`` (None drops a parameter)."""
         values = {**self.__dict__, **changes}
-        from urllib.parse import urlencode
-
         return urlencode({k: v for k, v in values.items() if v not in (None, "")})
 
 
@@ -134,7 +136,7 @@ def signal_query(
         pt=(pt or "").strip() or None,
         measure=_choice("measure", measure, MEASURES),
         status=_choice("status", status, STATUSES),
-        review_status=_choice("review_status", review_status, [s.value for s in ReviewState]),
+        review_status=_choice("review_status", review_status, REVIEW_FILTER),
         period=_choice("period", period, PERIODS) or "month",
         sort=_choice("sort", sort, SORTS) or "-eb05",
         limit=limit,
@@ -184,7 +186,8 @@ def signal_table(
         )
     )
     rows, total, following = page["signals"], page["total"], page["next_cursor"]
-    if wanted_pairs is not None:  # a review status: the queue's pairs, on one page
+    if wanted_pairs is not None:  # a review status: the queue's pairs, on one page (of at
+        # most 1000 product x PT combinations of them: a work queue, not the whole table)
         rows = [r for r in rows if (r["product_id"], r["pt"]) in wanted_pairs]
         total, following = len(rows), None
     label, new = _new_counts(store, query.scope, rows, query.period)
@@ -237,19 +240,29 @@ def _new_counts(
     store: SqlStore, scope: str, rows: list[dict[str, Any]], period: str
 ) -> tuple[str | None, list[int]]:
     """Each pair's cases received in the scope's latest period (as the trend counts them)."""
-    counts = [store.period_counts(scope, r["product_id"], r["pt"]) for r in rows]
-    months = sorted({p for c in counts[:1] for _, p, _ in c.totals if p != "unknown"})
+    months = sorted(reports_per_month(store, scope))
     if not months:
         return None, [0] * len(rows)
     latest = _period_of(months[-1], period)
+    pairs = store.pair_periods(scope, [(r["product_id"], r["pt"]) for r in rows])
     return latest, [
         sum(
             a
-            for month, a in c.pair.items()
+            for month, a in pairs[(r["product_id"], r["pt"])].items()
             if month != "unknown" and _period_of(month, period) == latest
         )
-        for c in counts
+        for r in rows
     ]
+
+
+def reports_per_month(store: SqlStore, scope: str) -> Counter[str]:
+    """The scope's counted reports per received month (its totals over strata; the pair
+    asked for is none, only the scope's part of the answer is read)."""
+    months: Counter[str] = Counter()
+    for _, month, n in store.period_counts(scope, "", "").totals:
+        if month != "unknown":
+            months[month] += n
+    return months
 
 
 _VISIBLE: dict[tuple[str, str, str | None], list[RegisteredProduct]] = {}
@@ -286,7 +299,7 @@ def _filter_options(
         "mahs": mahs if len(mahs) <= SELECT_MOST else None,
         "measures": MEASURES,
         "statuses": STATUSES,
-        "review_statuses": [s.value for s in ReviewState],
+        "review_statuses": REVIEW_FILTER,
         "periods": PERIODS,
         "limits": (25, 50, 100),
     }
@@ -532,12 +545,32 @@ async def review_signal(
 
 
 def _pair_query(pair: Pair) -> str:
-    from urllib.parse import urlencode
-
     return urlencode({"scope": pair.scope, "product_id": pair.product_id, "pt": pair.pt})
 
 
 # -- overview, products, alerts ------------------------------------------------------------------
+
+
+_SCOPE_LISTS: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+
+
+def _scope_list(
+    principal: Principal, runtime: Runtime, registry: RegistrySnapshot, store: SqlStore
+) -> list[dict[str, Any]]:
+    """GET /v1/scopes for the caller, read again only when a scope's snapshot was rebuilt (its
+    counts, fit or states changed) or the registry did: it counts every pair of the store."""
+    generations = tuple(
+        getattr(runtime.signals.get(s.name), "generation", None)
+        for s in runtime.scopes.all_scopes()
+    )
+    key = (generations, registry.digest, principal.role.value, principal.org)
+    found = _SCOPE_LISTS.get(key)
+    if found is None:
+        if len(_SCOPE_LISTS) > 64:
+            _SCOPE_LISTS.clear()
+        listed = scopes.list_scopes(principal, runtime, registry, store)
+        found = _SCOPE_LISTS[key] = listed.model_dump()["scopes"]
+    return found
 
 
 @router.get("/overview")
@@ -551,14 +584,14 @@ def overview_page(
 ) -> Response:
     reader = admitted(Reader, user.principal)
     with runtime.pool.store() as store:
-        every = scopes.list_scopes(reader, runtime, registry, store).model_dump()["scopes"]
+        every = _scope_list(reader, runtime, registry, store)
         chosen = next((s for s in every if s["name"] == scope), None)
         if chosen is None:
             raise UnprocessableError(
                 f"scope: no scope {scope!r}",
                 errors=[{"field": "query.scope", "reason": "no such scope", "value": scope}],
             )
-        totals = store.period_counts(scope, "", "").totals  # the scope's reports per month
+        months = reports_per_month(store, scope)
         week_ago = clock() - dt.timedelta(days=7)
         fresh = body_of(
             signals.list_signals(
@@ -566,10 +599,6 @@ def overview_page(
             )
         ) if runtime.signals.get(scope) is not None else {"signals": [], "total": 0}  # fmt: skip
         fits = store.fits(scope, last=1)
-    months = Counter()
-    for _, month, n in totals:
-        if month != "unknown":
-            months[month] += n
     labels = sorted(months)
     visible = visible_products(reader, registry)
     for row in fresh["signals"]:

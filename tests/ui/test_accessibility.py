@@ -19,7 +19,14 @@ def _pages(demo: Demo) -> dict[str, list[str]]:
     product_id, pt = demo.planted[0]
     detail = "/ui/signal?" + urlencode({"product_id": product_id, "pt": pt})
     return {
-        "regulator": ["/ui/overview", "/ui/signals", detail, "/ui/products", "/ui/alerts"],
+        "regulator": [
+            "/ui/overview",
+            "/ui/signals",
+            detail,
+            "/ui/products",
+            "/ui/alerts",
+            "/ui/signal?product_id=NOPE&pt=none",  # the error page
+        ],
         "mah_a": ["/ui/signals?status=open", "/ui/subscriptions", "/ui/upload"],
         "hospital": ["/ui/upload", "/ui/cases"],
         "admin": ["/ui/keys"],

@@ -70,7 +70,7 @@ def _mah_pages(demo: Demo, mah: str, scopes: list[str]) -> list[str]:
         *(f"pathway={p}" for p in sorted(set(demo.pathway_of.values()))),
         *(f"status={s}" for s in ("new", "ongoing", "strengthened", "weakened", "closed", "open")),
         *(f"measure={m}" for m in ("prr", "ror", "ic", "ebgm")),
-        *(f"review_status={s}" for s in ("unreviewed", "validation", "validated")),
+        *(f"review_status={s}" for s in ("validation", "validated", "refuted")),
         *(f"period={p}" for p in ("month", "quarter", "year")),
         *(f"sort={s}" for s in ("a", "-prr", "product")),
         *(f"product_id={p}" for p in foreign[:5]),
