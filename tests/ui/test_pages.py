@@ -197,3 +197,19 @@ def test_keys_and_subscriptions_are_managed_through_the_api_rules(app_on, demo: 
         follow_redirects=False,
     )
     assert gone.status_code == 303 and url not in mah.get("/ui/subscriptions").text
+
+
+def test_pages_follow_on_in_the_order_sorted_by(app_on, demo: Demo):
+    client = app_on()
+    sign_in(client, demo.keys["regulator"])
+    first = client.get("/ui/signals", params={"sort": "a", "limit": 25})
+    following = re.search(r'rel="next" href="([^"]+)"', first.text).group(1)
+    second = client.get(html.unescape(following))
+    both = ROW.findall(first.text) + ROW.findall(second.text)
+    assert len(both) == 50 and len(set(both)) == 50
+    api = client.get(
+        "/v1/signals",
+        params={"sort": "a", "limit": 50},
+        headers={"Authorization": f"Bearer {demo.keys['regulator']}"},
+    ).json()["signals"]
+    assert both == [(r["product_id"], r["pt"]) for r in api]
