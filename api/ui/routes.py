@@ -661,7 +661,7 @@ def _latest_alerts(
     """The caller's newest alerts, newest first, from GET /v1/alerts (oldest first, after an
     id): read from ever earlier ids until enough are found or none is left."""
     latest = store.latest_alert_id()
-    window = wanted * 2
+    window = wanted
     while True:
         start = max(latest - window, 0)
         found: list[dict[str, Any]] = []
