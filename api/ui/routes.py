@@ -308,17 +308,29 @@ def _filter_options(
 SignalQueryDep = Annotated[SignalQuery, Depends(signal_query)]
 
 
+def shown_table(
+    user: SignedInDep,
+    runtime: RuntimeDep,
+    registry: RegistryDep,
+    clock: ClockDep,
+    query: SignalQueryDep,
+) -> SignalTable:
+    """The table the query shows: the page and its CSV are the same rows."""
+    with runtime.pool.store() as store:
+        return signal_table(user.principal, runtime, registry, store, clock, query)
+
+
+ShownTable = Annotated[SignalTable, Depends(shown_table)]
+
+
 @router.get("/signals")
 def signals_page(
     request: Request,
     user: SignedInDep,
     runtime: RuntimeDep,
     registry: RegistryDep,
-    clock: ClockDep,
-    query: SignalQueryDep,
+    table: ShownTable,
 ) -> Response:
-    with runtime.pool.store() as store:
-        table = signal_table(user.principal, runtime, registry, store, clock, query)
     context = {
         "table": table,
         "options": _filter_options(user.principal, runtime, registry),
@@ -338,16 +350,8 @@ CSV_COLUMNS = (
 
 
 @router.get("/signals.csv")
-def signals_csv(
-    user: SignedInDep,
-    runtime: RuntimeDep,
-    registry: RegistryDep,
-    clock: ClockDep,
-    query: SignalQueryDep,
-) -> Response:
+def signals_csv(table: ShownTable) -> Response:
     """Exactly the rows and columns of the table the same query shows (this page of it)."""
-    with runtime.pool.store() as store:
-        table = signal_table(user.principal, runtime, registry, store, clock, query)
     sink = io.StringIO()
     writer = csv.writer(sink, lineterminator="\n")
     writer.writerow([*CSV_COLUMNS[:4], f"new_{table.period_label or ''}", *CSV_COLUMNS[5:]])
@@ -378,7 +382,7 @@ def signals_csv(
     return Response(
         sink.getvalue().encode("utf-8-sig"),  # the BOM: spreadsheet programs read UTF-8 then
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="signals-{query.scope}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="signals-{table.query.scope}.csv"'},
     )
 
 
