@@ -45,6 +45,7 @@ from api.routes import (
     trends,
 )
 from api.runtime import LagProbe, build_runtime
+from api.ui import mount_ui
 from pvsignal.exposures import Exposure
 from pvsignal.reports import Report
 from pvsignal.settings import Settings
@@ -120,6 +121,7 @@ def create_app(
         app.include_router(router)
     document_problems(app, routers)
     _documentation(app, settings)
+    mount_ui(app)  # the dashboard at /ui (not in the OpenAPI document)
     # Report batches may be large; every other body stays under the general limit.
     app.add_middleware(
         BodyLimitMiddleware,
@@ -127,6 +129,7 @@ def create_app(
         per_path={
             "/v1/reports": settings.max_report_body_bytes,
             "/v1/exposures": settings.max_report_body_bytes,
+            "/ui/upload": settings.max_report_body_bytes,  # the dashboard's upload of reports
         },
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)  # outermost

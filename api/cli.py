@@ -118,6 +118,7 @@ def _print_demo(demo: DemoStore, url: str, host: str, port: int) -> None:
     lines = [
         f"demo store {url}: {demo.reports} simulated reports, "
         f"{summary.outcomes['new']} cases, {demo.alerts} signal transitions",
+        f"dashboard: {base}/ui  (sign in with one of these keys)",
         f"regulator key: {demo.regulator_key}",
     ]
     if demo.mah_key:

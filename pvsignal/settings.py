@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     oidc_algorithms: tuple[str, ...] = ("RS256", "ES256")
     oidc_role_claim: str = "pvsignal_role"
     oidc_org_claim: str = "pvsignal_org"
+    # The dashboard's sign-in (authorization code + PKCE at the issuer's discovered endpoints).
+    oidc_client_id: str | None = Field(default=None, description="the dashboard's OIDC client")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="only for a confidential client; PKCE alone otherwise"
+    )
+    ui_session_minutes: PositiveInt = Field(
+        default=480, description="a dashboard session ends this long after sign-in"
+    )
 
     # Continuous detection and fan-out.
     detect_in_process: bool = Field(

@@ -131,6 +131,24 @@ class SeriesStore:
             [(s, p, int(n)) for s, p, n in totals],
         )
 
+    def pair_periods(
+        self, scope: str, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, int]]:
+        """Several pairs' counts per received month (each ``period_counts(...).pair``), in one
+        transaction, a primary-key range each (a page of the dashboard's signal table; an OR
+        of the pairs in one statement makes SQLite scan the scope)."""
+        found: dict[tuple[str, str], dict[str, int]] = {}
+        with self._transaction() as cursor:
+            for product, event in pairs:
+                self._execute(
+                    cursor,
+                    "SELECT period, a FROM pair_period_counts WHERE scope = ? AND product = ? "
+                    "AND event = ? AND a <> 0",
+                    (scope, product, event),
+                )
+                found[(product, event)] = {period: int(a) for period, a in cursor.fetchall()}
+        return found
+
     # -- scopes -----------------------------------------------------------------------------
 
     def scope_sizes(self) -> dict[str, tuple[int, int]]:

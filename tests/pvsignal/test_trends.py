@@ -106,6 +106,15 @@ def test_cumulative_counts_equal_a_recount_by_received_month(store):
         assert trend.new[name].sum() == trend.statistics[name][-1]
 
 
+def test_several_pairs_read_at_once_have_the_months_each_read_alone_has(store, simulation):
+    products = sorted(p.product_id for p in simulation.products)[:15]
+    events = [PLANTED[1], "Headache", "Nausea", "Never reported"]
+    pairs = [PLANTED, *((p, e) for p in products for e in events)]
+    read = store.pair_periods("all", pairs)
+    assert read == {pair: store.period_counts("all", *pair).pair for pair in pairs}
+    assert read[PLANTED] and not read[(products[0], "Never reported")]
+
+
 def test_quarters_and_years_are_sums_of_months(store):
     months = _trend(store, *PLANTED)
     quarters = _trend(store, *PLANTED, "quarter")

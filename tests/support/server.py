@@ -48,10 +48,18 @@ class Server:
 def serve(url: str, keys: dict[str, str]) -> Iterator[Server]:
     """The app on ``url``, answering /readyz before this yields; stopped (or found killed) after."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, url, str(port)], cwd=ROOT, env=env, stderr=subprocess.PIPE
-    )
+    with serve_command([sys.executable, "-c", SERVER, url, str(port)], port) as server:
+        yield Server(server.process, server.base, keys)
+
+
+@contextlib.contextmanager
+def serve_command(
+    command: list[str], port: int, environment: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """A server process listening on ``port`` (``PYTHONPATH`` is this tree), once it answers
+    /readyz; stopped (or found killed) after."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(environment or {})}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:
@@ -64,7 +72,7 @@ def serve(url: str, keys: dict[str, str]) -> Iterator[Server]:
                 pass
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
-        yield Server(process, base, keys)
+        yield Server(process, base, {})
     finally:
         process.terminate()
         try:

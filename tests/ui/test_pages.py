@@ -1,0 +1,215 @@
+"""The pages' content, without a browser: the signals table and its CSV are one query, the
+'new' column recounts the case series, and every text has its zh-CN and en translation."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract
+
+from api.auth import Role
+from api.ui.i18n import LANGUAGES, messages
+from pvsignal.case_access import _FULL_COLUMNS, _RESTRICTED_COLUMNS
+from pvsignal.cases import Outcome
+from pvsignal.products import Kind, Pathway
+from pvsignal.review import Priority
+from pvsignal.review import Status as ReviewStatus
+from tests.ui.conftest import Demo
+from tests.ui.test_session import sign_in
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "api" / "ui" / "templates"
+ROW = re.compile(r'data-testid="signal-row" data-product-id="([^"]*)" data-pt="([^"]*)"')
+
+
+def test_the_csv_holds_exactly_the_rows_and_figures_the_table_shows(app_on, demo: Demo):
+    client = app_on()
+    sign_in(client, demo.keys["regulator"])
+    query = {"pathway": "innovative", "sort": "-prr", "limit": "25", "period": "year"}
+    page = client.get("/ui/signals", params=query)
+    shown = ROW.findall(page.text)
+    assert len(shown) == 25
+    exported = list(
+        csv.DictReader(
+            io.StringIO(client.get("/ui/signals.csv", params=query).text.lstrip("\ufeff"))
+        )
+    )
+    assert [(r["product_id"], r["pt"]) for r in exported] == shown
+    api = client.get(
+        "/v1/signals",
+        params={"pathway": "innovative", "sort": "-prr", "limit": 25},
+        headers={"Authorization": f"Bearer {demo.keys['regulator']}"},
+    ).json()["signals"]
+    for row, pair in zip(exported, api, strict=True):
+        assert (row["product_id"], row["pt"]) == (pair["product_id"], pair["pt"])
+        assert int(row["total"]) == pair["a"]
+        assert float(row["prr"]) == pair["statistics"]["prr"]
+        assert row["signal_ebgm"] == str(pair["signals"]["ebgm"]["flagged"]).lower()
+    # 'new' is the cases received in the scope's latest year: recounted from the case series.
+    year = next(k for k in exported[0] if k.startswith("new_")).removeprefix("new_")
+    for row in exported[:5]:
+        cases = client.get(
+            "/v1/cases",
+            params={
+                "product_id": row["product_id"],
+                "pt": row["pt"],
+                "received_from": f"{year}-01-01",
+                "received_to": f"{year}-12-31",
+                "limit": 1000,
+            },
+            headers={"Authorization": f"Bearer {demo.keys['regulator']}"},
+        ).json()["cases"]
+        assert int(row[f"new_{year}"]) == len(cases), row
+
+
+def test_filters_narrow_the_table_and_a_review_status_finds_its_pairs(app_on, demo: Demo):
+    client = app_on()
+    sign_in(client, demo.keys["regulator"])
+    product_id, pt = demo.planted[0]
+    every = ROW.findall(client.get("/ui/signals", params={"product_id": product_id}).text)
+    assert every and {p for p, _ in every} == {product_id}
+    page = client.get("/ui/signal", params={"product_id": product_id, "pt": pt})
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    etag = html.unescape(re.search(r'name="etag" value="([^"]+)"', page.text).group(1))
+    moved = client.post(
+        "/ui/signal/review",
+        data={"csrf_token": csrf, "etag": etag, "scope": "all", "product_id": product_id,
+              "pt": pt, "status": "validation", "assignee": "dr.li", "due_at": "2026-12-31"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert moved.status_code == 303
+    found = ROW.findall(client.get("/ui/signals", params={"review_status": "validation"}).text)
+    assert found == [(product_id, pt)]
+    stale = client.post(
+        "/ui/signal/review",
+        data={"csrf_token": csrf, "etag": etag, "scope": "all", "product_id": product_id,
+              "pt": pt, "status": "validated"},
+    )  # fmt: skip
+    assert stale.status_code == 409 and "the review changed" in stale.text
+    bad = client.get("/ui/signals", params={"pathway": "moon"})
+    assert bad.status_code == 422 and "pathway" in bad.text and "moon" in bad.text
+
+
+def _template_messages() -> set[str]:
+    found = set()
+    for path in TEMPLATES.glob("*.html"):
+        with path.open("rb") as handle:
+            for _, message, _, _ in extract(
+                "jinja2.ext:babel_extract", handle, options={"extensions": "jinja2.ext.i18n"}
+            ):
+                found.add(message if isinstance(message, str) else message[0])
+    return found
+
+
+# Values the templates translate through a variable: enums and column names.
+DYNAMIC = {
+    *(r.value for r in Role),
+    *("new", "ongoing", "strengthened", "weakened", "closed", "open"),
+    *(s.value for s in ReviewStatus),
+    *(p.value for p in Priority),
+    *(p.value for p in Pathway),
+    *(k.value for k in Kind),
+    *(o.value for o in Outcome),
+    "rejected",
+    *("month", "quarter", "year", "full", "restricted"),
+    *_FULL_COLUMNS,
+    *_RESTRICTED_COLUMNS,
+}
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_every_text_has_a_translation_in_both_catalogues(language: str):
+    table = messages(language)
+    missing = sorted((_template_messages() | DYNAMIC) - set(table))
+    assert missing == []
+    if language == "zh-CN":
+        assert table["Signals"] == "信号" and table["lecheng_special_import"] == "博鳌乐城特许进口"
+        untranslated = [m for m in _template_messages() if table[m] == m and m != "PT"]
+        assert untranslated == []
+
+
+def test_the_language_switch_changes_every_text_and_keeps_the_page(app_on, demo: Demo):
+    client = app_on()
+    sign_in(client, demo.keys["mah_a"])
+    english = client.get("/ui/signals?status=open")
+    assert '<html lang="en">' in english.text and ">Signals</a>" in english.text
+    switched = client.get(
+        "/ui/lang",
+        params={"to": "zh-CN", "next": "/ui/signals?status=open"},
+        follow_redirects=False,
+    )
+    assert switched.headers["location"] == "/ui/signals?status=open"
+    chinese = client.get(switched.headers["location"])
+    assert '<html lang="zh-CN">' in chinese.text and ">信号</a>" in chinese.text
+    assert 'data-testid="lang"' in chinese.text and ">English</a>" in chinese.text
+    away = client.get(
+        "/ui/lang", params={"to": "en", "next": "https://evil.test/"}, follow_redirects=False
+    )
+    assert away.headers["location"] == "/ui"  # no redirect off the dashboard
+
+
+def _csrf(page_text: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page_text).group(1)
+
+
+def test_keys_and_subscriptions_are_managed_through_the_api_rules(app_on, demo: Demo):
+    client = app_on()
+    sign_in(client, demo.keys["admin"])
+    page = client.get("/ui/keys")
+    made = client.post(
+        "/ui/keys",
+        data={"csrf_token": _csrf(page.text), "role": "mah", "org": "MAH-900", "name": "ui"},
+    )
+    key = re.search(r'data-testid="new-key">(pvs_[^<]+)<', made.text).group(1)
+    assert made.status_code == 200 and client.get("/ui/keys").text.count(key) == 0  # once
+    blank = client.post("/ui/keys", data={"csrf_token": _csrf(page.text), "role": "mah"})
+    assert blank.status_code == 422 and "org" in blank.text  # the API's own refusal
+    audit = client.get(
+        "/v1/audit", params={"action": "key.create"}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert audit.status_code == 403  # an MAH key, made through the screen, reads no audit
+
+    mah = app_on()
+    sign_in(mah, key)
+    page = mah.get("/ui/subscriptions")
+    url = "http://127.0.0.1:9/hook"
+    created = mah.post(
+        "/ui/subscriptions", data={"csrf_token": _csrf(page.text), "url": url, "digest": ""}
+    )
+    assert created.status_code == 200 and 'data-testid="secret">whsec_' in created.text
+    rows = re.findall(r'<tr data-testid="subscription-row"><td>(\d+)</td>', created.text)
+    assert len(rows) == 1
+    other = app_on()
+    sign_in(other, demo.keys["mah_a"])
+    theirs = other.get("/ui/subscriptions")
+    assert url not in theirs.text
+    stolen = other.post(
+        "/ui/subscriptions", data={"csrf_token": _csrf(theirs.text), "delete": rows[0]}
+    )
+    assert stolen.status_code == 404  # another organisation's subscription is not there
+    gone = mah.post(
+        "/ui/subscriptions",
+        data={"csrf_token": _csrf(page.text), "delete": rows[0]},
+        follow_redirects=False,
+    )
+    assert gone.status_code == 303 and url not in mah.get("/ui/subscriptions").text
+
+
+def test_pages_follow_on_in_the_order_sorted_by(app_on, demo: Demo):
+    client = app_on()
+    sign_in(client, demo.keys["regulator"])
+    first = client.get("/ui/signals", params={"sort": "a", "limit": 25})
+    following = re.search(r'rel="next" href="([^"]+)"', first.text).group(1)
+    second = client.get(html.unescape(following))
+    both = ROW.findall(first.text) + ROW.findall(second.text)
+    assert len(both) == 50 and len(set(both)) == 50
+    api = client.get(
+        "/v1/signals",
+        params={"sort": "a", "limit": 50},
+        headers={"Authorization": f"Bearer {demo.keys['regulator']}"},
+    ).json()["signals"]
+    assert both == [(r["product_id"], r["pt"]) for r in api]
