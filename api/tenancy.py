@@ -9,7 +9,8 @@
   (pvsignal.case_access holds the field masks).
 - Writes: a hospital or an MAH owns the cases it submits and names no other sender; a
   regulator (or admin) submits on behalf of the sender organisation its records name
-  (``owner_rule``, used by every write path of the API).
+  (``owner_rule``, used by every write path of the API). A hospital records exposures at its
+  own institution only, an MAH exposures to its own products only.
 
 The registry is re-read when its digest changes (checked at most every few seconds, and at once
 after a change made through the API), so a product moved to another MAH stops being visible to
@@ -37,7 +38,7 @@ def owner_rule(principal: Principal) -> OwnerRule:
     if principal.sees_everything:
         return SenderOwns(principal.org or UNATTRIBUTED)
     assert principal.org, "organisation roles always carry an organisation (api.auth)"
-    return SubmitterOwns(principal.org)
+    return SubmitterOwns(principal.org, "hospital" if principal.role is Role.hospital else "mah")
 
 
 @dataclass(frozen=True)

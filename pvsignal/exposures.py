@@ -353,6 +353,10 @@ class ExposureIngestor:
         if problem is not None:
             return None, None, self._reject(record, problem.field, problem.value, str(problem))
         owner, problem = owners.owner_of(exposure.sender, self.institutions, field="sender")
+        if problem is None and not exposure.withdrawn:
+            assert exposure.institution_id is not None
+            product = self.resolve(exposure)
+            problem = owners.exposure_problem(exposure.institution_id, product, self.institutions)
         if problem is not None:
             return None, None, self._reject(record, problem.field, problem.value, str(problem))
         return exposure, owner, None

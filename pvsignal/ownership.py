@@ -7,6 +7,9 @@
   through Kafka ACLs and file access); a record without one belongs to the source's default
   owner (``unattributed`` unless the command names one).
 - Exposures (pvsignal.exposures) follow the same rules, their ``sender`` standing for C.3.2.
+  On the API a hospital records only exposures at its own institution and an MAH only those of
+  its own registered products (``exposure_problem``): another's denominators would move that
+  organisation's rates and sequential tests.
 - A database's own extract (FAERS, VAERS) is owned by that database, whose ids its case ids are.
 
 Organisations are compared by their registered institution id (names and aliases resolve
@@ -16,9 +19,11 @@ through the institution registry), so "Boao Lecheng Hospital 01" and "LC-H01" ar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pvsignal.cases import UNATTRIBUTED
 from pvsignal.institutions import InstitutionRegistry
+from pvsignal.products import ResolvedProduct
 from pvsignal.reports import Problem, Report
 
 __all__ = ["UNATTRIBUTED", "OwnerRule", "SenderOwns", "SourceOwns", "SubmitterOwns"]
@@ -52,12 +57,19 @@ class SenderOwns:
             return self.default, None
         return institutions.canonical(organisation), None
 
+    def exposure_problem(
+        self, institution: str, product: ResolvedProduct, institutions: InstitutionRegistry
+    ) -> Problem | None:
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class SubmitterOwns:
-    """The submitting organisation owns the case; a record naming another sender is refused."""
+    """The submitting organisation owns the case; a record naming another sender is refused.
+    ``kind``: what the organisation is, which bounds the exposures it may record."""
 
     organisation: str
+    kind: Literal["hospital", "mah"] | None = None
 
     def owner(
         self, report: Report, institutions: InstitutionRegistry
@@ -77,6 +89,28 @@ class SubmitterOwns:
             )
         return submitter, None
 
+    def exposure_problem(
+        self, institution: str, product: ResolvedProduct, institutions: InstitutionRegistry
+    ) -> Problem | None:
+        """Why the submitter may not record this exposure (None: it may)."""
+        submitter = institutions.canonical(self.organisation)
+        if self.kind == "hospital" and institutions.canonical(institution) != submitter:
+            return Problem(
+                field="institution_id",
+                value=repr(institution),
+                reason=f"names another institution than the submitting hospital "
+                f"{self.organisation!r}; a hospital records only its own patients",
+            )
+        if self.kind == "mah" and product.mah_id != self.organisation:
+            holder = f"belongs to {product.mah_id!r}" if product.mah_id else "is not registered"
+            return Problem(
+                field="product_id",
+                value=repr(product.product_id),
+                reason=f"{holder}, not to the submitting MAH {self.organisation!r}; "
+                "an MAH records exposure to its own products only",
+            )
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class SourceOwns:
@@ -93,6 +127,11 @@ class SourceOwns:
         self, stated: str | None, institutions: InstitutionRegistry, field: str = _FIELD
     ) -> tuple[str | None, Problem | None]:
         return self.source, None
+
+    def exposure_problem(
+        self, institution: str, product: ResolvedProduct, institutions: InstitutionRegistry
+    ) -> Problem | None:
+        return None
 
 
 OwnerRule = SenderOwns | SubmitterOwns | SourceOwns

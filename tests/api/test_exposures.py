@@ -59,7 +59,7 @@ def exposure(exposure_id: str, product: str, patients: int = 1, **extra) -> dict
     return {
         "exposure_id": exposure_id,
         "product_id": product,
-        "institution_id": "LC-H01",
+        "institution_id": "H-1",
         "start": "2026-02-01",
         "patients": patients,
         **extra,
@@ -81,9 +81,7 @@ def test_a_hospital_submits_ndjson_and_csv_and_reads_its_receipt(exposed: World)
     assert {r["owner"] for r in receipt["results"]} == {"H-1"}
     row = stored(exposed, "H-1", "E2")
     assert (row.product, row.patients, row.age_band, row.sex) == ("B1", 50, "65-74", "F")
-    text = (
-        "exposure_id,product_name,institution_id,start,patients\nE3,alphamab,LC-H01,2026-03-01,7\n"
-    )
+    text = "exposure_id,product_name,institution_id,start,patients\nE3,alphamab,H-1,2026-03-01,7\n"
     answer = post(exposed, "hospital", text, "text/csv")
     assert answer.json()["summary"] == {"new": 1}
     assert stored(exposed, "H-1", "E3").product == "A1"  # the name resolved through the registry
@@ -117,7 +115,7 @@ def test_another_organisation_cannot_correct_or_withdraw_an_exposure(exposed: Wo
     post(exposed, "hospital", ndjson(exposure("E1", "A1", 100)), "application/x-ndjson")
     before = stored(exposed, "H-1", "E1")
     # H-2 sends a "correction" and a withdrawal of the same id: its own id space, refused.
-    correction = exposure("E1", "A1", 5, version=2)
+    correction = exposure("E1", "A1", 5, version=2, institution_id="H-2")
     withdrawal = {"exposure_id": "E1", "version": 3, "withdrawn": True}
     results = post(
         exposed, "hospital2", ndjson(withdrawal, correction), "application/x-ndjson"
@@ -126,7 +124,7 @@ def test_another_organisation_cannot_correct_or_withdraw_an_exposure(exposed: Wo
     assert results[1]["outcome"] == "new" and results[1]["owner"] == "H-2"
     assert stored(exposed, "H-1", "E1") == before
     # Naming another organisation as sender is refused, naming the field and the value.
-    forged = ndjson({**exposure("E1", "A1", 5, version=4), "sender": "H-1"})
+    forged = ndjson({**exposure("E1", "A1", 5, version=4, institution_id="H-2"), "sender": "H-1"})
     result = post(exposed, "hospital2", forged, "application/x-ndjson").json()["results"][0]
     assert (result["outcome"], result["field"]) == ("rejected", "sender")
     assert stored(exposed, "H-1", "E1") == before
@@ -139,6 +137,36 @@ def test_another_organisation_cannot_correct_or_withdraw_an_exposure(exposed: Wo
     results = post(exposed, "hospital", done, "application/x-ndjson").json()["results"]
     assert [r["outcome"] for r in results] == ["withdrawn", "refused"]
     assert stored(exposed, "H-1", "E1").status == "withdrawn"
+
+
+def test_hospitals_record_their_own_patients_and_mahs_their_own_products(exposed: World):
+    """Another's denominators would move its rates: a hospital names no other institution, an
+    MAH no product of another MAH's (nor an unregistered one); the rest of the batch lands."""
+    batch = ndjson(exposure("E1", "A1", 50, institution_id="H-1"), exposure("E2", "A1", 9))
+    results = post(exposed, "hospital2", batch, "application/x-ndjson").json()["results"]
+    assert [(r["outcome"], r.get("field")) for r in results] == [
+        ("rejected", "institution_id"),
+        ("rejected", "institution_id"),
+    ]
+    assert "'H-1'" in results[0]["reason"] and "H-2" in results[0]["reason"]
+    mine, theirs, unknown = (
+        exposure("M1", "A1", 20, institution_id="LC-H01"),
+        exposure("M2", "B1", 20, institution_id="LC-H01"),
+        {
+            **exposure("M3", "A1", 20, institution_id="LC-H01"),
+            "product_id": None,
+            "product_name": "nobody's drug",
+        },
+    )
+    results = post(exposed, "mah_a", ndjson(mine, theirs, unknown), "application/x-ndjson")
+    outcomes = [(r["outcome"], r.get("field")) for r in results.json()["results"]]
+    assert outcomes == [("new", None), ("rejected", "product_id"), ("rejected", "product_id")]
+    assert "'MAH-B'" in results.json()["results"][1]["reason"]
+    assert stored(exposed, "MAH-A", "M1").patients == 20
+    with exposed.runtime.pool.store() as store:
+        assert [e.product for e in store.active_exposures(["B1"])] == []
+        kept = [r for r in store.rejects(limit=1000) if r["field"] == "product_id"]
+    assert len(kept) == 2
 
 
 def test_a_regulator_submits_on_behalf_of_the_sender_it_names(exposed: World):
