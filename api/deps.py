@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -35,6 +35,14 @@ def get_store(runtime: RuntimeDep) -> Iterator[SqlStore]:
 
 
 StoreDep = Annotated[SqlStore, Depends(get_store)]
+
+
+def named_events(runtime: Runtime, texts: Sequence[str]) -> tuple[str, ...]:
+    """The counting keys a caller's spellings of event terms name (TermStore.named_event)."""
+    if not texts:
+        return ()
+    with runtime.pool.store() as store:
+        return tuple(store.named_event(text) for text in texts)
 
 
 def get_principal(

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.auth import Principal
-from api.deps import Reader, RegistryDep, RuntimeDep, StoreDep
+from api.deps import Reader, RegistryDep, RuntimeDep, StoreDep, named_events
 from api.events import StreamFilter, visible_alert
 from api.runtime import Runtime
 from api.schemas import AlertList, AlertMeasureName, AlertTransition
@@ -57,7 +57,7 @@ def list_alerts(
         products=registry.visible_products(principal),
         scope=scope,
         product=product_id,
-        event=pt,
+        event=None if pt is None else store.named_event(pt),
         measure=measure,
         transition=transition,
         since=None if since is None else _utc(since),
@@ -87,6 +87,8 @@ async def stream_alerts(
     max_events: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     last_event_id: Annotated[str | None, Header(max_length=20, pattern=r"^\d+$")] = None,
 ) -> AsyncIterator[ServerSentEvent]:
+    if pt is not None:
+        (pt,) = await run_in_threadpool(named_events, runtime, [pt])
     filter_ = StreamFilter(scope, product_id, pt, measure)
     subscriber = runtime.broker.subscribe(principal, filter_)
     sent = 0

@@ -85,7 +85,7 @@ def list_cases(
     query = CaseQuery(
         scope,
         product_id,
-        pt,
+        None if pt is None else store.named_event(pt),
         None if received_from is None else received_from.isoformat(),
         None if received_to is None else received_to.isoformat(),
     )

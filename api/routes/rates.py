@@ -56,7 +56,8 @@ async def list_rates(
     products = None if product_id is None else [product_id]
     if visible is not None:
         products = [p for p in (products or visible) if p in set(visible)]
-    query = RateQuery(configured[scope], products, None if pt is None else [pt], period, level)
+    pts = None if pt is None else [await run_in_threadpool(store.named_event, pt)]
+    query = RateQuery(configured[scope], products, pts, period, level)
     found = await run_in_threadpool(rates, store, query, registry.registry, registry.institutions)
     if format == "csv":
         sink = io.StringIO()

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response, StreamingResponse
 
 from api.auth import Principal
-from api.deps import Reader, RegistryDep, RuntimeDep, StoreDep
+from api.deps import Reader, RegistryDep, RuntimeDep, StoreDep, named_events
 from api.problems import NotFoundError
 from api.query import (
     SORTABLE,
@@ -102,7 +102,7 @@ def list_signals(
         mah_id=mah_id,
         pathway=None if pathway is None else pathway.value,
         kind=None if kind is None else kind.value,
-        pts=tuple(pt or ()),
+        pts=named_events(runtime, pt or ()),
         measure=measure,
         status=status,
         min_a=min_a,

@@ -19,7 +19,7 @@ from pvsignal.store.series import StoredCase
 from pvsignal.terminology.dictionary import Dictionary
 from pvsignal.terminology.events import UNMAPPED, EventTerms
 from pvsignal.terminology.meddra import Release
-from pvsignal.terminology.normalise import TermLabels
+from pvsignal.terminology.normalise import TermLabels, normalise_term
 
 MEDDRA_VERSION = "meddra_version"
 _CHUNK = 2_000
@@ -106,6 +106,20 @@ class TermStore:
             _DICTIONARIES.clear()  # one version is current at a time
             _DICTIONARIES[key] = Dictionary.of(Release.from_json(text) for (text,) in rows)
         return _DICTIONARIES[key]
+
+    def named_event(self, text: str) -> str:
+        """The counting key a person's spelling of a PT names (a query's filter): the PT it
+        resolves to under the current dictionary (by code or by any name, any case), else the
+        label its normal form counts under, else the text as given (an HLT, SOC or SMQ name,
+        an ``unmapped:`` key)."""
+        dictionary = self.meddra_dictionary()
+        if dictionary is not None:
+            code = dictionary.resolve(text, text, text, None)
+            return text if code is None else dictionary.pt_names[code]
+        found = self._query(
+            "SELECT label FROM event_labels WHERE normal = ?", (normalise_term(text),)
+        )
+        return found[0][0] if found else text
 
     def event_terms(self) -> EventTerms:
         """The mapping step under the store's dictionary and labels."""

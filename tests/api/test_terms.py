@@ -154,3 +154,7 @@ def test_scopes_and_signals_carry_the_event_level(client):
     csv = test_client.get("/v1/signals", params={"scope": "soc", "format": "csv"}, headers=headers)
     assert csv.headers["pvsignal-event-level"] == "soc"
     assert test_client.get("/v1/signals", headers=headers).json()["level"] == "pt"
+    # A filter names its PT as a reaction would: here an LLT's name in another case.
+    for typed in ("SKIN RASH", "90002003", "Rash"):
+        rash = test_client.get("/v1/signals", params={"pt": typed}, headers=headers).json()
+        assert [(r["product_id"], r["pt"]) for r in rash["signals"]] == [("A1", "Rash")]

@@ -199,6 +199,12 @@ def test_counts_at_every_level_equal_an_independent_recount(store, reports, tmp_
     # names in two languages is still one case per SJS pair.
     pairs, _, _ = _stored(store, "all")
     assert max(pairs.values()) <= len(reports)
+    # A query's filter resolves like a reaction: PT or LLT code, LLT name in any case, the
+    # Chinese name; a name above the PT level (an SOC here) or unknown text stays as typed.
+    for typed in (SJS, "90002001", "stevens johnson SYNDROME", "sjs", "史约综合征"):
+        assert store.named_event(typed) == "Stevens-Johnson syndrome", typed
+    soc = "Skin and subcutaneous tissue disorders"
+    assert (store.named_event(soc), store.named_event("nothing")) == (soc, "nothing")
 
 
 def test_unresolved_terms_count_under_unmapped_and_are_listed(store, reports, tmp_path):
@@ -294,6 +300,10 @@ def test_without_meddra_the_three_spellings_are_one_pair(store):
         ScopeConfig(),
     )
     assert _stored(store, "all")[0] == {("unregistered:alpha", "Stevens-Johnson syndrome"): 10}
+    # A query's filter names the pair in any of the spellings; an unknown term stays as typed.
+    for typed in ("stevens johnson SYNDROME", "Ｓｔｅｖｅｎｓ‐Johnson syndrome"):
+        assert store.named_event(typed) == "Stevens-Johnson syndrome"
+    assert store.named_event("Odd feeling") == "Odd feeling"
 
 
 def test_two_engines_agree_on_a_term_first_seen_by_both(store):
