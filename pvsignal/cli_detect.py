@@ -5,7 +5,9 @@ batches moved it (at most every ``--interval``). With ``--shard K/N`` it detects
 products of hash range K (pvsignal.columns.shard_of) and holds that shard's lease in the store:
 a second worker for the same shard waits until the lease expires, and a worker whose lease
 was taken is fenced (its writes are refused). Shard 0 fits each scope's prior; the others
-read it from the store. SIGTERM finishes the run in progress and exits 0.
+read it from the store. The worker that is alone, or shard 0, also keeps the sequential tests
+of active monitoring current, after batches and whenever exposures were written. SIGTERM
+finishes the run in progress and exits 0.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def add_detect_command(commands: argparse._SubParsersAction, store_argument) -> 
 
 def _run_detect(args: argparse.Namespace) -> int:
     from pvsignal.detection import DetectionConfig, Detector  # scipy: only when detecting
+    from pvsignal.monitoring import Monitor
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -48,14 +51,19 @@ def _run_detect(args: argparse.Namespace) -> int:
     try:
         scopes = effective_scopes(store, args.scope_config)
         names = sorted(scope.name for scope in scopes.all_scopes())
-        detector = Detector(
-            store, scopes, DetectionConfig(refit_in_background=True), shard=args.shard
-        )
+        config = DetectionConfig(refit_in_background=True)
+        detector = Detector(store, scopes, config, shard=args.shard)
+        # One monitor for the store (its tests are few, per product): the lone worker's, or
+        # shard 0's.
+        alone_or_first = args.shard is None or args.shard[0] == 0
+        monitor = Monitor(store, scopes, config) if alone_or_first else None
         seen = None
         while True:
-            mark = store.counts_mark()
+            mark = (store.counts_mark(), store.exposures_mark())
             if mark != seen:
-                alerts = detector.update(names)
+                alerts = detector.update(names) if seen is None or mark[0] != seen[0] else []
+                if monitor is not None:
+                    alerts += monitor.update(names)
                 seen = mark
                 log.info("detection run", extra={"alerts": len(alerts), "shard": args.shard})
             if args.once or stop.wait(args.interval):

@@ -164,7 +164,11 @@ class Monitor:
 def advance(test: SequentialState, expected: float, observed: int) -> SequentialState | None:
     """The test fed with the totals now known (expected so far, cases so far): what they add to
     what it has seen. A total below what the test saw (a withdrawal, a nullified case) adds
-    nothing; None when nothing was added."""
+    nothing; None when nothing was added. Cases of a product with no patients recorded yet
+    wait for their denominator (registries often lag the reports): judged at μ = 0 they would
+    be an infinite LLR, a "signal" of nothing but the order of arrival."""
+    if expected <= 0:
+        return None
     added_expected = max(0.0, expected - test.expected)
     added_observed = max(0, observed - test.observed)
     if not added_expected and not added_observed:

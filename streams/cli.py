@@ -110,6 +110,12 @@ def add_consume_command(commands: argparse._SubParsersAction) -> None:
         help="ingest only: do not run the detector (alerts already in the outbox still go out)",
     )
     parser.add_argument(
+        "--no-publish",
+        action="store_true",
+        help="never publish the outbox's alerts (the reports consumer's leader does): for an "
+        "exposures consumer beside it, so that one process alone publishes",
+    )
+    parser.add_argument(
         "--session-timeout-ms",
         type=positive_int,
         help="consumer group session timeout (kafka-python's default otherwise)",
@@ -185,6 +191,7 @@ def run_consume(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_message_bytes=args.max_message_bytes,
         detect=not args.no_detect,
+        publish=not args.no_publish,
         detect_seconds=args.detect_interval,
         detect_share=args.detect_share,
         kafka={}

@@ -19,7 +19,8 @@ leaves the group and closes.
 
 In a consumer group, the member that owns partition 0 is the leader: it alone runs the detector
 and publishes alerts, so that two members never evaluate one signal at once; it re-scores every
-scope when other members' offsets have moved.
+scope when other members' offsets have moved, or when exposures were written by any path (the
+API, an exposures consumer that only ingests): the sequential tests follow them.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class ConsumerConfig:
     poll_seconds: float = 0.5
     max_message_bytes: int = DEFAULT_MAX_BYTES
     detect: bool = True  # False: ingest only (another process keeps the signals current)
+    publish: bool = True  # False: never publish the outbox (another consumer's leader does)
     # Detection runs once a batch changed counts, at most every detect_seconds. While the
     # consumer is behind (more is waiting than it has applied) detection takes at most
     # detect_share of the time, pausing in proportion to its last run, so a slow detector on
@@ -262,7 +264,7 @@ class StreamConsumer:
         self._joined = False  # an assignment arrived (it may be empty)
         self._leader = False
         self._touched: set[str] = set()
-        self._others_seen: dict[int, int] | None = None
+        self._others_seen: tuple[dict[int, int], int] | None = None
         self._publish_due = False
         self._next_detect = self._next_health = 0.0
         self._behind = False  # more is waiting than this process has applied
@@ -521,7 +523,7 @@ class StreamConsumer:
             return
         if time.monotonic() < self._next_detect + (self._pause if self._behind else 0.0):
             return
-        others = self._others_offsets(engine)
+        others = (self._others_offsets(engine), engine.store.exposures_mark())
         scopes = set(self._touched)
         if others != self._others_seen:
             scopes |= self._scope_names()
@@ -549,7 +551,7 @@ class StreamConsumer:
         return {p: o for p, o in stored.items() if p not in mine}
 
     def _publish(self, engine: _Engine) -> None:
-        if self._publish_due:
+        if self._publish_due and self.config.publish:
             engine.publisher.publish()
             self._publish_due = False
 

@@ -61,6 +61,9 @@ _RECEIPT_COLUMNS = ("receipt_id", "org", "role", "submitted_at", "content_type",
 BATCHES_WRITTEN = "batches_written"
 PRODUCTS_WRITTEN = "products_written"
 COUNTS_REBUILT = "counts_rebuilt"
+# Every exposure batch that changed an exposure moves this one: whoever runs the sequential
+# tests (pvsignal.monitoring) knows that patients were added, corrected or withdrawn.
+EXPOSURES_WRITTEN = "exposures_written"
 
 # An alert covers a pair, not one measure: its ``measure`` column holds this mark, and its
 # ``changes`` column the measures that moved (see encode_changes).

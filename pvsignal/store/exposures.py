@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from pvsignal.store.access import EXPOSURES_WRITTEN
+
 if TYPE_CHECKING:
     from pvsignal.exposures import CountedExposure, ExposureRow
     from pvsignal.store.sql import BatchSession, Dialect, Reject, Rows
@@ -84,6 +86,11 @@ class ExposureStore:
         ) -> list[tuple[Any, ...]]: ...
 
         def _write_rows(self, cursor: Any, spec: Rows, rows: list[Sequence[Any]]) -> None: ...
+
+    def exposures_mark(self) -> int:
+        """Moves with every exposure batch that changed an exposure (from any path)."""
+        found = self._query("SELECT value FROM store_settings WHERE name = ?", (EXPOSURES_WRITTEN,))
+        return int(found[0][0]) if found else 0
 
     def exposure(self, owner: str, exposure_id: str) -> ExposureRow | None:
         rows = self._query(f"{_SELECT} WHERE owner = ? AND exposure_id = ?", (owner, exposure_id))
@@ -196,10 +203,12 @@ class ExposureBatch:
         rejects: list[Reject],
         offsets: dict[tuple[str, int], int],
     ) -> None:
-        from pvsignal.store.sql import _INSERT_REJECT, _UPSERT_OFFSET
+        from pvsignal.store.sql import _BUMP_MARK, _INSERT_REJECT, _UPSERT_OFFSET
 
         now = dt.datetime.now(dt.UTC).isoformat()
         run, cursor = self._store._write_rows, self._cursor
+        if rows:
+            self._store._execute(cursor, _BUMP_MARK, (EXPOSURES_WRITTEN,))
         run(
             cursor,
             _upsert_exposures(),

@@ -48,7 +48,11 @@ def test_every_manifest_validates_against_kubernetes_1_30(chart, name):
 
 def test_what_each_set_renders(chart):
     default = render(chart, None)
-    assert set(by_kind(default, "Deployment")) == {"pv-pvsignal-api", "pv-pvsignal-consumer"}
+    assert set(by_kind(default, "Deployment")) == {
+        "pv-pvsignal-api",
+        "pv-pvsignal-consumer",
+        "pv-pvsignal-exposures-consumer",
+    }
     assert set(by_kind(default, "Job")) == {"pv-pvsignal-migrate"}
     assert not by_kind(default, "PersistentVolumeClaim")
 
@@ -69,11 +73,44 @@ def test_what_each_set_renders(chart):
     assert not by_kind(production, "Secret")  # existingSecret: the chart makes none
     assert set(by_kind(production, "Job")) == {"pv-pvsignal-migrate", "pv-pvsignal-products-load"}
     monitors = by_kind(production, "ServiceMonitor")
-    assert set(monitors) == {"pv-pvsignal-api", "pv-pvsignal-consumer"}
+    assert set(monitors) == {
+        "pv-pvsignal-api",
+        "pv-pvsignal-consumer",
+        "pv-pvsignal-exposures-consumer",
+    }
     assert monitors["pv-pvsignal-api"]["metadata"]["labels"]["release"] == "prometheus"
     dashboard = by_kind(production, "ConfigMap")["pv-pvsignal-dashboard"]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["pvsignal.json"])["uid"] == "pvsignal"
+
+
+def test_the_exposures_consumer_only_ingests(chart):
+    """One process alone publishes alerts and runs the sequential tests (the reports consumer's
+    leader here): the exposures consumer reads its own topic into the store, nothing more."""
+    manifests = render(chart, PRODUCTION)
+    deployments = by_kind(manifests, "Deployment")
+    container = deployments["pv-pvsignal-exposures-consumer"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    args = container["args"]
+    assert args[:5] == ["consume", "--records", "exposures", "--no-detect", "--no-publish"]
+    assert _option(args, "--topic") == "pvsignal.exposures"
+    assert _option(args, "--dlq-topic") == "pvsignal.exposures.dlq"
+    assert _option(args, "--group") == "pvsignal-exposures"
+    assert "--alerts-topic" not in args and "--detect-interval" not in args
+    assert container["ports"][0]["containerPort"] == 9109
+    reports = deployments["pv-pvsignal-consumer"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--no-publish" not in reports["args"] and "--records" not in reports["args"]
+    assert set(by_kind(manifests, "NetworkPolicy")) >= {
+        "pv-pvsignal-consumer",
+        "pv-pvsignal-exposures-consumer",
+    }
+    off = render(chart, {**PRODUCTION, "exposuresConsumer": {"enabled": False}})
+    assert "pv-pvsignal-exposures-consumer" not in by_kind(off, "Deployment")
+
+
+def _option(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
 
 
 def test_migration_job_is_a_pre_install_and_pre_upgrade_hook(chart):

@@ -255,6 +255,33 @@ def test_the_monitor_signals_once_through_the_outbox(store):
     assert test["signalled_at"] == pytest.approx(1.0) and test["observed"] == 7
 
 
+def test_detection_workers_run_the_sequential_tests_once_exposures_arrive(store, tmp_path):
+    """Exposures move only the exposures mark; the lone detect worker, or shard 0, runs the
+    monitor on it (shard 1 never does: one monitor per store); a resent batch moves nothing."""
+    scopes = tmp_path / "scopes.yaml"
+    scopes.write_text(json.dumps(CONFIG.model_dump(mode="json", exclude_defaults=True)))
+    ingestor = prepared(store)
+    _reports(store, 7)
+    detect = ["detect", "--once", "--store", store.url, "--scope-config", str(scopes)]
+    assert main(detect) == 0
+    # No patient recorded yet: the 7 cases wait for their denominator (at mu = 0 they would
+    # make an infinite LLR, and a MaxSPRT signal is final).
+    waiting = store.sequential_tests("lecheng")["P-1", "Pneumonitis"]
+    assert (waiting["observed"], waiting["ended"], waiting["signalled_at"]) == (0, False, None)
+    counts, mark = store.counts_mark(), store.exposures_mark()
+    ingestor.apply([record("e:1", patients=200)])  # expected 1.0, 7 observed
+    assert store.exposures_mark() == mark + 1 and store.counts_mark() == counts
+    ingestor.apply([record("e:1", patients=200)])  # resent: nothing changed
+    assert store.exposures_mark() == mark + 1
+    assert main([*detect, "--shard", "1/2"]) == 0
+    assert store.sequential_tests("lecheng")["P-1", "Pneumonitis"] == waiting
+    assert main([*detect, "--shard", "0/2"]) == 0
+    test = store.sequential_tests("lecheng")["P-1", "Pneumonitis"]
+    assert (test["observed"], test["signalled_at"]) == (7, pytest.approx(1.0))
+    [alert] = [a for a in store.pending_alerts() if MEASURE in a["payload"]["changes"]]
+    assert alert["payload"]["changes"] == {MEASURE: "new"}
+
+
 def test_exposures_ingest_and_rates_commands(tmp_path, capsys):
     url = f"sqlite:///{tmp_path}/cli.db"
     scopes = tmp_path / "scopes.yaml"

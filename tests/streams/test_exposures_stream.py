@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import orjson
+from prometheus_client import CollectorRegistry
 
 from pvsignal.exposures import ExposureIngestor
 from pvsignal.ingest import Ingestor
@@ -22,7 +23,9 @@ from pvsignal.scopes import ScopeConfig
 from pvsignal.simulate.exposures import PilotConfig, pilot_stream
 from pvsignal.store import SqlStore, open_store
 from streams.cli import STARTED
-from tests.streams.conftest import wait_for
+from streams.consumer import ConsumerConfig, StreamConsumer
+from streams.metrics import StreamMetrics
+from tests.streams.conftest import running, wait_for
 from tests.support.kafka import (
     consume_command,
     create_topic,
@@ -167,3 +170,63 @@ def _key(line: bytes) -> bytes | None:
         return orjson.loads(line)["exposure_id"].encode()
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
+
+
+def test_an_ingest_only_exposures_consumer_leaves_tests_and_alerts_to_the_reports_leader(
+    kafka_broker, tmp_path
+):
+    """The chart's pair of consumers: the exposures consumer (--no-detect --no-publish) only
+    writes exposures; the reports consumer's leader, with no report arriving at all, runs the
+    sequential tests because the store's exposures mark moved, and alone publishes the alert."""
+    stream = pilot_stream(PilotConfig(seed=3))
+    config = ScopeConfig.model_validate(stream.scopes)
+    url = f"sqlite:///{tmp_path}/store.db"
+    prepared(url, stream, config).close()
+    exposures, reports = topic_name("exposures"), topic_name("reports")
+    for name in (exposures, f"{exposures}.dlq", f"{exposures}.alerts", reports, f"{reports}.dlq"):
+        create_topic(kafka_broker, name)
+
+    def consumer(topic: str, **options) -> StreamConsumer:
+        settings = ConsumerConfig(
+            bootstrap=kafka_broker,
+            topic=topic,
+            group=None,
+            dlq_topic=f"{topic}.dlq",
+            alerts_topic=f"{topic}.alerts",
+            batch_size=50,
+            detect_seconds=0,
+            **options,
+        )
+        metrics = StreamMetrics(CollectorRegistry())
+        return StreamConsumer(settings, store_url=url, scopes=config, metrics=metrics)
+
+    leader = consumer(reports)
+    ingest_only = consumer(exposures, records="exposures", detect=False, publish=False)
+    runs = "pvsignal_detector_run_seconds_count"
+    lines = stream.exposure_lines()
+    store = open_store(url)
+    try:
+        with running(leader):
+            # The leader's first run (over every scope) is over before any exposure exists.
+            wait_for(lambda: leader.metrics.registry.get_sample_value(runs), 60, "a first run")
+            tests = store.sequential_tests("lecheng-active").values()
+            assert all(t["observed"] == 0 for t in tests)
+            header = [("content-type", b"application/json")]
+            produce(kafka_broker, exposures, [(_key(line), line, header) for line in lines])
+            with running(ingest_only):
+
+                def alerted() -> bool:
+                    applied = sum(store.offsets(exposures).values()) == len(lines)
+                    test = store.sequential_tests("lecheng-active").get(stream.planted)
+                    signalled = test is not None and test["signalled_at"] is not None
+                    return applied and signalled and not store.pending_alerts()
+
+                wait_for(alerted, 120, "the exposures, the planted test's signal and its alert")
+        assert not ingest_only.metrics.registry.get_sample_value(runs)  # it never tested
+        published = [orjson.loads(r.value) for r in read_all(kafka_broker, f"{reports}.alerts")]
+        news = [(a["product_id"], a["pt"]) for a in published if a["changes"].get("maxsprt")]
+        assert news == [stream.planted]
+        assert read_all(kafka_broker, f"{exposures}.alerts") == []
+        assert store.offsets(reports) == {}  # no report ever arrived
+    finally:
+        store.close()

@@ -62,6 +62,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and .Values.kafka.enabled (eq .Values.store.type "postgresql") }}true{{ end }}
 {{- end }}
 
+{{/* The Kafka consumers (with pvsignal.consumer): reports, and exposures when enabled; each
+a component name, what its topic carries, its values, topic and dead-letter topic. */}}
+{{- define "pvsignal.consumers" -}}
+- component: consumer
+  records: reports
+  values: {{ .Values.consumer | toJson }}
+  topic: {{ .Values.kafka.topic | quote }}
+  dlq: {{ .Values.kafka.dlqTopic | quote }}
+{{- if .Values.exposuresConsumer.enabled }}
+- component: exposures-consumer
+  records: exposures
+  values: {{ .Values.exposuresConsumer | toJson }}
+  topic: {{ .Values.kafka.exposuresTopic | quote }}
+  dlq: {{ .Values.kafka.exposuresDlqTopic | quote }}
+{{- end }}
+{{- end }}
+
 {{/* Refuse values the schema cannot express. */}}
 {{- define "pvsignal.validate" -}}
 {{- if include "pvsignal.sqlite" . }}
