@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator, Sequence
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -10,6 +11,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator
 
 from api.auth import Principal, Role
 from api.problems import ForbiddenError, NotFoundError, UnprocessableError
@@ -35,6 +37,18 @@ def get_store(runtime: RuntimeDep) -> Iterator[SqlStore]:
 
 
 StoreDep = Annotated[SqlStore, Depends(get_store)]
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_8601(value: Any) -> Any:
+    """A time in a query is ISO 8601 text (pydantic alone would read "0.95" as a Unix time)."""
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError(f"not an ISO 8601 time (e.g. 2026-11-30T08:00:00Z): {value!r}")
+    return value
+
+
+IsoTime = Annotated[dt.datetime, BeforeValidator(_iso_8601)]
 
 
 def named_events(runtime: Runtime, texts: Sequence[str]) -> tuple[str, ...]:

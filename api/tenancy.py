@@ -10,7 +10,8 @@
 - Writes: a hospital or an MAH owns the cases it submits and names no other sender; a
   regulator (or admin) submits on behalf of the sender organisation its records name
   (``owner_rule``, used by every write path of the API). A hospital records exposures at its
-  own institution only, an MAH exposures to its own products only.
+  own institution only, an MAH exposures to its own products only; each organisation reads
+  back its own exposure records (``exposure_owner``), regulators and admins every one.
 
 The registry is re-read when its digest changes (checked at most every few seconds, and at once
 after a change made through the API), so a product moved to another MAH stops being visible to
@@ -39,6 +40,16 @@ def owner_rule(principal: Principal) -> OwnerRule:
         return SenderOwns(principal.org or UNATTRIBUTED)
     assert principal.org, "organisation roles always carry an organisation (api.auth)"
     return SubmitterOwns(principal.org, "hospital" if principal.role is Role.hospital else "mah")
+
+
+def exposure_owner(principal: Principal, institutions: InstitutionRegistry) -> str | None:
+    """Whose exposure records the principal reads: every owner's (None) for regulators and
+    admins; an organisation its own only (patient-level rows: an MAH reads the rates of its
+    products, never a hospital's records)."""
+    if principal.sees_everything:
+        return None
+    assert principal.org, "organisation roles always carry an organisation (api.auth)"
+    return institutions.canonical(principal.org)
 
 
 @dataclass(frozen=True)

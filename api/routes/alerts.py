@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.auth import Principal
-from api.deps import Reader, RegistryDep, RuntimeDep, StoreDep, named_events
+from api.deps import IsoTime, Reader, RegistryDep, RuntimeDep, StoreDep, named_events
 from api.events import StreamFilter, visible_alert
 from api.runtime import Runtime
 from api.schemas import AlertList, AlertMeasureName, AlertTransition
@@ -44,7 +44,7 @@ def list_alerts(
         Query(description="alerts in which a measure (`measure`, if given) made this transition"),
     ] = None,
     since: Annotated[
-        dt.datetime | None,
+        IsoTime | None,
         Query(
             description="alerts raised at or after this ISO 8601 time (without a UTC offset: "
             "UTC), e.g. 2026-11-30T08:00:00Z"

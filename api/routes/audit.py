@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import Regulator, StoreDep
+from api.deps import IsoTime, Regulator, StoreDep
 from api.schemas import AuditPage
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -36,8 +36,8 @@ def list_audit(
     object_type: Annotated[str | None, Query(max_length=50)] = None,
     object_id: Annotated[str | None, Query(max_length=1000)] = None,
     action: Annotated[str | None, Query(max_length=50)] = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: IsoTime | None = None,
+    until: IsoTime | None = None,
     after: Annotated[int, Query(ge=0, le=2**62, description="seq to start after")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:

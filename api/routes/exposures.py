@@ -1,17 +1,22 @@
-"""POST /v1/exposures: exposure records (JSON, NDJSON or CSV), answered per record."""
+"""POST /v1/exposures: exposure records (JSON, NDJSON or CSV), answered per record; GET
+/v1/exposures: the caller's records as stored (a regulator's: every organisation's)."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Literal
+
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from api.deps import AuditActor, RuntimeDep, Submitter
+from api.deps import AuditActor, CaseReader, RegistryDep, RuntimeDep, StoreDep, Submitter
 from api.exposures import CSV_TYPES, exposure_media_type
 from api.intake import JSON_TYPES, NDJSON_TYPES, media_type
 from api.routes.reports import IdempotencyKey, _problem, _submit, receipt_response
 from api.schemas import SubmissionReceipt
-from pvsignal.exposures import CSV_COLUMNS, Exposure
+from api.tenancy import exposure_owner
+from pvsignal.audit import audit_read
+from pvsignal.exposures import CSV_COLUMNS, Exposure, ExposureRow
 
 router = APIRouter(prefix="/v1/exposures", tags=["exposures"])
 
@@ -92,3 +97,82 @@ async def submit_exposures(
         kind in CSV_TYPES and 0 < receipt.records == receipt.summary.get("rejected", 0)
     )
     return receipt_response(receipt, principal, invalid=invalid)
+
+
+@router.get(
+    "",
+    summary="Exposure records as stored",
+    description="The latest version of each exposure record, in (owner, exposure_id) order: "
+    "an organisation reads its own records, a regulator or an admin every one. `status` "
+    "selects active or withdrawn records; `next_after` (owner, exposure_id) continues the "
+    "listing as `after_owner` and `after_exposure_id`. Each listing "
+    "is written to the audit trail (the rows are patient-level).",
+)
+def list_exposures(
+    principal: CaseReader,
+    actor: AuditActor,
+    registry: RegistryDep,
+    store: StoreDep,
+    product_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    status: Literal["active", "withdrawn"] | None = None,
+    after_owner: Annotated[
+        str | None, Query(max_length=200, description="next_after.owner of the previous page")
+    ] = None,
+    after_exposure_id: Annotated[
+        str | None,
+        Query(max_length=200, description="next_after.exposure_id of the previous page"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    owner = exposure_owner(principal, registry.institutions)
+    rows = store.exposure_listing(
+        owner=owner,
+        product=product_id,
+        status=status,
+        after=_after(after_owner, after_exposure_id),
+        limit=limit,
+    )
+    listing = {
+        "owner": owner,
+        "product_id": product_id,
+        "status": status,
+        "after": [after_owner, after_exposure_id],
+    }
+    audit_read(
+        store, actor, "exposures", orjson.dumps(listing).decode(), detail={"rows": len(rows)}
+    )
+    document = {
+        "exposures": [_shown(row) for row in rows],
+        "next_after": (
+            {"owner": rows[-1].owner, "exposure_id": rows[-1].exposure_id}
+            if len(rows) == limit
+            else None
+        ),
+    }
+    return Response(orjson.dumps(document), media_type="application/json")
+
+
+def _shown(row: ExposureRow) -> dict[str, Any]:
+    return {
+        "owner": row.owner,
+        "exposure_id": row.exposure_id,
+        "version": row.version,
+        "status": row.status,
+        "product_id": row.product,
+        "institution_id": row.institution,
+        "start": row.start,
+        "period": row.period,
+        "age_years": row.age_years,
+        "age_band": row.age_band,
+        "sex": row.sex,
+        "patients": row.patients,
+        "doses": row.doses,
+        "patient_days": row.patient_days,
+    }
+
+
+def _after(owner: str | None, exposure_id: str | None) -> tuple[str, str] | None:
+    """The listing's start: after this key (either part alone: the other from its start)."""
+    if owner is None and exposure_id is None:
+        return None
+    return owner or "", exposure_id or ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from collections.abc import Iterator
 from typing import Annotated, Literal
@@ -14,7 +13,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response, StreamingResponse
 
 from api.auth import Principal
-from api.deps import Reader, RegistryDep, RuntimeDep, StoreDep, named_events
+from api.deps import IsoTime, Reader, RegistryDep, RuntimeDep, StoreDep, named_events
 from api.problems import NotFoundError
 from api.query import (
     SORTABLE,
@@ -78,7 +77,7 @@ def list_signals(
     measure: Measure | None = None,
     status: Status | None = None,
     min_a: Annotated[int | None, Query(ge=0, le=2**31)] = None,
-    since: dt.datetime | None = None,
+    since: IsoTime | None = None,
     sort: Sort = "-eb05",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[

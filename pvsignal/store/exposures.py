@@ -92,6 +92,29 @@ class ExposureStore:
         found = self._query("SELECT value FROM store_settings WHERE name = ?", (EXPOSURES_WRITTEN,))
         return int(found[0][0]) if found else 0
 
+    def exposure_listing(
+        self,
+        *,
+        owner: str | None,
+        product: str | None = None,
+        status: str | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int = 100,
+    ) -> list[ExposureRow]:
+        """Exposure records in (owner, exposure_id) order: one owner's (None: every owner's),
+        optionally one product's or one status's, after a listing's last key."""
+        wanted = {"owner = ?": owner, "product = ?": product, "status = ?": status}
+        conditions = [clause for clause, value in wanted.items() if value is not None]
+        parameters: list[Any] = [value for value in wanted.values() if value is not None]
+        if after is not None:
+            conditions.append("(owner > ? OR (owner = ? AND exposure_id > ?))")
+            parameters += [after[0], after[0], after[1]]
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = self._query(
+            f"{_SELECT}{where} ORDER BY owner, exposure_id LIMIT ?", (*parameters, limit)
+        )
+        return [_row(r) for r in rows]
+
     def exposure(self, owner: str, exposure_id: str) -> ExposureRow | None:
         rows = self._query(f"{_SELECT} WHERE owner = ? AND exposure_id = ?", (owner, exposure_id))
         return _row(rows[0]) if rows else None

@@ -182,6 +182,12 @@ def test_each_write_through_the_api_leaves_exactly_one_row(fresh_world: World):
     assert {e["actor"] for e in mine} == {row["actor"]}
     later = world.get("admin", "/v1/audit", params={"since": "2999-01-01T00:00:00Z"}).json()
     assert later["entries"] == []
+    # A time is ISO 8601 text: a number (pydantic's Unix time) is refused, naming the field.
+    for where, params in [("/v1/audit", {"until": "0.95"}), ("/v1/alerts", {"since": "17"})]:
+        refused = world.get("admin", where, params=params)
+        assert refused.status_code == 422, refused.text
+        [error] = refused.json()["errors"]
+        assert error["field"] == f"query.{next(iter(params))}" and "ISO 8601" in error["reason"]
 
 
 def _seed_trail(url: str, n: int = 5) -> None:
