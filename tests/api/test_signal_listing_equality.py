@@ -6,6 +6,7 @@ frozen copy of the previous code (tests/api/legacy)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import sqlite3
 from types import SimpleNamespace
@@ -98,8 +99,13 @@ SIGNER = CursorSigner(b"equality")
 
 
 def _new_answer(snapshot, principal, registry, params, *, format="json"):
+    # The filters name exact labels: the store's term lookup (TermStore.named_event) keeps them.
+    terms = SimpleNamespace(named_event=lambda text: text)
     runtime = SimpleNamespace(
-        signals=SimpleNamespace(get=lambda scope: snapshot), cursors=SIGNER, scopes=ScopeConfig()
+        signals=SimpleNamespace(get=lambda scope: snapshot),
+        cursors=SIGNER,
+        scopes=ScopeConfig(),
+        pool=SimpleNamespace(store=lambda: contextlib.nullcontext(terms)),
     )
     params = dict(params)
     if "pathway" in params:
