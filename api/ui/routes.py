@@ -44,6 +44,7 @@ from api.tenancy import RegistrySnapshot
 from api.ui.charts import MEASURE_COLUMNS, bar_chart, trend_chart
 from api.ui.session import CSRF_FIELD, SignedIn, SignedInDep, check_csrf
 from api.ui.web import PageRoute, admitted, body_of, home_of, may, render
+from pvsignal.case_access import CaseBreakdown, case_breakdown
 from pvsignal.detection import MEASURES
 from pvsignal.products import Pathway, RegisteredProduct
 from pvsignal.review import Status as ReviewState
@@ -577,6 +578,54 @@ def _scope_list(
     return found
 
 
+_BREAKDOWNS: dict[tuple[Any, ...], CaseBreakdown] = {}
+
+
+def _case_breakdown(
+    principal: Principal,
+    runtime: Runtime,
+    registry: RegistrySnapshot,
+    store: SqlStore,
+    scope: str,
+) -> CaseBreakdown:
+    """The scope's cases per month by pathway, region and institution as the caller's case
+    listing shows them (pvsignal.case_access.case_breakdown), counted again only when the
+    store's counts or the registry changed: it reads every case of the scope."""
+    access = cases._access(runtime, admitted(CaseReader, principal), registry)
+    key = (scope, store.change_token(), registry.digest, principal.role.value, principal.org)
+    found = _BREAKDOWNS.get(key)
+    if found is None:
+        if len(_BREAKDOWNS) > 64:
+            _BREAKDOWNS.clear()
+        pathway_of = {p.product_id: p.pathway.value for p in registry.registry}
+        found = _BREAKDOWNS[key] = case_breakdown(store, access, scope, pathway_of)
+    return found
+
+
+MONTHS_SHOWN = 12  # the latest months as columns; the total column counts every month
+ROWS_SHOWN = 15  # the categories with most cases; the rest are summed in one row
+
+
+def month_table(counts: dict[str, dict[str, int]], months: list[str]) -> dict[str, Any]:
+    """A category x month table: the latest months, categories by their cases (most first),
+    beyond ROWS_SHOWN summed as one row of ``others`` (how many is said)."""
+    shown = months[-MONTHS_SHOWN:]
+    ranked = sorted(counts.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+    rows = [
+        {"name": name, "months": [per.get(m, 0) for m in shown], "total": sum(per.values())}
+        for name, per in ranked[:ROWS_SHOWN]
+    ]
+    rest = ranked[ROWS_SHOWN:]
+    others = None
+    if rest:
+        others = {
+            "count": len(rest),
+            "months": [sum(per.get(m, 0) for _, per in rest) for m in shown],
+            "total": sum(sum(per.values()) for _, per in rest),
+        }
+    return {"months": shown, "rows": rows, "others": others}
+
+
 @router.get("/overview")
 def overview_page(
     request: Request,
@@ -595,7 +644,7 @@ def overview_page(
                 f"scope: no scope {scope!r}",
                 errors=[{"field": "query.scope", "reason": "no such scope", "value": scope}],
             )
-        months = reports_per_month(store, scope)
+        breakdown = _case_breakdown(reader, runtime, registry, store, scope)
         week_ago = clock() - dt.timedelta(days=7)
         fresh = body_of(
             signals.list_signals(
@@ -603,15 +652,22 @@ def overview_page(
             )
         ) if runtime.signals.get(scope) is not None else {"signals": [], "total": 0}  # fmt: skip
         fits = store.fits(scope, last=1)
-    labels = sorted(months)
+    labels = breakdown.months
     visible = visible_products(reader, registry)
     for row in fresh["signals"]:
         row["names"] = names_of(registry, row["product_id"])
     context = {
         "scopes": every,
         "scope": chosen,
-        "reports_chart": bar_chart(labels, [months[m] for m in labels]),
-        "reports_total": sum(months.values()),
+        "reports_chart": bar_chart(labels, [breakdown.total[m] for m in labels]),
+        "reports_total": sum(breakdown.total.values()),
+        "by_month": {
+            "pathway": month_table(breakdown.by_pathway, labels),
+            "region": month_table(breakdown.by_region, labels),
+            "institution": None
+            if breakdown.by_institution is None
+            else month_table(breakdown.by_institution, labels),
+        },
         "fresh": fresh,
         "by_pathway": sorted(Counter(p.pathway.value for p in visible).items()),
         "fit": fits[-1] if fits else None,

@@ -213,3 +213,84 @@ def test_pages_follow_on_in_the_order_sorted_by(app_on, demo: Demo):
         headers={"Authorization": f"Bearer {demo.keys['regulator']}"},
     ).json()["signals"]
     assert both == [(r["product_id"], r["pt"]) for r in api]
+
+
+def _table_totals(page_text: str, kind: str) -> dict[str, int] | None:
+    """category -> total of the overview's by-month table of ``kind`` (None: not shown)."""
+    found = re.search(rf'data-testid="by-{kind}">(.*?)</table>', page_text, re.S)
+    if found is None:
+        return None
+    rows = re.findall(r'data-category="([^"]*)" data-total="(\d+)"', found.group(1))
+    return {html.unescape(name): int(total) for name, total in rows}
+
+
+def _recount(url: str, scope: str, products: set[str] | None, pathway_of: dict[str, str]):
+    """Per pathway, province and institution, the scope's active cases read straight from the
+    cases table (an MAH's: those counted with one of ``products``)."""
+    import orjson
+
+    from pvsignal.store import open_store
+
+    store = open_store(url)
+    try:
+        rows = store._query(
+            "SELECT contribution, report FROM cases WHERE status = 'active' "
+            "AND contribution IS NOT NULL"
+        )
+    finally:
+        store.close()
+    by: dict[str, dict[str, int]] = {"pathway": {}, "region": {}, "institution": {}, "": {}}
+    for contribution, report in rows:
+        counted = next((c[1] for c in orjson.loads(contribution)["c"] if c[0] == scope), None)
+        if counted is None:
+            continue
+        mine = [p for p in counted if products is None or p in products]
+        if not mine:
+            continue
+        document = orjson.loads(report)
+        region = "-".join((document.get("region") or "unknown").split("-")[:2])
+        institution = (document.get("sender") or {}).get("institution_id") or "unknown"
+        for kind, name in (("region", region), ("institution", institution), ("", "all")):
+            by[kind][name] = by[kind].get(name, 0) + 1
+        for pathway in {pathway_of.get(p, "unregistered") for p in mine}:
+            by["pathway"][pathway] = by["pathway"].get(pathway, 0) + 1
+    return by
+
+
+def test_the_overview_counts_reports_by_pathway_region_and_institution_per_role(app_on, demo: Demo):
+    client = app_on()
+    sign_in(client, demo.keys["regulator"])
+    page = client.get("/ui/overview", params={"scope": "all"}).text
+    everything = _recount(demo.url, "all", None, demo.pathway_of)
+    assert _table_totals(page, "pathway") == everything["pathway"]
+    # Tables list the 15 largest categories and sum the rest as "others".
+    regions = _table_totals(page, "region")
+    assert sum(regions.values()) == sum(everything["region"].values())
+    assert {k: v for k, v in regions.items() if k != "others"}.items() <= everything[
+        "region"
+    ].items()
+    institutions = _table_totals(page, "institution")
+    assert sum(institutions.values()) == sum(everything["institution"].values())
+    # The monthly bars are the cases per month; they add up to the counted reports.
+    bars = [int(v) for v in re.findall(r'class="bar"[^>]*data-value="(\d+)"', page)]
+    assert (
+        sum(bars)
+        == everything[""]["all"]
+        == int(re.search(r'<span class="big">([\d,]+)</span>', page).group(1).replace(",", ""))
+    )
+    # An MAH: only the cases counted with its own products, no institution, no other MAH's.
+    for mah, key in ((demo.mah_a, "mah_a"), (demo.mah_b, "mah_b")):
+        other = app_on()
+        sign_in(other, demo.keys[key])
+        seen = other.get("/ui/overview", params={"scope": "all"}).text
+        own = _recount(demo.url, "all", demo.products_of[mah], demo.pathway_of)
+        assert _table_totals(seen, "pathway") == own["pathway"]
+        assert sum(_table_totals(seen, "region").values()) == own[""]["all"]
+        assert _table_totals(seen, "institution") is None
+        assert 0 < own[""]["all"] < everything[""]["all"]
+        listed = other.get(
+            "/v1/cases",
+            params={"scope": "all", "limit": 1000},
+            headers={"Authorization": f"Bearer {demo.keys[key]}"},
+        ).json()["cases"]
+        assert len(listed) == own[""]["all"] or len(listed) == 1000
