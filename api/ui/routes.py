@@ -36,7 +36,7 @@ from api.deps import (
     visible_product,
 )
 from api.problems import ApiError, UnprocessableError
-from api.routes import alerts, audit, cases, keys, reviews, scopes, signals, trends
+from api.routes import alerts, audit, cases, keys, rates, reviews, scopes, signals, trends
 from api.routes import subscriptions as subscription_routes
 from api.runtime import Runtime
 from api.schemas import KeyIn, ReviewPatch, SubscriptionIn
@@ -457,6 +457,7 @@ def _detail_context(
                 object_id=f"{review['review']['org']}/{pair.scope}/{pair.product_id}/{pair.pt}",
                 limit=1000,
             ).model_dump()["entries"]
+        monitoring = _monitoring(reader, runtime, registry, store, pair)
     access = cases._access(runtime, admitted(CaseReader, user.principal), registry)
     points = trend["points"]
     return {
@@ -480,6 +481,31 @@ def _detail_context(
         "etag": review_response.headers["ETag"],
         "trail": trail,
         "priorities": ("low", "medium", "high"),
+        "monitoring": monitoring,
+    }
+
+
+def _monitoring(
+    reader: Principal, runtime: Runtime, registry: RegistrySnapshot, store: SqlStore, pair: Pair
+) -> dict[str, Any] | None:
+    """The rates panel: the pair's incidence and observed/expected in the page's scope (GET
+    /v1/rates' rows, total and per quarter) and its sequential test there, or the scopes that
+    test it; None when the product has no exposure in the scope (no denominator, no panel)."""
+    query = (reader, runtime, registry, store, pair.scope, pair.product_id, pair.pt)
+    total = rates.visible_rates(*query)
+    if not total or not total[0]["patients"]:
+        return None
+    elsewhere = [
+        s.name
+        for s in runtime.scopes.all_scopes()
+        if s.name != pair.scope
+        and rates.visible_test(reader, runtime, registry, store, s.name, pair.product_id, pair.pt)
+    ]
+    return {
+        "total": total[0],
+        "quarters": rates.visible_rates(*query, period="quarter"),
+        "test": rates.visible_test(*query),
+        "tested_in": elsewhere,
     }
 
 
@@ -592,7 +618,14 @@ def _case_breakdown(
     listing shows them (pvsignal.case_access.case_breakdown), counted again only when the
     store's counts or the registry changed: it reads every case of the scope."""
     access = cases._access(runtime, admitted(CaseReader, principal), registry)
-    key = (scope, store.change_token(), registry.digest, principal.role.value, principal.org)
+    key = (
+        runtime.settings.store_url,  # one process may serve several stores (tests do)
+        scope,
+        store.change_token(),
+        registry.digest,
+        principal.role.value,
+        principal.org,
+    )
     found = _BREAKDOWNS.get(key)
     if found is None:
         if len(_BREAKDOWNS) > 64:

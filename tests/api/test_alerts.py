@@ -22,6 +22,7 @@ from api.demo import load_demo
 from api.problems import UnprocessableError
 from api.webhooks import check_url
 from pvsignal.settings import Settings
+from pvsignal.simulate.exposures import MONITORED, UNMONITORED
 from pvsignal.store import open_store
 from tests.api.conftest import World, report, test_settings
 from tests.api.test_webhooks import Receiver, deliveries, subscribe, wait_for
@@ -35,6 +36,9 @@ class Demo:
     keys: dict[str, str]
     # Two MAHs' products, each with a PT it was never reported with (a novel pair).
     plants: dict[str, tuple[str, str, str]]  # who -> (product_id, product name, PT)
+
+
+PILOT_PRODUCTS = {p for p, *_ in MONITORED} | {UNMONITORED[0]}
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +60,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
         plants = {}
         for who, mah in (("mah", loaded.mah_id), ("other_mah", other_mah)):
             # The MAH's product with the fewest pairs, and a PT it was never reported with.
+            # (Not one of the demo's active-monitoring pilot: those count in two more scopes.)
             product_id = min(
-                (p for p, x in products.items() if x.mah_id == mah and reported[p]),
+                (
+                    p
+                    for p, x in products.items()
+                    if x.mah_id == mah and reported[p] and p not in PILOT_PRODUCTS
+                ),
                 key=lambda p: (reported[p], p),
             )
             taken = {pt for _, pt, _ in plants.values()}

@@ -261,7 +261,8 @@ def test_the_overview_counts_reports_by_pathway_region_and_institution_per_role(
     client = app_on()
     sign_in(client, demo.keys["regulator"])
     page = client.get("/ui/overview", params={"scope": "all"}).text
-    everything = _recount(demo.url, "all", None, demo.pathway_of)
+    url = client.app.state.runtime.settings.store_url  # this copy of the demo store
+    everything = _recount(url, "all", None, demo.pathway_of)
     assert _table_totals(page, "pathway") == everything["pathway"]
     # Tables list the 15 largest categories and sum the rest as "others".
     regions = _table_totals(page, "region")
@@ -283,7 +284,7 @@ def test_the_overview_counts_reports_by_pathway_region_and_institution_per_role(
         other = app_on()
         sign_in(other, demo.keys[key])
         seen = other.get("/ui/overview", params={"scope": "all"}).text
-        own = _recount(demo.url, "all", demo.products_of[mah], demo.pathway_of)
+        own = _recount(url, "all", demo.products_of[mah], demo.pathway_of)
         assert _table_totals(seen, "pathway") == own["pathway"]
         assert sum(_table_totals(seen, "region").values()) == own[""]["all"]
         assert _table_totals(seen, "institution") is None
@@ -294,3 +295,99 @@ def test_the_overview_counts_reports_by_pathway_region_and_institution_per_role(
             headers={"Authorization": f"Bearer {demo.keys[key]}"},
         ).json()["cases"]
         assert len(listed) == own[""]["all"] or len(listed) == 1000
+
+
+def _stat(page_text: str, testid: str, stat: str) -> dict[str, float]:
+    """The data-value/-lower/-upper of a statistic of the rates panel's table ``testid``."""
+    table = re.search(rf'data-testid="{testid}"(.*?)</table>', page_text, re.S).group(1)
+    found = re.search(rf'data-stat="{stat}"([^>]*)>', table).group(1)
+    return {k: float(v) for k, v in re.findall(r'data-(value|lower|upper)="([^"]+)"', found)}
+
+
+def _key(client, role: Role, org: str) -> str:
+    from api.auth import issue_key
+
+    with client.app.state.runtime.pool.store() as store:
+        return issue_key(store, role, org, "test")[0]
+
+
+def test_the_signal_page_shows_rates_and_the_sequential_test_where_exposure_exists(
+    app_on, demo: Demo
+):
+    import math
+
+    import orjson
+    from scipy import stats
+
+    from pvsignal.simulate.exposures import SCOPE
+    from pvsignal.store import open_store
+
+    client = app_on()
+    sign_in(client, demo.keys["regulator"])
+    product_id, pt = demo.monitored  # the pilot's planted pair
+    pair = {"scope": SCOPE, "product_id": product_id, "pt": pt}
+    page = client.get("/ui/signal", params=pair).text
+    assert 'data-testid="rates-panel"' in page
+    # Independent numbers: the exposures and cases tables read directly, scipy's chi-square.
+    store = open_store(client.app.state.runtime.settings.store_url)
+    try:
+        patients = sum(
+            int(n)
+            for (n,) in store._query(
+                "SELECT patients FROM exposures WHERE product = ? AND status = 'active'",
+                (product_id,),
+            )
+        )
+        cases = sum(
+            1
+            for (contribution,) in store._query(
+                "SELECT contribution FROM cases WHERE status = 'active' "
+                "AND contribution IS NOT NULL"
+            )
+            if any(
+                c[0] == SCOPE and product_id in c[1] and pt in c[2]
+                for c in orjson.loads(contribution)["c"]
+            )
+        )
+    finally:
+        store.close()
+    assert _stat(page, "rates-total", "cases")["value"] == cases > 0
+    assert _stat(page, "rates-total", "patients")["value"] == patients > 0
+    incidence = _stat(page, "rates-total", "incidence")
+    lower, upper = stats.chi2.ppf(0.025, 2 * cases) / 2, stats.chi2.ppf(0.975, 2 * cases + 2) / 2
+    assert incidence["value"] == pytest.approx(cases / patients * 1000, rel=1e-12)
+    assert incidence["lower"] == pytest.approx(lower / patients * 1000, rel=1e-9)
+    assert incidence["upper"] == pytest.approx(upper / patients * 1000, rel=1e-9)
+    expected = _stat(page, "rates-total", "expected")["value"]
+    oe = _stat(page, "rates-total", "oe")
+    assert oe["value"] == pytest.approx(cases / expected, rel=1e-12)
+    assert oe["lower"] == pytest.approx(lower / expected, rel=1e-9) and oe["lower"] > 1
+    # The MaxSPRT state: LLR = c ln(c/mu) - (c - mu), over the critical value, signalled.
+    mu = _stat(page, "maxsprt", "expected")["value"]
+    c = _stat(page, "maxsprt", "observed")["value"]
+    llr = _stat(page, "maxsprt", "llr")["value"]
+    assert llr == pytest.approx(c * math.log(c / mu) - (c - mu), rel=1e-9)
+    assert llr >= _stat(page, "maxsprt", "critical_value")["value"]
+    assert 'data-signalled="true"' in page and 'data-ended="true"' in page
+    # In scope all: the incidence, no test there, a link to the scope that tests it.
+    in_all = client.get("/ui/signal", params={**pair, "scope": "all"}).text
+    assert 'data-testid="rates-panel"' in in_all and 'data-testid="maxsprt"' not in in_all
+    assert f"scope={SCOPE}" in in_all
+    # No exposure, no panel.
+    other_product, other_pt = demo.planted[0]
+    plain = client.get("/ui/signal", params={"product_id": other_product, "pt": other_pt}).text
+    assert 'data-testid="rates-panel"' not in plain
+    # The product's MAH sees it; another MAH neither the page nor the rates.
+    owner = _key(client, Role.mah, "MAH-001")
+    other = _key(client, Role.mah, "MAH-002")
+    mah = app_on()
+    sign_in(mah, owner)
+    assert 'data-testid="rates-panel"' in mah.get("/ui/signal", params=pair).text
+    stranger = app_on()
+    sign_in(stranger, other)
+    refused = stranger.get("/ui/signal", params=pair)
+    assert refused.status_code == 404 and "rates-panel" not in refused.text
+    own = stranger.get(
+        "/ui/signal", params={**pair, "product_id": "LC-P02", "pt": "Hepatotoxicity"}
+    )
+    assert 'data-testid="maxsprt"' in own.text and 'data-signalled="false"' in own.text
