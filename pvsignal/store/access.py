@@ -155,6 +155,22 @@ class AccessStore:
             )
             return bool(cursor.rowcount)
 
+    # -- dashboard sessions -----------------------------------------------------------------
+
+    def end_session(self, digest: str, expires_at: float, now: float) -> None:
+        """Record a signed-out session until it would have expired (and forget those past)."""
+        with self._transaction() as cursor:
+            self._execute(cursor, "DELETE FROM ended_sessions WHERE expires_at < ?", (now,))
+            self._execute(
+                cursor,
+                "INSERT INTO ended_sessions (digest, expires_at) VALUES (?, ?) "
+                "ON CONFLICT (digest) DO NOTHING",
+                (digest, expires_at),
+            )
+
+    def session_ended(self, digest: str) -> bool:
+        return bool(self._query("SELECT 1 FROM ended_sessions WHERE digest = ?", (digest,)))
+
     # -- subscriptions ----------------------------------------------------------------------
 
     def create_subscription(
