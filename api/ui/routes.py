@@ -751,23 +751,9 @@ INBOX_SIZE = 100
 def _latest_alerts(
     principal: Principal, store: SqlStore, registry: RegistrySnapshot, wanted: int
 ) -> list[dict[str, Any]]:
-    """The caller's newest alerts, newest first, from GET /v1/alerts (oldest first, after an
-    id): read from ever earlier ids until enough are found or none is left."""
-    latest = store.latest_alert_id()
-    window = wanted
-    while True:
-        start = max(latest - window, 0)
-        found: list[dict[str, Any]] = []
-        after = start
-        while True:
-            page = alerts.list_alerts(principal, store, registry, after=after, limit=1000)
-            found += page.model_dump()["alerts"]
-            if page.next_after is None:
-                break
-            after = page.next_after
-        if len(found) >= wanted or start == 0:
-            return list(reversed(found[-wanted:]))
-        window *= 4
+    """The caller's newest alerts, newest first: GET /v1/alerts?order=newest."""
+    page = alerts.list_alerts(principal, store, registry, order="newest", limit=wanted)
+    return page.model_dump()["alerts"]
 
 
 @router.get("/alerts")

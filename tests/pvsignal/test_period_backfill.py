@@ -97,6 +97,7 @@ def _undo_migration_12(store: SqlStore, cursor) -> None:
 
 def _undo_migration_13(store: SqlStore, cursor) -> None:
     store._execute(cursor, "DROP TABLE ended_sessions")
+    store._execute(cursor, "DROP INDEX alerts_product")
 
 
 def _roll_back_to_version_7(store: SqlStore) -> None:
