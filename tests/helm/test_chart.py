@@ -145,6 +145,16 @@ def test_checksum_follows_the_configuration(chart):
     assert checksum(PRODUCTION) != checksum(changed)
 
 
+def _container(manifests: list[dict], deployment: str = "pv-pvsignal-api") -> dict:
+    found = by_kind(manifests, "Deployment")[deployment]
+    return found["spec"]["template"]["spec"]["containers"][0]
+
+
+def _secret_refs(container: dict) -> dict[str, dict]:
+    """Each environment variable's secretKeyRef, by name."""
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+
+
 def test_kafka_security_reaches_the_environment(chart):
     manifests = render(chart, PRODUCTION)
     env = by_kind(manifests, "ConfigMap")["pv-pvsignal-env"]["data"]
@@ -154,20 +164,13 @@ def test_kafka_security_reaches_the_environment(chart):
     assert env["PVSIGNAL_KAFKA_SSL_CERTFILE"] == "/etc/pvsignal/kafka/tls.crt"
     assert env["PVSIGNAL_DETECT_IN_PROCESS"] == "false"
     assert "PASSWORD" not in " ".join(env)  # secrets come from the Secret only
-    consumer = by_kind(manifests, "Deployment")["pv-pvsignal-consumer"]
-    container = consumer["spec"]["template"]["spec"]["containers"][0]
-    secret_refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
-    assert secret_refs["PVSIGNAL_KAFKA_SASL_PASSWORD"] == {
+    container = _container(manifests, "pv-pvsignal-consumer")
+    assert _secret_refs(container)["PVSIGNAL_KAFKA_SASL_PASSWORD"] == {
         "name": SECRET,
         "key": "kafka-sasl-password",
     }
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/etc/pvsignal/kafka", "/etc/pvsignal/postgres", "/tmp"} <= mounts
-
-
-def _api_container(manifests: list[dict]) -> dict:
-    api = by_kind(manifests, "Deployment")["pv-pvsignal-api"]
-    return api["spec"]["template"]["spec"]["containers"][0]
 
 
 def test_the_dashboards_oidc_sign_in_reaches_the_settings(chart):
@@ -180,7 +183,7 @@ def test_the_dashboards_oidc_sign_in_reaches_the_settings(chart):
     assert env["PVSIGNAL_UI_SESSION_MINUTES"] == "240"
     assert env["PVSIGNAL_OIDC_ROLE_CLAIM"] == "pvsignal_role"
     assert "SECRET" not in " ".join(env)  # the client secret comes from the Secret only
-    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in _api_container(production)["env"]}
+    refs = _secret_refs(_container(production))
     # existingSecret: a confidential client's secret if the Secret holds it, else PKCE alone.
     assert refs["PVSIGNAL_OIDC_CLIENT_SECRET"] == {
         "name": SECRET,
@@ -204,7 +207,7 @@ def test_the_dashboards_oidc_sign_in_reaches_the_settings(chart):
     manifests = render(chart, own)
     secret = by_kind(manifests, "Secret")["pv-pvsignal"]["stringData"]
     assert secret["oidc-client-secret"] == "s3cret-of-the-client"
-    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in _api_container(manifests)["env"]}
+    refs = _secret_refs(_container(manifests))
     assert refs["PVSIGNAL_OIDC_CLIENT_SECRET"] == {
         "name": "pv-pvsignal",
         "key": "oidc-client-secret",
@@ -213,7 +216,7 @@ def test_the_dashboards_oidc_sign_in_reaches_the_settings(chart):
     default = render(chart, None)
     env = by_kind(default, "ConfigMap")["pv-pvsignal-env"]["data"]
     assert "PVSIGNAL_OIDC_CLIENT_ID" not in env and env["PVSIGNAL_UI_SESSION_MINUTES"] == "480"
-    assert all(e["name"] != "PVSIGNAL_OIDC_CLIENT_SECRET" for e in _api_container(default)["env"])
+    assert all(e["name"] != "PVSIGNAL_OIDC_CLIENT_SECRET" for e in _container(default)["env"])
 
 
 def test_notes_say_the_partition_limit(chart):
