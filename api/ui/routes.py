@@ -9,6 +9,7 @@ import csv
 import datetime as dt
 import io
 import re
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -604,7 +605,18 @@ def _scope_list(
     return found
 
 
-_BREAKDOWNS: dict[tuple[Any, ...], CaseBreakdown] = {}
+@dataclass(frozen=True)
+class Counted:
+    """A breakdown and the store's change token it was counted at."""
+
+    token: tuple[Any, ...]
+    breakdown: CaseBreakdown
+    at: dt.datetime
+
+
+_BREAKDOWNS: dict[tuple[Any, ...], Counted] = {}
+_RECOUNTS: dict[tuple[Any, ...], threading.Thread] = {}
+_RECOUNTS_LOCK = threading.Lock()
 
 
 def _case_breakdown(
@@ -613,26 +625,77 @@ def _case_breakdown(
     registry: RegistrySnapshot,
     store: SqlStore,
     scope: str,
-) -> CaseBreakdown:
+) -> Counted:
     """The scope's cases per month by pathway, region and institution as the caller's case
-    listing shows them (pvsignal.case_access.case_breakdown), counted again only when the
-    store's counts or the registry changed: it reads every case of the scope."""
-    access = cases._access(runtime, admitted(CaseReader, principal), registry)
+    listing shows them (pvsignal.case_access.case_breakdown). It reads every case of the
+    scope, so it is counted on the first view only; after the store changed (its change
+    token moved) the page shows the last count, with its time, while one recount per scope
+    and reader runs beside it: the page's time does not grow with the cases."""
     key = (
         runtime.settings.store_url,  # one process may serve several stores (tests do)
         scope,
-        store.change_token(),
         registry.digest,
         principal.role.value,
         principal.org,
     )
+    token = store.change_token()
     found = _BREAKDOWNS.get(key)
     if found is None:
-        if len(_BREAKDOWNS) > 64:
-            _BREAKDOWNS.clear()
-        pathway_of = {p.product_id: p.pathway.value for p in registry.registry}
-        found = _BREAKDOWNS[key] = case_breakdown(store, access, scope, pathway_of)
+        found = _remember(key, _count(principal, runtime, registry, store, scope, token))
+    elif found.token != token:
+        with _RECOUNTS_LOCK:
+            if key not in _RECOUNTS:
+                recount = threading.Thread(
+                    target=_recount, args=(key, principal, runtime, registry, scope), daemon=True
+                )
+                _RECOUNTS[key] = recount
+                recount.start()
     return found
+
+
+def _count(
+    principal: Principal,
+    runtime: Runtime,
+    registry: RegistrySnapshot,
+    store: SqlStore,
+    scope: str,
+    token: tuple[Any, ...],
+) -> Counted:
+    access = cases._access(runtime, admitted(CaseReader, principal), registry)
+    pathway_of = {p.product_id: p.pathway.value for p in registry.registry}
+    counted = case_breakdown(store, access, scope, pathway_of)
+    return Counted(token, counted, dt.datetime.now(dt.UTC))
+
+
+def _recount(
+    key: tuple[Any, ...],
+    principal: Principal,
+    runtime: Runtime,
+    registry: RegistrySnapshot,
+    scope: str,
+) -> None:
+    try:
+        with runtime.pool.store() as store:
+            token = store.change_token()  # read first: a change during the count moves it
+            _remember(key, _count(principal, runtime, registry, store, scope, token))
+    finally:
+        with _RECOUNTS_LOCK:
+            _RECOUNTS.pop(key, None)
+
+
+def _remember(key: tuple[Any, ...], counted: Counted) -> Counted:
+    if len(_BREAKDOWNS) > 256:
+        _BREAKDOWNS.clear()
+    _BREAKDOWNS[key] = counted
+    return counted
+
+
+def finish_recounts() -> None:
+    """Wait for the recounts running now (tests, and a clean shutdown)."""
+    with _RECOUNTS_LOCK:
+        running = list(_RECOUNTS.values())
+    for recount in running:
+        recount.join()
 
 
 MONTHS_SHOWN = 12  # the latest months as columns; the total column counts every month
@@ -677,7 +740,7 @@ def overview_page(
                 f"scope: no scope {scope!r}",
                 errors=[{"field": "query.scope", "reason": "no such scope", "value": scope}],
             )
-        breakdown = _case_breakdown(reader, runtime, registry, store, scope)
+        counted = _case_breakdown(reader, runtime, registry, store, scope)
         week_ago = clock() - dt.timedelta(days=7)
         fresh = body_of(
             signals.list_signals(
@@ -685,6 +748,7 @@ def overview_page(
             )
         ) if runtime.signals.get(scope) is not None else {"signals": [], "total": 0}  # fmt: skip
         fits = store.fits(scope, last=1)
+    breakdown = counted.breakdown
     labels = breakdown.months
     visible = visible_products(reader, registry)
     for row in fresh["signals"]:
@@ -700,6 +764,7 @@ def overview_page(
             "institution": None
             if breakdown.by_institution is None
             else month_table(breakdown.by_institution, labels),
+            "counted_at": counted.at.isoformat(),
         },
         "fresh": fresh,
         "by_pathway": sorted(Counter(p.pathway.value for p in visible).items()),

@@ -297,6 +297,36 @@ def test_the_overview_counts_reports_by_pathway_region_and_institution_per_role(
         assert len(listed) == own[""]["all"] or len(listed) == 1000
 
 
+def test_after_a_change_the_overview_shows_its_last_count_until_the_recount(app_on, demo: Demo):
+    from api.ui.routes import finish_recounts
+    from tests.api.conftest import report
+
+    client = app_on()
+    sign_in(client, demo.keys["regulator"])
+    before = client.get("/ui/overview", params={"scope": "all"}).text
+    counted_at = re.search(r'data-testid="counted-at" data-at="([^"]+)"', before).group(1)
+    name = demo.names_of[demo.planted[0][0]][0]
+    posted = client.post(
+        "/v1/reports",
+        content=b"\n".join(report(f"NEW-{i}", name, ["Headache"]) for i in range(3)),
+        headers={
+            "Authorization": f"Bearer {demo.keys['hospital']}",
+            "Content-Type": "application/x-ndjson",
+        },
+    )
+    assert posted.status_code == 200, posted.text
+    stale = client.get("/ui/overview", params={"scope": "all"}).text  # starts the recount
+    assert f'data-at="{counted_at}"' in stale
+    assert _table_totals(stale, "region") == _table_totals(before, "region")
+    finish_recounts()
+    fresh = client.get("/ui/overview", params={"scope": "all"}).text
+    assert f'data-at="{counted_at}"' not in fresh
+    url = client.app.state.runtime.settings.store_url
+    regions = _table_totals(fresh, "region")
+    assert sum(regions.values()) == sum(_table_totals(before, "region").values()) + 3
+    assert sum(regions.values()) == _recount(url, "all", None, demo.pathway_of)[""]["all"]
+
+
 def _stat(page_text: str, testid: str, stat: str) -> dict[str, float]:
     """The data-value/-lower/-upper of a statistic of the rates panel's table ``testid``."""
     table = re.search(rf'data-testid="{testid}"(.*?)</table>', page_text, re.S).group(1)
