@@ -2,23 +2,30 @@
 
 Simulated reports (with follow-ups, nullifications, duplicates and planted signals) and their
 product registry, with pilot-import products, are ingested and detection is run, so signals and
-alerts exist before the first request. A key is made for each role: a regulator, the MAH of the
-first planted signal, a Lecheng hospital and an admin, to show what each one may do.
+alerts exist before the first request. An active-monitoring pilot (pvsignal.simulate.exposures:
+every patient treated with three Boao Lecheng products registered, a planted excess risk) adds
+its exposures, cases and sequential tests, in a scope of its own (``lecheng-active``). A key is
+made for each role: a regulator, the MAH of the first planted signal, a Lecheng hospital and an
+admin, to show what each one may do.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from api.auth import Role, issue_key
 from pvsignal.detection import Detector
+from pvsignal.exposures import ExposureIngestor
 from pvsignal.ingest import Ingestor, IngestSummary
+from pvsignal.monitoring import Monitor, Monitored
 from pvsignal.priors import CAERS_THETA
 from pvsignal.readers import RawRecord
 from pvsignal.rebuild import SCOPES_SETTING, effective_scopes
 from pvsignal.scopes import ScopeConfig
 from pvsignal.simulate import SimulationConfig, simulate
-from pvsignal.store import open_store
+from pvsignal.simulate.exposures import PilotConfig, PilotStream, pilot_stream, scope_config
+from pvsignal.store import SqlStore, open_store
 
 DEMO_URL = "sqlite:///pvsignal-demo.db"
 DEMO_HOSPITAL = "LC-HOSP-01"  # a Boao Lecheng hospital of the simulation
@@ -42,6 +49,7 @@ DEMO_SCOPES = ScopeConfig.model_validate(
                     ("rare-disease", "rare_disease_pilot"),
                 )
             ),
+            *scope_config(PilotConfig())["scopes"],  # lecheng-active, with its monitoring
         ]
     }
 )
@@ -59,6 +67,7 @@ class DemoStore:
     hospital_id: str
     admin_key: str
     planted: list[tuple[str, str]]
+    monitored: tuple[str, str] = ("", "")  # the pilot's planted (product id, PT)
 
 
 def load_demo(url: str, *, reports: int = 20_000, seed: int = 7) -> DemoStore:
@@ -66,7 +75,9 @@ def load_demo(url: str, *, reports: int = 20_000, seed: int = 7) -> DemoStore:
     simulation = simulate(SimulationConfig(reports=reports, seed=seed))
     store = open_store(url)
     try:
-        store.save_products(simulation.products)
+        pilot = pilot_stream(PilotConfig())
+        store.save_products([*simulation.products, *pilot.products])
+        store.save_institutions(pilot.institutions)
         if store.setting(SCOPES_SETTING) is None:  # a store of its own keeps its scopes
             store.set_setting(SCOPES_SETTING, DEMO_SCOPES.model_dump_json())
         scopes = effective_scopes(store, None)
@@ -78,7 +89,10 @@ def load_demo(url: str, *, reports: int = 20_000, seed: int = 7) -> DemoStore:
                 for i, line in enumerate(chunk)
             ]
             summary.merge(ingestor.apply(records).summary)
-        alerts = Detector(store, scopes).update(summary.touched_scopes or {"all"})
+        monitor = Monitor(store, scopes)
+        alerts = _load_pilot(store, scopes, ingestor, monitor, pilot, summary)
+        pipeline = Monitored(Detector(store, scopes), monitor)
+        alerts += pipeline.update(summary.touched_scopes or {"all"})
         regulator_key, _ = issue_key(store, Role.regulator, None, "demo regulator")
         registry = {p.product_id: p for p in simulation.products}
         first = simulation.signals[0] if simulation.signals else None
@@ -99,4 +113,33 @@ def load_demo(url: str, *, reports: int = 20_000, seed: int = 7) -> DemoStore:
         hospital_id=DEMO_HOSPITAL,
         admin_key=admin_key,
         planted=[(s.product_id, s.pt) for s in simulation.signals],
+        monitored=pilot.planted,
     )
+
+
+def _load_pilot(
+    store: SqlStore,
+    scopes: ScopeConfig,
+    reports: Ingestor,
+    monitor: Monitor,
+    pilot: PilotStream,
+    summary: IngestSummary,
+) -> list[dict[str, Any]]:
+    """The pilot's exposures and cases, month by month, each month's sequential tests brought
+    up to date as the service would (its registry entries are saved); the alerts raised."""
+    exposures = ExposureIngestor(store, scopes, source="demo-pilot")
+    alerts: list[dict[str, Any]] = []
+    for month in pilot.months:
+        touched: set[str] = set()
+        for kind, ingest, lines in (
+            ("e", exposures, month.exposures),
+            ("r", reports, month.reports),
+        ):
+            located = [
+                RawRecord(f"pilot:{month.period}:{kind}{i}", line) for i, line in enumerate(lines)
+            ]
+            applied = ingest.apply(located).summary
+            touched |= applied.touched_scopes
+            summary.merge(applied)
+        alerts += monitor.update(touched)
+    return alerts

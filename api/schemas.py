@@ -542,7 +542,12 @@ class Alert(BaseModel):
 
 class AlertList(_Model):
     alerts: list[Alert]
-    next_after: int | None = Field(description="pass as ?after= for the following alerts")
+    next_after: int | None = Field(
+        description="oldest first: pass as ?after= for the following alerts"
+    )
+    next_before: int | None = Field(
+        default=None, description="newest first: pass as ?before= for the earlier alerts"
+    )
 
 
 # -- keys -------------------------------------------------------------------------------------

@@ -8,8 +8,12 @@ this process over 127.0.0.1 (wall time per request; loopback adds well under a m
 1. ``--pairs`` product-event pairs (benchmarks.api's synthetic store: counts without cases or
    monthly counts, ~50,000 products at 1M pairs): the signals table and filters at scale.
 2. ``--reports`` simulated reports ingested as the demo does (cases, months, follow-ups,
-   planted signals): the pages whose cost grows with cases and periods (overview, a signal's
-   trend and case series).
+   planted signals, the active-monitoring pilot): the pages whose cost grows with cases and
+   periods (overview and its reports by pathway, region and institution, a signal's trend,
+   case series and rates panel), for a regulator and an MAH.
+
+The overview counts the scope's cases by pathway, region and institution on its first view
+(timed alone: ``once``); after a store change it shows that count while a recount runs beside it.
 
 Each page is requested once to warm up, then ``--repeats`` times; p50 and p99 are printed.
 """
@@ -30,6 +34,7 @@ import numpy as np
 
 from api.demo import load_demo
 from benchmarks.api import Server, synthetic_store
+from pvsignal.simulate.exposures import SCOPE
 
 TARGET_MS = 200
 
@@ -38,8 +43,11 @@ def signed_in(base: str, key: str) -> httpx.Client:
     client = httpx.Client(base_url=base, timeout=300, follow_redirects=True)
     form = client.get("/ui/login").text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
-    answer = client.post("/ui/login", data={"csrf_token": csrf, "api_key": key})
-    answer.raise_for_status()
+    # Not following the redirect home: the first view of a page is timed by the caller.
+    answer = client.post(
+        "/ui/login", data={"csrf_token": csrf, "api_key": key}, follow_redirects=False
+    )
+    assert answer.status_code == 303, answer.text
     return client
 
 
@@ -52,6 +60,13 @@ def timed(client: httpx.Client, path: str, repeats: int, **kwargs: object) -> tu
         timings.append(time.perf_counter() - started)
         response.raise_for_status()
     return float(np.percentile(timings, 50)) * 1000, float(np.percentile(timings, 99)) * 1000
+
+
+def once(name: str, client: httpx.Client, path: str) -> None:
+    """One request, timed alone: a page's first view, before any cache holds its answer."""
+    started = time.perf_counter()
+    client.get(path).raise_for_status()
+    print(f"  {name:<44} once {(time.perf_counter() - started) * 1000:7.1f} ms", flush=True)
 
 
 def report(name: str, p50: float, p99: float, peer: tuple[float, float] | None = None) -> None:
@@ -83,7 +98,7 @@ def at_scale(folder: Path, pairs: int, repeats: int) -> None:
                 "signals CSV (the page shown)": ("/ui/signals.csv", None),
                 "overview": ("/ui/overview", "/v1/scopes"),
                 "products": ("/ui/products", "/v1/products"),
-                "alerts": ("/ui/alerts", "/v1/alerts?limit=100"),
+                "alerts": ("/ui/alerts", "/v1/alerts?order=newest&limit=100"),
             }
             print(f" {who}:")
             for name, (page, peer) in pages.items():
@@ -108,6 +123,7 @@ def with_cases(folder: Path, reports: int, repeats: int) -> None:
         pair = urlencode({"product_id": product_id, "pt": pt})
         v1 = f"/v1/signals/all/{product_id}/{pt}"
         print(" regulator:")
+        once("overview, first view (counts the cases)", client, "/ui/overview")
         report("overview", *timed(client, "/ui/overview", repeats))
         report(
             "signals, first page (25 rows)",
@@ -119,8 +135,23 @@ def with_cases(folder: Path, reports: int, repeats: int) -> None:
             *timed(client, f"/ui/signal?{pair}", repeats),
             timed(client, f"{v1}/trend", repeats, headers=api),
         )
+        monitored = urlencode(
+            {"scope": SCOPE, "product_id": demo.monitored[0], "pt": demo.monitored[1]}
+        )
+        report(
+            "signal detail with the rates panel",
+            *timed(client, f"/ui/signal?{monitored}", repeats),
+            timed(client, f"/v1/rates?{monitored}", repeats, headers=api),
+        )
         report("upload form", *timed(client, "/ui/upload", repeats))
         client.close()
+        if demo.mah_key:
+            client = signed_in(server.base, demo.mah_key)
+            print(" MAH:")
+            once("overview, first view (counts its cases)", client, "/ui/overview")
+            report("overview", *timed(client, "/ui/overview", repeats))
+            report("alerts", *timed(client, "/ui/alerts", repeats))
+            client.close()
     finally:
         server.stop()
 

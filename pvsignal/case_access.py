@@ -283,3 +283,73 @@ def _matches(case: StoredCase, query: CaseQuery, access: CaseAccess) -> bool:
     if access.products is not None and access.products.isdisjoint(products):
         return False
     return access.owner is None or case.owner == access.owner
+
+
+UNKNOWN = "unknown"
+UNREGISTERED = "unregistered"  # the pathway of a product the registry does not hold
+
+
+@dataclass(frozen=True)
+class CaseBreakdown:
+    """The cases a reader may see in a scope, per received month (``YYYY-MM``): in total, by
+    pathway, by province-level region, and by institution (None when the reader's level
+    withholds institutions). Each maps a category to its cases per month; a case counted with
+    products of two pathways counts once in each, so pathways may add up to more than the total.
+    """
+
+    total: dict[str, int]
+    by_pathway: dict[str, dict[str, int]]
+    by_region: dict[str, dict[str, int]]
+    by_institution: dict[str, dict[str, int]] | None
+
+    @property
+    def months(self) -> list[str]:
+        return sorted(self.total)
+
+
+def case_breakdown(
+    store: SeriesStore, access: CaseAccess, scope: str, pathway_of: dict[str, str]
+) -> CaseBreakdown:
+    """Count what ``/v1/cases?scope=`` lists for this reader, as it shows it: the same cases
+    (``case_series``) through the same mask (``mask``), so a breakdown can reveal
+    no case, and no field, the reader's listing would not. An MAH's cases are those counted
+    with its products, and their pathway is that of its own products among them."""
+    names_institution = access.level is Level.full
+    total: dict[str, int] = {}
+    by_pathway: dict[str, dict[str, int]] = {}
+    by_region: dict[str, dict[str, int]] = {}
+    by_institution: dict[str, dict[str, int]] = {}
+    after: tuple[str, str] | None = None
+    while True:
+        cases, after = case_series(store, access, CaseQuery(scope), after=after, limit=1000)
+        for case in cases:
+            month, region, institution = _shown(access, access.mask(case))
+            _add(total, month)
+            products, _ = case.counted_in(scope) or ([], [])
+            if access.products is not None:
+                products = [p for p in products if p in access.products]
+            for pathway in {pathway_of.get(p, UNREGISTERED) for p in products}:
+                _add(by_pathway.setdefault(pathway, {}), month)
+            _add(by_region.setdefault(_province(region) or UNKNOWN, {}), month)
+            if names_institution:
+                _add(by_institution.setdefault(institution or UNKNOWN, {}), month)
+        if after is None:
+            break
+    return CaseBreakdown(
+        total, by_pathway, by_region, by_institution if names_institution else None
+    )
+
+
+def _shown(access: CaseAccess, masked: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """The received month, region and institution of a masked case (``mask``'s output, the
+    fields ``flat`` puts in its CSV row; the restricted level has no institution)."""
+    if access.level is Level.full:
+        report = masked["report"]
+        sender = report.get("sender") or {}
+        month = (masked["received"] or UNKNOWN)[:7]
+        return month, report.get("region"), sender.get("institution_id")
+    return masked["received_month"] or UNKNOWN, masked["region"], None
+
+
+def _add(counts: dict[str, int], month: str) -> None:
+    counts[month] = counts.get(month, 0) + 1

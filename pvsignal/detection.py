@@ -373,7 +373,10 @@ class Detector:
     def _load(self, scope: str, mark: CountsMark) -> _Tracked:
         """Read the scope whole, once (the counts after ``mark``; states as stored)."""
         columns = ScopeColumns.load(self.store.scope_counts(scope, ordered=False), self._keep)
-        stored = self.store.signal_states(scope)
+        # Only the disproportionality measures' states: the scope may also hold the states of
+        # active monitoring's sequential tests (measure "maxsprt"), which pvsignal.monitoring
+        # keeps; a detector started on such a store must not take them for its own.
+        stored = {k: v for k, v in self.store.signal_states(scope).items() if k[2] in MEASURES}
         if self._keep is not None and stored:
             products = np.array([key[0] for key in stored] + [None], dtype=object)[:-1]
             mine = self._keep(products)

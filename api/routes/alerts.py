@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
 from fastapi.concurrency import run_in_threadpool
@@ -23,11 +23,12 @@ _REPLAY_LIMIT = 1000
 @router.get(
     "",
     response_model=AlertList,
-    summary="Past alerts, oldest first",
+    summary="Past alerts, oldest first (or newest first)",
     description="One alert per (scope, product, PT) change of a detection run: `transition` "
     "is the most significant change (new > strengthened > weakened > closed), `changes` names "
     "each measure that moved, `measures` every measure's state. `ongoing` is a state, never an "
-    "alert.",
+    "alert. Oldest first, page on with `after=next_after`; with `order=newest`, newest first, "
+    "page back with `before=next_before`.",
 )
 def list_alerts(
     principal: Reader,
@@ -51,6 +52,12 @@ def list_alerts(
         ),
     ] = None,
     after: Annotated[int, Query(ge=0, le=2**62, description="alerts after this id")] = 0,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**62, description="alerts before this id")
+    ] = None,
+    order: Annotated[
+        Literal["oldest", "newest"], Query(description="oldest first (default) or newest first")
+    ] = "oldest",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AlertList:
     found = store.alerts_of(
@@ -62,9 +69,15 @@ def list_alerts(
         transition=transition,
         since=None if since is None else _utc(since),
         after=after,
+        before=before,
+        newest_first=order == "newest",
         limit=limit,
     )
     following = found[-1]["alert_id"] if len(found) == limit else None
+    if order == "newest":
+        return AlertList.model_validate(
+            {"alerts": found, "next_after": None, "next_before": following}
+        )
     return AlertList.model_validate({"alerts": found, "next_after": following})
 
 

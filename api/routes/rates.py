@@ -5,21 +5,72 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from api.auth import Principal
 from api.deps import Reader, RegistryDep, RuntimeDep, StoreDep
 from api.problems import NotFoundError
+from api.runtime import Runtime
 from api.schemas import RatePage
+from api.tenancy import RegistrySnapshot
 from pvsignal.rates import COLUMNS, PERIODS, RateQuery, rates
+from pvsignal.scopes import Scope
+from pvsignal.store import SqlStore
 
 router = APIRouter(prefix="/v1/rates", tags=["rates"])
 
 Period = Literal[PERIODS]  # type: ignore[valid-type]
+
+
+def _scope(runtime: Runtime, scope: str) -> Scope:
+    configured = {s.name: s for s in runtime.scopes.all_scopes()}
+    if scope not in configured:
+        raise NotFoundError(f"no scope {scope!r}")
+    return configured[scope]
+
+
+def visible_rates(
+    principal: Principal,
+    runtime: Runtime,
+    registry: RegistrySnapshot,
+    store: SqlStore,
+    scope: str,
+    product_id: str | None = None,
+    pt: str | None = None,
+    period: str = "total",
+    level: float = 0.95,
+) -> list[dict[str, Any]]:
+    """The rate rows of the products the caller may see (another MAH's product_id is answered
+    as one without exposure): GET /v1/rates' query, for the dashboard too."""
+    visible = registry.visible_products(principal)  # None: every product
+    products = None if product_id is None else [product_id]
+    if visible is not None:
+        products = [p for p in (products or visible) if p in set(visible)]
+    pts = None if pt is None else [store.named_event(pt)]
+    query = RateQuery(_scope(runtime, scope), products, pts, period, level)
+    return rates(store, query, registry.registry, registry.institutions)
+
+
+def visible_test(
+    principal: Principal,
+    runtime: Runtime,
+    registry: RegistrySnapshot,
+    store: SqlStore,
+    scope: str,
+    product_id: str,
+    pt: str,
+) -> dict[str, Any] | None:
+    """The state of the pair's sequential test in the scope (pvsignal.monitoring), when the
+    caller may see the product and the scope monitors it; else None, as for no test."""
+    _scope(runtime, scope)
+    if not registry.can_see(principal, product_id):
+        return None
+    return store.sequential_tests(scope).get((product_id, pt))
 
 
 @router.get(
@@ -49,16 +100,9 @@ async def list_rates(
     level: Annotated[float, Query(gt=0, lt=1)] = 0.95,
     format: Literal["json", "csv"] = "json",
 ) -> Response:
-    configured = {s.name: s for s in runtime.scopes.all_scopes()}
-    if scope not in configured:
-        raise NotFoundError(f"no scope {scope!r}")
-    visible = registry.visible_products(principal)  # None: every product
-    products = None if product_id is None else [product_id]
-    if visible is not None:
-        products = [p for p in (products or visible) if p in set(visible)]
-    pts = None if pt is None else [await run_in_threadpool(store.named_event, pt)]
-    query = RateQuery(configured[scope], products, pts, period, level)
-    found = await run_in_threadpool(rates, store, query, registry.registry, registry.institutions)
+    found = await run_in_threadpool(
+        visible_rates, principal, runtime, registry, store, scope, product_id, pt, period, level
+    )
     if format == "csv":
         sink = io.StringIO()
         writer = csv.DictWriter(sink, COLUMNS, lineterminator="\n")

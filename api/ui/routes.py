@@ -9,6 +9,7 @@ import csv
 import datetime as dt
 import io
 import re
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from api.deps import (
     visible_product,
 )
 from api.problems import ApiError, UnprocessableError
-from api.routes import alerts, audit, cases, keys, reviews, scopes, signals, trends
+from api.routes import alerts, audit, cases, keys, rates, reviews, scopes, signals, trends
 from api.routes import subscriptions as subscription_routes
 from api.runtime import Runtime
 from api.schemas import KeyIn, ReviewPatch, SubscriptionIn
@@ -44,6 +45,7 @@ from api.tenancy import RegistrySnapshot
 from api.ui.charts import MEASURE_COLUMNS, bar_chart, trend_chart
 from api.ui.session import CSRF_FIELD, SignedIn, SignedInDep, check_csrf
 from api.ui.web import PageRoute, admitted, body_of, home_of, may, render
+from pvsignal.case_access import CaseBreakdown, case_breakdown
 from pvsignal.detection import MEASURES
 from pvsignal.products import Pathway, RegisteredProduct
 from pvsignal.review import Status as ReviewState
@@ -456,6 +458,7 @@ def _detail_context(
                 object_id=f"{review['review']['org']}/{pair.scope}/{pair.product_id}/{pair.pt}",
                 limit=1000,
             ).model_dump()["entries"]
+        monitoring = _monitoring(reader, runtime, registry, store, pair)
     access = cases._access(runtime, admitted(CaseReader, user.principal), registry)
     points = trend["points"]
     return {
@@ -479,6 +482,31 @@ def _detail_context(
         "etag": review_response.headers["ETag"],
         "trail": trail,
         "priorities": ("low", "medium", "high"),
+        "monitoring": monitoring,
+    }
+
+
+def _monitoring(
+    reader: Principal, runtime: Runtime, registry: RegistrySnapshot, store: SqlStore, pair: Pair
+) -> dict[str, Any] | None:
+    """The rates panel: the pair's incidence and observed/expected in the page's scope (GET
+    /v1/rates' rows, total and per quarter) and its sequential test there, or the scopes that
+    test it; None when the product has no exposure in the scope (no denominator, no panel)."""
+    query = (reader, runtime, registry, store, pair.scope, pair.product_id, pair.pt)
+    total = rates.visible_rates(*query)
+    if not total or not total[0]["patients"]:
+        return None
+    elsewhere = [
+        s.name
+        for s in runtime.scopes.all_scopes()
+        if s.name != pair.scope
+        and rates.visible_test(reader, runtime, registry, store, s.name, pair.product_id, pair.pt)
+    ]
+    return {
+        "total": total[0],
+        "quarters": rates.visible_rates(*query, period="quarter"),
+        "test": rates.visible_test(*query),
+        "tested_in": elsewhere,
     }
 
 
@@ -577,6 +605,123 @@ def _scope_list(
     return found
 
 
+@dataclass(frozen=True)
+class Counted:
+    """A breakdown and the store's change token it was counted at."""
+
+    token: tuple[Any, ...]
+    breakdown: CaseBreakdown
+    at: dt.datetime
+
+
+_BREAKDOWNS: dict[tuple[Any, ...], Counted] = {}
+_RECOUNTS: dict[tuple[Any, ...], threading.Thread] = {}
+_RECOUNTS_LOCK = threading.Lock()
+
+
+def _case_breakdown(
+    principal: Principal,
+    runtime: Runtime,
+    registry: RegistrySnapshot,
+    store: SqlStore,
+    scope: str,
+) -> Counted:
+    """The scope's cases per month by pathway, region and institution as the caller's case
+    listing shows them (pvsignal.case_access.case_breakdown). It reads every case of the
+    scope, so it is counted on the first view only; after the store changed (its change
+    token moved) the page shows the last count, with its time, while one recount per scope
+    and reader runs beside it: the page's time does not grow with the cases."""
+    key = (
+        runtime.settings.store_url,  # one process may serve several stores (tests do)
+        scope,
+        registry.digest,
+        principal.role.value,
+        principal.org,
+    )
+    token = store.change_token()
+    found = _BREAKDOWNS.get(key)
+    if found is None:
+        found = _remember(key, _count(principal, runtime, registry, store, scope, token))
+    elif found.token != token:
+        with _RECOUNTS_LOCK:
+            if key not in _RECOUNTS:
+                recount = threading.Thread(
+                    target=_recount, args=(key, principal, runtime, registry, scope), daemon=True
+                )
+                _RECOUNTS[key] = recount
+                recount.start()
+    return found
+
+
+def _count(
+    principal: Principal,
+    runtime: Runtime,
+    registry: RegistrySnapshot,
+    store: SqlStore,
+    scope: str,
+    token: tuple[Any, ...],
+) -> Counted:
+    access = cases._access(runtime, admitted(CaseReader, principal), registry)
+    pathway_of = {p.product_id: p.pathway.value for p in registry.registry}
+    counted = case_breakdown(store, access, scope, pathway_of)
+    return Counted(token, counted, dt.datetime.now(dt.UTC))
+
+
+def _recount(
+    key: tuple[Any, ...],
+    principal: Principal,
+    runtime: Runtime,
+    registry: RegistrySnapshot,
+    scope: str,
+) -> None:
+    try:
+        with runtime.pool.store() as store:
+            token = store.change_token()  # read first: a change during the count moves it
+            _remember(key, _count(principal, runtime, registry, store, scope, token))
+    finally:
+        with _RECOUNTS_LOCK:
+            _RECOUNTS.pop(key, None)
+
+
+def _remember(key: tuple[Any, ...], counted: Counted) -> Counted:
+    if len(_BREAKDOWNS) > 256:
+        _BREAKDOWNS.clear()
+    _BREAKDOWNS[key] = counted
+    return counted
+
+
+def finish_recounts() -> None:
+    """Wait for the recounts running now (tests, and a clean shutdown)."""
+    with _RECOUNTS_LOCK:
+        running = list(_RECOUNTS.values())
+    for recount in running:
+        recount.join()
+
+
+MONTHS_SHOWN = 12  # the latest months as columns; the total column counts every month
+ROWS_SHOWN = 15  # the categories with most cases; the rest are summed in one row
+
+
+def month_table(counts: dict[str, dict[str, int]], months: list[str]) -> dict[str, Any]:
+    """A category x month table: the latest months, categories by their cases (most first),
+    beyond ROWS_SHOWN summed as one row of ``others`` (how many is said)."""
+    shown = months[-MONTHS_SHOWN:]
+    ranked = sorted(counts.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+    rows = [
+        {"name": name, "months": [per.get(m, 0) for m in shown], "total": sum(per.values())}
+        for name, per in ranked[:ROWS_SHOWN]
+    ]
+    rest = ranked[ROWS_SHOWN:]
+    others = None
+    if rest:
+        others = {
+            "count": len(rest),
+            "months": [sum(per.get(m, 0) for _, per in rest) for m in shown],
+            "total": sum(sum(per.values()) for _, per in rest),
+        }
+    return {"months": shown, "rows": rows, "others": others}
+
+
 @router.get("/overview")
 def overview_page(
     request: Request,
@@ -595,7 +740,7 @@ def overview_page(
                 f"scope: no scope {scope!r}",
                 errors=[{"field": "query.scope", "reason": "no such scope", "value": scope}],
             )
-        months = reports_per_month(store, scope)
+        counted = _case_breakdown(reader, runtime, registry, store, scope)
         week_ago = clock() - dt.timedelta(days=7)
         fresh = body_of(
             signals.list_signals(
@@ -603,15 +748,24 @@ def overview_page(
             )
         ) if runtime.signals.get(scope) is not None else {"signals": [], "total": 0}  # fmt: skip
         fits = store.fits(scope, last=1)
-    labels = sorted(months)
+    breakdown = counted.breakdown
+    labels = breakdown.months
     visible = visible_products(reader, registry)
     for row in fresh["signals"]:
         row["names"] = names_of(registry, row["product_id"])
     context = {
         "scopes": every,
         "scope": chosen,
-        "reports_chart": bar_chart(labels, [months[m] for m in labels]),
-        "reports_total": sum(months.values()),
+        "reports_chart": bar_chart(labels, [breakdown.total[m] for m in labels]),
+        "reports_total": sum(breakdown.total.values()),
+        "by_month": {
+            "pathway": month_table(breakdown.by_pathway, labels),
+            "region": month_table(breakdown.by_region, labels),
+            "institution": None
+            if breakdown.by_institution is None
+            else month_table(breakdown.by_institution, labels),
+            "counted_at": counted.at.isoformat(),
+        },
         "fresh": fresh,
         "by_pathway": sorted(Counter(p.pathway.value for p in visible).items()),
         "fit": fits[-1] if fits else None,
@@ -662,23 +816,9 @@ INBOX_SIZE = 100
 def _latest_alerts(
     principal: Principal, store: SqlStore, registry: RegistrySnapshot, wanted: int
 ) -> list[dict[str, Any]]:
-    """The caller's newest alerts, newest first, from GET /v1/alerts (oldest first, after an
-    id): read from ever earlier ids until enough are found or none is left."""
-    latest = store.latest_alert_id()
-    window = wanted
-    while True:
-        start = max(latest - window, 0)
-        found: list[dict[str, Any]] = []
-        after = start
-        while True:
-            page = alerts.list_alerts(principal, store, registry, after=after, limit=1000)
-            found += page.model_dump()["alerts"]
-            if page.next_after is None:
-                break
-            after = page.next_after
-        if len(found) >= wanted or start == 0:
-            return list(reversed(found[-wanted:]))
-        window *= 4
+    """The caller's newest alerts, newest first: GET /v1/alerts?order=newest."""
+    page = alerts.list_alerts(principal, store, registry, order="newest", limit=wanted)
+    return page.model_dump()["alerts"]
 
 
 @router.get("/alerts")

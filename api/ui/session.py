@@ -5,7 +5,8 @@ key or an expired token ends the session at once), so the dashboard's principal 
 one the API would see for the same credential. The cookie is sealed (Fernet: AES-CBC + HMAC under
 a key derived from ``secret_key``), HttpOnly, SameSite=Lax (the OIDC provider's redirect back is a
 top-level GET) and Secure outside development; it ends ``ui_session_minutes`` after sign-in, or
-when the token inside it expires, whichever comes first.
+when the token inside it expires, whichever comes first, or at sign-out: signing out records the
+session as ended in the store (``ended_sessions``), so a copied cookie is refused afterwards.
 
 CSRF: every form carries ``csrf_token`` = HMAC(secret, the session's nonce); before sign-in the
 nonce is a cookie of its own (sign-in forms are protected too: no logging a victim in as
@@ -103,15 +104,29 @@ def start_session(
     response.delete_cookie(PRESESSION_COOKIE, path="/ui")
 
 
-def end_session(response: Response) -> None:
+def end_session(response: Response, runtime: Runtime, session: Session | None) -> None:
+    """Sign out: the session is recorded as ended in the store (every process refuses a copy
+    of its cookie from now on), and the browser forgets the cookie."""
+    if session is not None:
+        with runtime.pool.store() as store:
+            store.end_session(_digest(session.nonce), session.expires, time.time())
     response.delete_cookie(SESSION_COOKIE, path="/ui")
 
 
+def _digest(nonce: str) -> str:
+    """What the store keeps of an ended session: not its nonce (the CSRF tokens' seed)."""
+    return hashlib.sha256(b"pvsignal-ui-session\0" + nonce.encode()).hexdigest()
+
+
 def current_session(request: Request, runtime: Runtime) -> Session | None:
+    """The browser's live session: sealed by us, not expired, not signed out."""
     lifetime = runtime.settings.ui_session_minutes * 60
     found = unseal(runtime, b"session", request.cookies.get(SESSION_COOKIE), lifetime)
     if found is None or found["x"] <= time.time():
         return None
+    with runtime.pool.store() as store:
+        if store.session_ended(_digest(found["n"])):
+            return None
     return Session(found["c"], found["x"], found["n"])
 
 

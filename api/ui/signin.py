@@ -85,11 +85,11 @@ async def login(request: Request, runtime: RuntimeDep) -> Response:
 @router.post("/logout")
 async def logout(request: Request, runtime: RuntimeDep) -> Response:
     form = await request.form()
-    session = current_session(request, runtime)
+    session = await run_in_threadpool(current_session, request, runtime)
     if session is not None:
         check_csrf(runtime, session.nonce, form.get(CSRF_FIELD))
     response = RedirectResponse("/ui/login", status_code=303)
-    end_session(response)
+    await run_in_threadpool(end_session, response, runtime, session)
     return response
 
 

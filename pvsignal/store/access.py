@@ -158,6 +158,22 @@ class AccessStore:
             )
             return bool(cursor.rowcount)
 
+    # -- dashboard sessions -----------------------------------------------------------------
+
+    def end_session(self, digest: str, expires_at: float, now: float) -> None:
+        """Record a signed-out session until it would have expired (and forget those past)."""
+        with self._transaction() as cursor:
+            self._execute(cursor, "DELETE FROM ended_sessions WHERE expires_at < ?", (now,))
+            self._execute(
+                cursor,
+                "INSERT INTO ended_sessions (digest, expires_at) VALUES (?, ?) "
+                "ON CONFLICT (digest) DO NOTHING",
+                (digest, expires_at),
+            )
+
+    def session_ended(self, digest: str) -> bool:
+        return bool(self._query("SELECT 1 FROM ended_sessions WHERE digest = ?", (digest,)))
+
     # -- subscriptions ----------------------------------------------------------------------
 
     def create_subscription(
@@ -418,15 +434,23 @@ class AccessStore:
         transition: str | None = None,
         since: str | None = None,
         after: int = 0,
+        before: int | None = None,
+        newest_first: bool = False,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Alerts (oldest first) after an id, limited to ``products`` unless that is None.
+        """Alerts after an id (and before one, when given), oldest first or newest first,
+        limited to ``products`` unless that is None.
 
         ``measure`` and ``transition`` select alerts by what moved (an alert in which that
         measure made that transition); ``since`` (UTC ISO, as the store writes them) keeps
-        alerts raised at or after it."""
+        alerts raised at or after it. Newest first, a list of products reads each product's
+        alerts from the index on (product, alert_id) and sorts what it found: an MAH's page
+        costs its own alerts, not a walk back over everyone's."""
         where: list[str] = ["alert_id > ?"]
         parameters: list[Any] = [after]
+        if before is not None:
+            where.append("alert_id < ?")
+            parameters.append(before)
         if measure is not None or transition is not None:
             where.append("changes LIKE ?")
             parameters.append(changes_pattern(measure, transition))
@@ -449,7 +473,7 @@ class AccessStore:
                 parameters.append(value)
         rows = self._query(
             f"SELECT alert_id, payload FROM alerts WHERE {' AND '.join(where)} "
-            "ORDER BY alert_id LIMIT ?",
+            f"ORDER BY alert_id {'DESC' if newest_first else 'ASC'} LIMIT ?",
             (*parameters, limit),
         )
         return [{**stored_alert(payload), "alert_id": int(i)} for i, payload in rows]

@@ -297,7 +297,18 @@ CREATE TABLE detection_leases (
 )
 """
 
-MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
+# Dashboard sessions ended by signing out. A session is a sealed cookie (api.ui.session); its
+# sign-out is recorded here (a digest of its nonce, until the cookie would have expired) so
+# that a copy of the cookie is refused by every process sharing the store. And an MAH's
+# alerts newest first (GET /v1/alerts?order=newest): its products' alerts, each product's a
+# range of this index, instead of a scan of every alert from the newest back.
+_V13 = """
+CREATE TABLE ended_sessions (digest TEXT PRIMARY KEY, expires_at DOUBLE PRECISION NOT NULL);
+CREATE INDEX ended_sessions_expiry ON ended_sessions (expires_at);
+CREATE INDEX alerts_product ON alerts (product, alert_id)
+"""
+
+MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13)
 
 
 def migrations(

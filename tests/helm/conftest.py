@@ -29,6 +29,8 @@ PRODUCTION: dict[str, Any] = {
         "issuer": "https://login.example.org/realms/pv",
         "audience": "pvsignal",
         "jwksUrl": "https://login.example.org/realms/pv/protocol/openid-connect/certs",
+        "clientId": "pvsignal-dashboard",
+        "sessionMinutes": 240,
     },
     "scopes": {"scopes": [{"name": "north", "filter": {"regions": ["CN-HL", "CN-JL", "CN-LN"]}}]},
     "registries": {

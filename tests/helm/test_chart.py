@@ -182,6 +182,16 @@ def test_checksum_follows_the_configuration(chart):
     assert checksum(PRODUCTION) != checksum(changed)
 
 
+def _container(manifests: list[dict], deployment: str = "pv-pvsignal-api") -> dict:
+    found = by_kind(manifests, "Deployment")[deployment]
+    return found["spec"]["template"]["spec"]["containers"][0]
+
+
+def _secret_refs(container: dict) -> dict[str, dict]:
+    """Each environment variable's secretKeyRef, by name."""
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+
+
 def test_kafka_security_reaches_the_environment(chart):
     manifests = render(chart, PRODUCTION)
     env = by_kind(manifests, "ConfigMap")["pv-pvsignal-env"]["data"]
@@ -191,15 +201,59 @@ def test_kafka_security_reaches_the_environment(chart):
     assert env["PVSIGNAL_KAFKA_SSL_CERTFILE"] == "/etc/pvsignal/kafka/tls.crt"
     assert env["PVSIGNAL_DETECT_IN_PROCESS"] == "false"
     assert "PASSWORD" not in " ".join(env)  # secrets come from the Secret only
-    consumer = by_kind(manifests, "Deployment")["pv-pvsignal-consumer"]
-    container = consumer["spec"]["template"]["spec"]["containers"][0]
-    secret_refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
-    assert secret_refs["PVSIGNAL_KAFKA_SASL_PASSWORD"] == {
+    container = _container(manifests, "pv-pvsignal-consumer")
+    assert _secret_refs(container)["PVSIGNAL_KAFKA_SASL_PASSWORD"] == {
         "name": SECRET,
         "key": "kafka-sasl-password",
     }
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/etc/pvsignal/kafka", "/etc/pvsignal/postgres", "/tmp"} <= mounts
+
+
+def test_the_dashboards_oidc_sign_in_reaches_the_settings(chart):
+    """The env the dashboard's sign-in reads, each read back through pvsignal's Settings."""
+    from pvsignal.settings import Settings
+
+    production = render(chart, PRODUCTION)
+    env = by_kind(production, "ConfigMap")["pv-pvsignal-env"]["data"]
+    assert env["PVSIGNAL_OIDC_CLIENT_ID"] == "pvsignal-dashboard"
+    assert env["PVSIGNAL_UI_SESSION_MINUTES"] == "240"
+    assert env["PVSIGNAL_OIDC_ROLE_CLAIM"] == "pvsignal_role"
+    assert "SECRET" not in " ".join(env)  # the client secret comes from the Secret only
+    refs = _secret_refs(_container(production))
+    # existingSecret: a confidential client's secret if the Secret holds it, else PKCE alone.
+    assert refs["PVSIGNAL_OIDC_CLIENT_SECRET"] == {
+        "name": SECRET,
+        "key": "oidc-client-secret",
+        "optional": True,
+    }
+    names = {f"PVSIGNAL_{k.upper()}" for k in Settings.model_fields}
+    signin = {k for k in [*env, *refs] if k.startswith(("PVSIGNAL_OIDC_", "PVSIGNAL_UI_"))}
+    assert signin <= names
+    assert len(signin) == 8  # issuer, audience, JWKS, 2 claims, client id and secret, session
+
+    # The chart's own Secret: the client secret as given, required.
+    own = copy.deepcopy(PRODUCTION)
+    own["secrets"] = {
+        "existingSecret": "",
+        "secretKey": "k" * 32,
+        "storeUrl": "postgresql://pv@db/pv",
+        "kafkaSaslPassword": "sasl",
+        "oidcClientSecret": "s3cret-of-the-client",
+    }
+    manifests = render(chart, own)
+    secret = by_kind(manifests, "Secret")["pv-pvsignal"]["stringData"]
+    assert secret["oidc-client-secret"] == "s3cret-of-the-client"
+    refs = _secret_refs(_container(manifests))
+    assert refs["PVSIGNAL_OIDC_CLIENT_SECRET"] == {
+        "name": "pv-pvsignal",
+        "key": "oidc-client-secret",
+    }
+    # Without a client id: no sign-in at the issuer, no client secret in the pods.
+    default = render(chart, None)
+    env = by_kind(default, "ConfigMap")["pv-pvsignal-env"]["data"]
+    assert "PVSIGNAL_OIDC_CLIENT_ID" not in env and env["PVSIGNAL_UI_SESSION_MINUTES"] == "480"
+    assert all(e["name"] != "PVSIGNAL_OIDC_CLIENT_SECRET" for e in _container(default)["env"])
 
 
 def test_notes_say_the_partition_limit(chart):
@@ -230,6 +284,9 @@ def _with(path: str, value):
         ("secrets.secretKey", "too-short"),
         ("secrets.storeUrl", "mysql://db/pv"),
         ("api.unknownKey", True),
+        ("oidc.sessionMinutes", 0),
+        ("oidc.roleClaim", ""),
+        ("secrets.oidcClientSecret", 42),
         ("image.pullPolicy", "Sometimes"),
         ("monitoring.serviceMonitor.interval", "soon"),
         ("registries.products", [{**PRODUCTION["registries"]["products"][0], "pathway": "pilot"}]),
@@ -267,6 +324,14 @@ def test_the_schema_knows_the_product_registry():
         ({"kafka": {"sasl": {"mechanism": "PLAIN"}}}, "kafka.sasl.mechanism is set"),
         ({"store": {"type": "sqlite"}}, "store.type sqlite"),
         ({"kafka": {"tls": {"clientCertificate": True}}}, "needs kafka.tls.secret"),
+        ({"oidc": {"clientId": "pvsignal-dashboard"}}, "oidc.clientId"),
+        (
+            {
+                "oidc": {"issuer": "https://login.example.org"},
+                "secrets": {"oidcClientSecret": "x"},
+            },
+            "secrets.oidcClientSecret is set but oidc.clientId is not",
+        ),
     ],
 )
 def test_combinations_the_schema_cannot_express_are_refused(chart, values, message):

@@ -95,9 +95,15 @@ def _undo_migration_12(store: SqlStore, cursor) -> None:
         store._execute(cursor, f"ALTER TABLE {table} DROP COLUMN seq")
 
 
+def _undo_migration_13(store: SqlStore, cursor) -> None:
+    store._execute(cursor, "DROP TABLE ended_sessions")
+    store._execute(cursor, "DROP INDEX alerts_product")
+
+
 def _roll_back_to_version_7(store: SqlStore) -> None:
-    """Undo migrations 12 down to 8 on a store the engine wrote, as if it was made before them."""
+    """Undo migrations 13 down to 8 on a store the engine wrote, as if it was made before them."""
     with store.write_transaction() as cursor:
+        _undo_migration_13(store, cursor)
         _undo_migration_12(store, cursor)
         for table in ADDED_BY_8_AND_9:
             store._execute(cursor, f"DROP TABLE {table}")

@@ -52,13 +52,14 @@ FAST = {  # settings of the served process: alerts reach the browser within a fr
 @dataclass(frozen=True)
 class Demo:
     url: str
-    keys: dict[str, str]  # regulator, mah_a, mah_b, hospital, admin
+    keys: dict[str, str]  # regulator, mah_a, mah_b, hospital, admin, pilot_owner, pilot_other
     mah_a: str
     mah_b: str
     products_of: dict[str, set[str]]  # MAH -> its product ids
     pathway_of: dict[str, str]
     names_of: dict[str, list[str]]
     planted: list[tuple[str, str]]
+    monitored: tuple[str, str]  # the pilot's planted pair, under a sequential test
 
     def foreign_products(self, mah: str) -> set[str]:
         return {p for m, ps in self.products_of.items() if m != mah for p in ps}
@@ -84,11 +85,23 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
             "mah_b": issue_key(store, Role.mah, mah_b, "second MAH")[0],
             "hospital": issue_key(store, Role.hospital, E2B_HOSPITAL, "E2B hospital")[0],
             "admin": loaded.admin_key,
+            # The pilot's monitored products: LC-P01 (planted, signalled) of MAH-001, LC-P02
+            # of MAH-002.
+            "pilot_owner": issue_key(store, Role.mah, owner[loaded.monitored[0]], "pilot")[0],
+            "pilot_other": issue_key(store, Role.mah, owner["LC-P02"], "pilot other")[0],
         }
     finally:
         store.close()
     return Demo(
-        url, keys, loaded.mah_id or "", mah_b, products_of, pathway_of, names_of, loaded.planted
+        url,
+        keys,
+        loaded.mah_id or "",
+        mah_b,
+        products_of,
+        pathway_of,
+        names_of,
+        loaded.planted,
+        loaded.monitored,
     )
 
 

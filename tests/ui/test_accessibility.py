@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from pvsignal.simulate.exposures import SCOPE
 from tests.support.server import Server
 from tests.ui.conftest import Demo, shoot, sign_in
 
@@ -18,16 +19,20 @@ AXE = Path(__file__).parent / "vendor" / "axe-core-4.14.1" / "axe.min.js"
 def _pages(demo: Demo) -> dict[str, list[str]]:
     product_id, pt = demo.planted[0]
     detail = "/ui/signal?" + urlencode({"product_id": product_id, "pt": pt})
+    monitored = "/ui/signal?" + urlencode(
+        {"scope": SCOPE, "product_id": demo.monitored[0], "pt": demo.monitored[1]}
+    )
     return {
         "regulator": [
             "/ui/overview",
             "/ui/signals",
             detail,
+            monitored,  # with the rates panel
             "/ui/products",
             "/ui/alerts",
             "/ui/signal?product_id=NOPE&pt=none",  # the error page
         ],
-        "mah_a": ["/ui/signals?status=open", "/ui/subscriptions", "/ui/upload"],
+        "mah_a": ["/ui/overview", "/ui/signals?status=open", "/ui/subscriptions", "/ui/upload"],
         "hospital": ["/ui/upload", "/ui/cases"],
         "admin": ["/ui/keys"],
     }
@@ -61,6 +66,7 @@ def test_no_serious_or_critical_axe_violation_on_any_page(
             assert page.locator("html").get_attribute("lang") == language
             assert _violations(page) == [], (role, path)
             name = re.sub(r"[^a-z0-9]+", "-", path.split("?")[0].lower()).strip("-")
+            name += "-monitored" if f"scope={SCOPE}" in path else ""
             shoot(page, f"{language}-{role}-{name}")
         page.context.close()
 

@@ -6,7 +6,7 @@ import json
 import re
 
 from tests.support.server import Server
-from tests.ui.conftest import E2B_BATCH, Demo, shoot, sign_in
+from tests.ui.conftest import ARTIFACTS, E2B_BATCH, Demo, shoot, sign_in
 
 LECHENG = "lecheng_special_import"
 
@@ -169,4 +169,40 @@ def test_a_hospital_uploads_an_e2b_file_and_reads_its_receipt(browser, server: S
     shoot(page, "hospital-upload-receipt")
     page.goto("/ui/cases")
     assert page.locator('[data-testid="case-row"]').count() == outcomes.count("new")
+    page.context.close()
+
+
+def test_the_rates_panel_shows_a_monitored_products_test_to_whom_may_see_it(
+    browser, server: Server, demo: Demo
+):
+    from urllib.parse import urlencode
+
+    from pvsignal.simulate.exposures import SCOPE
+
+    product_id, pt = demo.monitored
+    path = "/ui/signal?" + urlencode({"scope": SCOPE, "product_id": product_id, "pt": pt})
+    for who in ("regulator", "pilot_owner"):
+        page = sign_in(browser, server.base, demo.keys[who])
+        page.goto(path)
+        panel = page.locator('[data-testid="rates-panel"]')
+        assert panel.get_by_role("heading", name="Rates from exposure").count() == 1
+        assert panel.get_by_text("Incidence per 1,000 patients").count() >= 1
+        test = panel.locator('[data-testid="maxsprt"]')
+        assert test.get_attribute("data-signalled") == "true"
+        assert float(test.locator('[data-stat="llr"]').get_attribute("data-value")) >= float(
+            test.locator('[data-stat="critical_value"]').get_attribute("data-value")
+        )
+        shoot(page, f"{who}-signal-rates")
+        panel.screenshot(path=str(ARTIFACTS / f"{who}-rates-panel.png"))
+        page.context.close()
+    # Another MAH (with a monitored product of its own): not the page, not the rates.
+    page = sign_in(browser, server.base, demo.keys["pilot_other"])
+    answer = page.goto(path)
+    assert answer.status == 404
+    assert page.locator('[data-testid="rates-panel"]').count() == 0
+    page.goto(
+        "/ui/signal?" + urlencode({"scope": SCOPE, "product_id": "LC-P02", "pt": "Hepatotoxicity"})
+    )
+    assert page.locator('[data-testid="maxsprt"]').get_attribute("data-signalled") == "false"
+    assert product_id not in page.content()
     page.context.close()

@@ -213,3 +213,211 @@ def test_pages_follow_on_in_the_order_sorted_by(app_on, demo: Demo):
         headers={"Authorization": f"Bearer {demo.keys['regulator']}"},
     ).json()["signals"]
     assert both == [(r["product_id"], r["pt"]) for r in api]
+
+
+def _table_totals(page_text: str, kind: str) -> dict[str, int] | None:
+    """category -> total of the overview's by-month table of ``kind`` (None: not shown)."""
+    found = re.search(rf'data-testid="by-{kind}">(.*?)</table>', page_text, re.S)
+    if found is None:
+        return None
+    rows = re.findall(r'data-category="([^"]*)" data-total="(\d+)"', found.group(1))
+    return {html.unescape(name): int(total) for name, total in rows}
+
+
+def _recount(url: str, scope: str, products: set[str] | None, pathway_of: dict[str, str]):
+    """Per pathway, province and institution, the scope's active cases read straight from the
+    cases table (an MAH's: those counted with one of ``products``)."""
+    import orjson
+
+    from pvsignal.store import open_store
+
+    store = open_store(url)
+    try:
+        rows = store._query(
+            "SELECT contribution, report FROM cases WHERE status = 'active' "
+            "AND contribution IS NOT NULL"
+        )
+    finally:
+        store.close()
+    by: dict[str, dict[str, int]] = {"pathway": {}, "region": {}, "institution": {}, "": {}}
+    for contribution, report in rows:
+        counted = next((c[1] for c in orjson.loads(contribution)["c"] if c[0] == scope), None)
+        if counted is None:
+            continue
+        mine = [p for p in counted if products is None or p in products]
+        if not mine:
+            continue
+        document = orjson.loads(report)
+        region = "-".join((document.get("region") or "unknown").split("-")[:2])
+        institution = (document.get("sender") or {}).get("institution_id") or "unknown"
+        for kind, name in (("region", region), ("institution", institution), ("", "all")):
+            by[kind][name] = by[kind].get(name, 0) + 1
+        for pathway in {pathway_of.get(p, "unregistered") for p in mine}:
+            by["pathway"][pathway] = by["pathway"].get(pathway, 0) + 1
+    return by
+
+
+def test_the_overview_counts_reports_by_pathway_region_and_institution_per_role(app_on, demo: Demo):
+    client = app_on()
+    sign_in(client, demo.keys["regulator"])
+    page = client.get("/ui/overview", params={"scope": "all"}).text
+    url = client.app.state.runtime.settings.store_url  # this copy of the demo store
+    everything = _recount(url, "all", None, demo.pathway_of)
+    assert _table_totals(page, "pathway") == everything["pathway"]
+    # Tables list the 15 largest categories and sum the rest as "others".
+    regions = _table_totals(page, "region")
+    assert sum(regions.values()) == sum(everything["region"].values())
+    assert {k: v for k, v in regions.items() if k != "others"}.items() <= everything[
+        "region"
+    ].items()
+    institutions = _table_totals(page, "institution")
+    assert sum(institutions.values()) == sum(everything["institution"].values())
+    # The monthly bars are the cases per month; they add up to the counted reports.
+    bars = [int(v) for v in re.findall(r'class="bar"[^>]*data-value="(\d+)"', page)]
+    assert (
+        sum(bars)
+        == everything[""]["all"]
+        == int(re.search(r'<span class="big">([\d,]+)</span>', page).group(1).replace(",", ""))
+    )
+    # An MAH: only the cases counted with its own products, no institution, no other MAH's.
+    for mah, key in ((demo.mah_a, "mah_a"), (demo.mah_b, "mah_b")):
+        other = app_on()
+        sign_in(other, demo.keys[key])
+        seen = other.get("/ui/overview", params={"scope": "all"}).text
+        own = _recount(url, "all", demo.products_of[mah], demo.pathway_of)
+        assert _table_totals(seen, "pathway") == own["pathway"]
+        assert sum(_table_totals(seen, "region").values()) == own[""]["all"]
+        assert _table_totals(seen, "institution") is None
+        assert 0 < own[""]["all"] < everything[""]["all"]
+        listed = other.get(
+            "/v1/cases",
+            params={"scope": "all", "limit": 1000},
+            headers={"Authorization": f"Bearer {demo.keys[key]}"},
+        ).json()["cases"]
+        assert len(listed) == own[""]["all"] or len(listed) == 1000
+
+
+def test_after_a_change_the_overview_shows_its_last_count_until_the_recount(app_on, demo: Demo):
+    from api.ui.routes import finish_recounts
+    from tests.api.conftest import report
+
+    client = app_on()
+    sign_in(client, demo.keys["regulator"])
+    before = client.get("/ui/overview", params={"scope": "all"}).text
+    counted_at = re.search(r'data-testid="counted-at" data-at="([^"]+)"', before).group(1)
+    name = demo.names_of[demo.planted[0][0]][0]
+    posted = client.post(
+        "/v1/reports",
+        content=b"\n".join(report(f"NEW-{i}", name, ["Headache"]) for i in range(3)),
+        headers={
+            "Authorization": f"Bearer {demo.keys['hospital']}",
+            "Content-Type": "application/x-ndjson",
+        },
+    )
+    assert posted.status_code == 200, posted.text
+    stale = client.get("/ui/overview", params={"scope": "all"}).text  # starts the recount
+    assert f'data-at="{counted_at}"' in stale
+    assert _table_totals(stale, "region") == _table_totals(before, "region")
+    finish_recounts()
+    fresh = client.get("/ui/overview", params={"scope": "all"}).text
+    assert f'data-at="{counted_at}"' not in fresh
+    url = client.app.state.runtime.settings.store_url
+    regions = _table_totals(fresh, "region")
+    assert sum(regions.values()) == sum(_table_totals(before, "region").values()) + 3
+    assert sum(regions.values()) == _recount(url, "all", None, demo.pathway_of)[""]["all"]
+
+
+def _stat(page_text: str, testid: str, stat: str) -> dict[str, float]:
+    """The data-value/-lower/-upper of a statistic of the rates panel's table ``testid``."""
+    table = re.search(rf'data-testid="{testid}"(.*?)</table>', page_text, re.S).group(1)
+    found = re.search(rf'data-stat="{stat}"([^>]*)>', table).group(1)
+    return {k: float(v) for k, v in re.findall(r'data-(value|lower|upper)="([^"]+)"', found)}
+
+
+def _key(client, role: Role, org: str) -> str:
+    from api.auth import issue_key
+
+    with client.app.state.runtime.pool.store() as store:
+        return issue_key(store, role, org, "test")[0]
+
+
+def test_the_signal_page_shows_rates_and_the_sequential_test_where_exposure_exists(
+    app_on, demo: Demo
+):
+    import math
+
+    import orjson
+    from scipy import stats
+
+    from pvsignal.simulate.exposures import SCOPE
+    from pvsignal.store import open_store
+
+    client = app_on()
+    sign_in(client, demo.keys["regulator"])
+    product_id, pt = demo.monitored  # the pilot's planted pair
+    pair = {"scope": SCOPE, "product_id": product_id, "pt": pt}
+    page = client.get("/ui/signal", params=pair).text
+    assert 'data-testid="rates-panel"' in page
+    # Independent numbers: the exposures and cases tables read directly, scipy's chi-square.
+    store = open_store(client.app.state.runtime.settings.store_url)
+    try:
+        patients = sum(
+            int(n)
+            for (n,) in store._query(
+                "SELECT patients FROM exposures WHERE product = ? AND status = 'active'",
+                (product_id,),
+            )
+        )
+        cases = sum(
+            1
+            for (contribution,) in store._query(
+                "SELECT contribution FROM cases WHERE status = 'active' "
+                "AND contribution IS NOT NULL"
+            )
+            if any(
+                c[0] == SCOPE and product_id in c[1] and pt in c[2]
+                for c in orjson.loads(contribution)["c"]
+            )
+        )
+    finally:
+        store.close()
+    assert _stat(page, "rates-total", "cases")["value"] == cases > 0
+    assert _stat(page, "rates-total", "patients")["value"] == patients > 0
+    incidence = _stat(page, "rates-total", "incidence")
+    lower, upper = stats.chi2.ppf(0.025, 2 * cases) / 2, stats.chi2.ppf(0.975, 2 * cases + 2) / 2
+    assert incidence["value"] == pytest.approx(cases / patients * 1000, rel=1e-12)
+    assert incidence["lower"] == pytest.approx(lower / patients * 1000, rel=1e-9)
+    assert incidence["upper"] == pytest.approx(upper / patients * 1000, rel=1e-9)
+    expected = _stat(page, "rates-total", "expected")["value"]
+    oe = _stat(page, "rates-total", "oe")
+    assert oe["value"] == pytest.approx(cases / expected, rel=1e-12)
+    assert oe["lower"] == pytest.approx(lower / expected, rel=1e-9) and oe["lower"] > 1
+    # The MaxSPRT state: LLR = c ln(c/mu) - (c - mu), over the critical value, signalled.
+    mu = _stat(page, "maxsprt", "expected")["value"]
+    c = _stat(page, "maxsprt", "observed")["value"]
+    llr = _stat(page, "maxsprt", "llr")["value"]
+    assert llr == pytest.approx(c * math.log(c / mu) - (c - mu), rel=1e-9)
+    assert llr >= _stat(page, "maxsprt", "critical_value")["value"]
+    assert 'data-signalled="true"' in page and 'data-ended="true"' in page
+    # In scope all: the incidence, no test there, a link to the scope that tests it.
+    in_all = client.get("/ui/signal", params={**pair, "scope": "all"}).text
+    assert 'data-testid="rates-panel"' in in_all and 'data-testid="maxsprt"' not in in_all
+    assert f"scope={SCOPE}" in in_all
+    # No exposure, no panel.
+    other_product, other_pt = demo.planted[0]
+    plain = client.get("/ui/signal", params={"product_id": other_product, "pt": other_pt}).text
+    assert 'data-testid="rates-panel"' not in plain
+    # The product's MAH sees it; another MAH neither the page nor the rates.
+    owner = _key(client, Role.mah, "MAH-001")
+    other = _key(client, Role.mah, "MAH-002")
+    mah = app_on()
+    sign_in(mah, owner)
+    assert 'data-testid="rates-panel"' in mah.get("/ui/signal", params=pair).text
+    stranger = app_on()
+    sign_in(stranger, other)
+    refused = stranger.get("/ui/signal", params=pair)
+    assert refused.status_code == 404 and "rates-panel" not in refused.text
+    own = stranger.get(
+        "/ui/signal", params={**pair, "product_id": "LC-P02", "pt": "Hepatotoxicity"}
+    )
+    assert 'data-testid="maxsprt"' in own.text and 'data-signalled="false"' in own.text

@@ -85,13 +85,24 @@ def test_a_wrong_key_is_named_and_no_session_starts(app_on):
     assert "pvsignal_session" not in client.cookies
 
 
-def test_sign_out_ends_the_session(app_on, demo: Demo):
+def test_sign_out_ends_the_session_on_the_server_too(app_on, demo: Demo):
     client = app_on()
     sign_in(client, demo.keys["mah_a"])
     page = client.get("/ui/signals")
     assert page.status_code == 200
+    replay = {"Cookie": f"pvsignal_session={client.cookies['pvsignal_session']}"}
+    other = app_on()  # a second process on the same store (one app each)
+    assert other.get("/ui/signals", headers=replay, follow_redirects=False).status_code == 200
+    sign_in(other, demo.keys["mah_a"])  # and a session of its own, with the same key
     client.post("/ui/logout", data={"csrf_token": csrf_of(page.text)}, follow_redirects=False)
     assert client.get("/ui/signals", follow_redirects=False).status_code == 303
+    # The cookie copied before sign-out, replayed: refused by both processes.
+    for process in (app_on(), app_on()):
+        replayed = process.get("/ui/signals", headers=replay, follow_redirects=False)
+        assert replayed.status_code == 303
+        assert replayed.headers["location"].startswith("/ui/login")
+    # Only that session ended: the other one goes on.
+    assert other.get("/ui/signals", follow_redirects=False).status_code == 200
 
 
 def test_a_session_expires_and_a_revoked_key_ends_it(app_on, demo: Demo, monkeypatch):

@@ -105,6 +105,12 @@ a component name, what its topic carries, its values, topic and dead-letter topi
 {{- if and .Values.kafka.tls.clientCertificate (not .Values.kafka.tls.secret) }}
 {{- fail "kafka.tls.clientCertificate needs kafka.tls.secret (with tls.crt and tls.key)" }}
 {{- end }}
+{{- if and .Values.oidc.clientId (not .Values.oidc.issuer) }}
+{{- fail "oidc.clientId (the dashboard's sign-in) needs oidc.issuer" }}
+{{- end }}
+{{- if and .Values.secrets.oidcClientSecret (not .Values.oidc.clientId) }}
+{{- fail "secrets.oidcClientSecret is set but oidc.clientId is not" }}
+{{- end }}
 {{- if not .Values.secrets.existingSecret }}
 {{- if and (not (include "pvsignal.sqlite" .)) (not .Values.secrets.storeUrl) }}
 {{- fail "secrets.storeUrl (postgresql://...) or secrets.existingSecret is required with store.type postgresql" }}
@@ -197,6 +203,18 @@ env:
         name: {{ include "pvsignal.secretName" . }}
         key: oidc-public-key
 {{- end }}
+{{- /* The dashboard's client secret: a confidential client's; an existing Secret may lack it
+(a public client, PKCE alone), so there it is optional. */}}
+{{- if and .Values.oidc.issuer .Values.oidc.clientId (or .Values.secrets.oidcClientSecret .Values.secrets.existingSecret) }}
+  - name: PVSIGNAL_OIDC_CLIENT_SECRET
+    valueFrom:
+      secretKeyRef:
+        name: {{ include "pvsignal.secretName" . }}
+        key: oidc-client-secret
+        {{- if not .Values.secrets.oidcClientSecret }}
+        optional: true
+        {{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Volumes of every pod: /tmp, the config files, the TLS material, the trial store. */}}
@@ -267,6 +285,9 @@ kafka-ssl-key-password: {{ . | quote }}
 {{- end }}
 {{- with .Values.secrets.oidcPublicKey }}
 oidc-public-key: {{ . | quote }}
+{{- end }}
+{{- with .Values.secrets.oidcClientSecret }}
+oidc-client-secret: {{ . | quote }}
 {{- end }}
 {{- end }}
 
