@@ -6,6 +6,7 @@ frozen copy of the previous code (tests/api/legacy)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import sqlite3
@@ -125,7 +126,9 @@ def _new_answer(snapshot, principal, registry, params, *, format="json"):
     async def collect():
         return b"".join([chunk async for chunk in response.body_iterator])
 
-    return asyncio.run(collect())
+    # In a thread of its own: a session's Playwright (tests/ui) may hold this thread's loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as worker:
+        return worker.submit(asyncio.run, collect()).result()
 
 
 def _filter(params):
