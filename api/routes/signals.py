@@ -40,6 +40,7 @@ from pvsignal.export import (
     quoted_labels,
     write_csv,
 )
+from pvsignal.memory import released_after
 from pvsignal.products import Kind, Pathway
 
 router = APIRouter(prefix="/v1/signals", tags=["signals"])
@@ -187,7 +188,7 @@ def _csv(snapshot: ScopeSnapshot, indices: np.ndarray, level: str) -> StreamingR
     starts = range(0, indices.size, EXPORT_CHUNK)
     jobs = (functools.partial(rows, indices[start : start + EXPORT_CHUNK]) for start in starts)
     return StreamingResponse(
-        itertools.chain([CSV_HEADER], in_order(jobs)),
+        released_after(itertools.chain([CSV_HEADER], in_order(jobs))),
         media_type="text/csv",
         headers={
             "Content-Disposition": f'attachment; filename="signals-{snapshot.scope}.csv"',
