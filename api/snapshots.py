@@ -13,13 +13,11 @@ newer snapshot. Signal states are held sparsely: only pairs that ever signalled 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import functools
 import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,11 +28,12 @@ import pandas as pd
 from api.metrics import Metrics
 from api.pool import StorePool
 from detectors.mgps import Hyperparameters
-from pvsignal.casetable import PairTable
 from pvsignal.detection import MEASURES
+from pvsignal.export import chunks_of, in_order, score_part
+from pvsignal.memory import release_freed_memory
 from pvsignal.scopes import ScopeConfig
-from pvsignal.scoring import EXPORT_COLUMNS, ScoringConfig, score
-from pvsignal.signals import pair_table, scope_prior
+from pvsignal.scoring import EXPORT_COLUMNS, ScoringConfig
+from pvsignal.signals import CodedPairs, coded_pairs, scope_prior
 from pvsignal.store import SqlStore
 
 STATUSES = ("new", "ongoing", "strengthened", "weakened", "closed")
@@ -134,28 +133,18 @@ def _find(sorted_labels: np.ndarray, label: str) -> int | None:
     return i if i < sorted_labels.size and sorted_labels[i] == label else None
 
 
-def _codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct labels and each label's code (hash factorisation, then a small sort)."""
-    codes, uniques = pd.factorize(labels, sort=False)
-    uniques = np.asarray(uniques, dtype=object)
-    order = np.argsort(uniques.astype(str), kind="stable")
-    rank = np.empty(order.size, dtype=np.int32)
-    rank[order] = np.arange(order.size, dtype=np.int32)
-    return uniques[order], rank[codes]
-
-
 _COUNTS = ("a", "n_product", "n_event")
+# Pairs scored at a time while building: the build's temporaries follow this, not the scope.
+BUILD_CHUNK = 131_072
 
 
-def _column(name: str, values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
-    """One statistic as held: counts uint32, flags bool, the rest float64; in pair order."""
-    if order is not None:
-        values = values[order]
+def _empty_column(name: str, n: int) -> np.ndarray:
+    """One statistic's column as held: counts uint32, flags bool, the rest float64."""
     if name in _COUNTS:
-        return values.astype(np.uint32)
+        return np.empty(n, dtype=np.uint32)
     if name.startswith("signal_"):
-        return values.astype(bool, copy=False)
-    return np.ascontiguousarray(values, dtype=np.float64)
+        return np.empty(n, dtype=bool)
+    return np.empty(n, dtype=np.float64)
 
 
 def build_snapshot(
@@ -168,32 +157,28 @@ def build_snapshot(
     generation: int,
     scopes: ScopeConfig | None = None,
 ) -> ScopeSnapshot | None:
-    """Score every pair of the scope; None when the scope has no pairs."""
-    counts = store.scope_counts(scope)
+    """Score every pair of the scope, a chunk at a time, into its columns; None when the
+    scope has no pairs."""
+    counts = store.coded_counts(scope)
     if counts.a.size == 0:
         return None
-    pairs = pair_table(counts, stratify=stratify)
+    pairs = coded_pairs(counts, stratify=stratify)
     del counts
     theta, fit = _prior(store, scope, pairs, scopes or ScopeConfig(stratify=stratify))
-    scored = score(pairs.counts, theta, scoring)
-    products, product_code = _codes(pairs.product)
-    events, event_code = _codes(pairs.event)
-    n = product_code.size
+    n = pairs.product_code.size
+    statistics = {name: _empty_column(name, n) for name in STATISTICS if name != "n_total"}
+    parts = chunks_of(n, scoring, BUILD_CHUNK)
+    jobs = (functools.partial(score_part, pairs.counts, part, theta, scoring) for part in parts)
+    for part, scored in zip(parts, in_order(jobs), strict=True):
+        for name, column in statistics.items():
+            column[part] = scored[name]
+    statistics["n_total"] = np.broadcast_to(np.float64(pairs.counts.n_total), (n,))
+    statistics = {name: statistics[name] for name in STATISTICS}
+    products, events = pairs.products, pairs.events
+    product_code, event_code = pairs.product_code, pairs.event_code
     del pairs
-    key = product_code.astype(np.int64) * events.size + event_code
-    order = None if np.all(key[1:] > key[:-1]) else np.argsort(key, kind="stable")
-    del key
-    statistics = {}
-    for name in STATISTICS:  # one column at a time: the build holds one copy, not two
-        values = scored.pop(name)
-        if name == "n_total":
-            statistics[name] = np.broadcast_to(np.float64(np.asarray(values).flat[0]), (n,))
-        else:
-            statistics[name] = _column(name, np.broadcast_to(values, (n,)), order)
-    if order is not None:
-        product_code, event_code = product_code[order], event_code[order]
     product_start = np.searchsorted(product_code, np.arange(products.size + 1)).astype(np.int64)
-    states = _states(store.signal_states(scope), products, events, product_start, event_code)
+    states = _states(store.signal_state_columns(scope), products, events, product_code, event_code)
     return ScopeSnapshot(
         scope=scope,
         generation=generation,
@@ -212,7 +197,7 @@ def build_snapshot(
 
 
 def _prior(
-    store: SqlStore, scope: str, pairs: PairTable, scopes: ScopeConfig
+    store: SqlStore, scope: str, pairs: CodedPairs, scopes: ScopeConfig
 ) -> tuple[Hyperparameters, dict[str, Any]]:
     """The scope's last recorded prior; chosen (pvsignal.priors) and recorded when none was."""
     fits = store.fits(scope, last=1)
@@ -233,53 +218,35 @@ def _prior(
 
 
 def _states(
-    stored: dict[tuple[str, str, str], dict[str, Any]],
+    stored: dict[str, np.ndarray],
     products: np.ndarray,
     events: np.ndarray,
-    product_start: np.ndarray,
+    product_code: np.ndarray,
     event_code: np.ndarray,
 ) -> dict[str, MeasureStates]:
-    by_measure: dict[str, list[tuple[int, int, str]]] = {m: [] for m in MEASURES}
-    for (product, event, measure), state in stored.items():
-        if measure not in by_measure:
-            continue
-        i = _pair_index(products, events, product_start, event_code, product, event)
-        if i is not None:  # else the pair's count fell to zero: it is no longer listed
-            by_measure[measure].append((i, STATUSES.index(state["status"]), state["since"]))
+    """Each measure's states by pair index; a state whose pair is no longer listed (its count
+    fell to zero) is left out."""
+    keys = product_code.astype(np.int64) * events.size + event_code
+    wanted_product = pd.Index(products).get_indexer(stored["product"])
+    wanted_event = pd.Index(events).get_indexer(stored["event"])
+    wanted = wanted_product.astype(np.int64) * events.size + wanted_event
+    index = np.minimum(np.searchsorted(keys, wanted), max(keys.size - 1, 0))
+    listed = (wanted_product >= 0) & (wanted_event >= 0) & (keys[index] == wanted)
+    status = pd.Index(STATUSES).get_indexer(stored["status"]).astype(np.int8)
     result = {}
-    for measure, rows in by_measure.items():
-        rows.sort()
-        index = np.array([r[0] for r in rows], dtype=np.int64)
-        texts = np.array([r[2] for r in rows], dtype=object)
+    for measure in MEASURES:
+        rows = np.flatnonzero(listed & (stored["measure"] == measure))
+        rows = rows[np.argsort(index[rows], kind="stable")]
+        texts = stored["since"][rows]
         since = (
             pd.to_datetime(pd.Series(texts, dtype=object), utc=True, format="ISO8601")
             .to_numpy(dtype="datetime64[us]")
             .astype(np.int64)
-            if rows
+            if rows.size
             else np.empty(0, dtype=np.int64)
         )
-        result[measure] = MeasureStates(
-            index, np.array([r[1] for r in rows], dtype=np.int8), since, texts
-        )
+        result[measure] = MeasureStates(index[rows], status[rows], since, texts)
     return result
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-_TRIM = _malloc_trim()
-
-
-def release_freed_memory() -> None:
-    """Hand the memory a build freed back to the system (glibc keeps freed blocks of up to
-    32 MB in its heap after a large array was freed, so without this the build's
-    temporaries stay resident for the life of the process)."""
-    if _TRIM is not None:
-        _TRIM(0)
 
 
 @dataclass

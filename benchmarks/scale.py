@@ -5,7 +5,8 @@ Run:  .venv/bin/python -m benchmarks.scale [--pairs 412000] [--no-latency]
 The store (SQLite, in a temporary folder) holds scope 'all''s counts of simulated reports over
 the FAERS-like vocabulary (Zipf-distributed over 8,000 products and 20,000 PTs;
 benchmarks.synthetic), written straight into its count tables, with the products registered.
-Then, each in a child process of its own (wall clock, peak RSS from wait4):
+Then, each in a child process of its own (wall clock; peak RSS as the child's own VmHWM:
+wait4's ru_maxrss counts the RSS the benchmark itself had when it forked the child):
 
 - the detector: a cold run (the first ``Detector.update``, with its MGPS fit), then runs after
   small batches (``--batch`` simulated reports each, ingested the way the engine ingests);
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -142,18 +142,29 @@ def batch_lines(reports: int, seed: int, offset: int) -> list[bytes]:
 # -- child processes ----------------------------------------------------------------------------
 
 
-def run_child(argv: list[str]) -> tuple[float, float, str]:
-    """(seconds, peak RSS in GB, stdout) of a child process (its own rusage, from wait4)."""
+def run_child(argv: list[str]) -> tuple[float, str]:
+    """(seconds, stdout) of a child process."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         began = time.perf_counter()
-        process = subprocess.Popen(argv, env=_ENV, stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)
+        process = subprocess.run(argv, env=_ENV, stdout=out, stderr=err, check=False)
         seconds = time.perf_counter() - began
-        process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0), err.seek(0)
         if process.returncode != 0:
-            raise RuntimeError(f"{argv[2:5]} failed: {err.read().decode()[-2000:]}")
-        return seconds, usage.ru_maxrss / 1e6, out.read().decode()
+            raise RuntimeError(f"{' '.join(argv[-6:])} failed: {err.read().decode()[-2000:]}")
+        return seconds, out.read().decode()
+
+
+def own_peak_gb() -> float:
+    """This process's peak RSS (VmHWM: of its own memory since exec)."""
+    return _status_kb(Path("/proc/self/status").read_text(), "VmHWM") / 1e6
+
+
+# `pvsignal ARGS`, then its own peak RSS in GB (VmHWM, as own_peak_gb) on stdout's last line.
+_CLI_WITH_PEAK = (
+    "import sys\nfrom pvsignal.cli import main\ncode = main(sys.argv[1:])\n"
+    "status = open('/proc/self/status').read()\n"
+    "print(int(status.split('VmHWM:')[1].split()[0]) / 1e6)\nsys.exit(code)"
+)
 
 
 def detector_child(url: str, batches: int, batch: int) -> None:
@@ -176,8 +187,7 @@ def detector_child(url: str, batches: int, batch: int) -> None:
         began = time.perf_counter()
         detector.update(touched)
         after.append(time.perf_counter() - began)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    print(orjson.dumps({"cold": cold, "after": after, "peak_gb": peak}).decode())
+    print(orjson.dumps({"cold": cold, "after": after, "peak_gb": own_peak_gb()}).decode())
 
 
 def api_figures(url: str, key: str) -> tuple[float, float, float]:
@@ -289,7 +299,7 @@ def main() -> None:
             flush=True,
         )
         child = ["benchmarks.scale", "--detector-child", url, str(args.batches), str(args.batch)]
-        _, _, out = run_child([sys.executable, "-m", *child])
+        _, out = run_child([sys.executable, "-m", *child])
         detected = Path(folder) / "detected.db"  # as the detector left it: for the probe
         _copy_sqlite(Path(url.removeprefix("sqlite:///")), detected)
         detection = orjson.loads(out.strip().splitlines()[-1])
@@ -307,8 +317,9 @@ def main() -> None:
         _show("API RSS warm", f"{rss:.2f} GB (peak {api_peak:.2f} GB)")
 
         out_path = Path(folder) / "export.csv"
-        export = ["pvsignal.cli", "signals", "export", "--store", url, "--out", str(out_path)]
-        export_seconds, export_peak, _ = run_child([sys.executable, "-m", *export])
+        export = ["signals", "export", "--store", url, "--out", str(out_path)]
+        export_seconds, out = run_child([sys.executable, "-c", _CLI_WITH_PEAK, *export])
+        export_peak = float(out.strip().splitlines()[-1])
         _show("signals export", f"{export_seconds:.1f} s (peak RSS {export_peak:.2f} GB)")
 
         if not args.no_latency:

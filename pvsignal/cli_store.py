@@ -364,10 +364,11 @@ def _run_products_list(args: argparse.Namespace) -> int:
 
 
 def _run_signals_export(args: argparse.Namespace) -> int:
-    import pyarrow.compute as pc
+    import functools
 
     from pvsignal.analyze import parse_theta
-    from pvsignal.export import FLAG_COLUMNS, export_chunks, write_csv_chunks, write_json_chunks
+    from pvsignal.export import CSV_HEADER, FLAG_COLUMNS, PairExport, in_order, write_json_chunks
+    from pvsignal.memory import release_freed_memory
     from pvsignal.priors import prior_line
     from pvsignal.scoring import ScoringConfig
     from pvsignal.signals import prepared_scope
@@ -377,34 +378,37 @@ def _run_signals_export(args: argparse.Namespace) -> int:
     try:
         scopes = effective_scopes(store, args.scope_config)
         prior = prepared_scope(
-            store, args.scope, theta=theta, stratify=scopes.stratify, scopes=scopes
+            store, args.scope, theta=theta, stratify=scopes.stratify, scopes=scopes, recorded=True
         )
         level = next((s.level.value for s in scopes.all_scopes() if s.name == args.scope), "pt")
     finally:
         store.close()
+    release_freed_memory()  # the read's page cache and rows: writing needs none of it
     print(f"MGPS prior of {args.scope!r}: {prior_line(prior.fit)}", file=sys.stderr)
-    pairs = prior.pairs
+    export = PairExport(prior.pairs, prior.theta, ScoringConfig())
     signals = dict.fromkeys(FLAG_COLUMNS, 0)
 
-    def tallied(tables):
-        for table in tables:
-            for name in FLAG_COLUMNS:
-                signals[name] += pc.sum(pc.equal(table.column(name), "true")).as_py() or 0
-            yield table
+    def tallied(chunks):
+        for counts, chunk in chunks:
+            for name, count in counts.items():
+                signals[name] += count
+            yield chunk
 
-    tables = tallied(
-        export_chunks(pairs.product, pairs.event, pairs.counts, prior.theta, ScoringConfig())
-    )
+    # Chunks are scored and formatted on worker threads, and written here in order.
+    write = export.csv if args.format == "csv" else export.table
+    chunks = tallied(in_order(functools.partial(write, part) for part in export.parts()))
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(args.out.open("wb")) if args.out else sys.stdout.buffer
         if args.format == "csv":
-            write_csv_chunks(tables, sink)
+            sink.write(CSV_HEADER)
+            for rows in chunks:
+                sink.write(rows)
         else:
-            write_json_chunks({"scope": args.scope, "level": level, "fit": prior.fit}, tables, sink)
+            write_json_chunks({"scope": args.scope, "level": level, "fit": prior.fit}, chunks, sink)
             sink.write(b"\n")
     if args.out is not None:
         print(
-            f"wrote {pairs.counts.a.size} pairs of scope {args.scope!r} (event level "
+            f"wrote {prior.pairs.counts.a.size} pairs of scope {args.scope!r} (event level "
             f"{level}) to {args.out}; " + ", ".join(f"{k} {v}" for k, v in signals.items()),
             file=sys.stderr,
         )

@@ -148,6 +148,19 @@ class PriorDecision:
         return list(self.report.get("on_bound") or ())
 
 
+def recorded_under(record: dict[str, Any], choice: PriorChoice) -> bool:
+    """Was this fit record's decision made under ``choice`` (and its theta, when given)?
+    Then it is the prior the detector and the API use, and needs no new decision."""
+    if record.get("prior") != _choice_summary(choice):
+        return False
+    return choice.theta is None or record.get("theta") == choice.theta.hyperparameters()._asdict()
+
+
+def _choice_summary(choice: PriorChoice) -> dict[str, Any]:
+    """The choice as a fit record states it (its theta, when given, is the record's own)."""
+    return choice.model_dump(exclude_none=True, exclude={"theta"})
+
+
 def fit_is_interior(fit: Fit) -> bool:
     """Converged with no parameter on a bound of the search."""
     return fit.converged and not fit.on_bound
@@ -181,7 +194,7 @@ def decide(
     parent : gives the parent's decision (called only when borrowing); None when there is
         no parent or it has no prior yet (then the own fit is used: see needs_own_fit).
     """
-    common = {"prior": choice.model_dump(exclude_none=True, exclude={"theta"}), "pairs": pairs}
+    common = {"prior": _choice_summary(choice), "pairs": pairs}
     if choice.source == "given":
         assert choice.theta is not None  # checked by PriorChoice
         theta = choice.theta.hyperparameters()

@@ -13,10 +13,10 @@ from detectors.mgps_fit import fit_hyperparameters
 from pvsignal.casetable import PairTable
 from pvsignal.columns import ScopeColumns
 from pvsignal.errors import InputError
-from pvsignal.priors import PriorDecision, decide, needs_own_fit
+from pvsignal.priors import PriorDecision, decide, needs_own_fit, recorded_under
 from pvsignal.scopes import ScopeConfig
-from pvsignal.scoring import ScoringConfig, score
-from pvsignal.store import ScopeCounts, SqlStore
+from pvsignal.scoring import PairCounts, ScoringConfig, score
+from pvsignal.store import CodedCounts, ScopeCounts, SqlStore
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class ScopeStatistics:
     """Every pair of a scope with its statistics, the prior used and how it was obtained."""
 
     scope: str
-    pairs: PairTable
+    pairs: CodedPairs
     statistics: dict[str, np.ndarray]
     theta: Hyperparameters
     fit: dict[str, Any]
@@ -36,11 +36,60 @@ def pair_table(counts: ScopeCounts, *, stratify: bool = True) -> PairTable:
 
 
 @dataclass(frozen=True)
+class CodedPairs:
+    """A :class:`PairTable` whose labels are codes into the distinct labels, sorted (pairs in
+    (product, event) order): what the API's snapshot and the export keep."""
+
+    products: np.ndarray
+    events: np.ndarray
+    product_code: np.ndarray
+    event_code: np.ndarray
+    counts: PairCounts
+    reports: int
+    strata: int
+
+    @property
+    def product(self) -> np.ndarray:
+        return self.products[self.product_code]
+
+    @property
+    def event(self) -> np.ndarray:
+        return self.events[self.event_code]
+
+
+def coded_pairs(counts: CodedCounts, *, stratify: bool = True) -> CodedPairs:
+    """:func:`pair_table` of counts read by label code (``SqlStore.coded_counts``)."""
+    columns = ScopeColumns()
+    columns.products.encode(counts.products)  # codes 0.. in the counts' order, then margins'
+    columns.events.encode(counts.events)
+    columns.apply(ScopeCounts(_NONE, _NONE, np.empty(0), *_margins(counts)))
+    n_product, n_event, n_total, e, strata = columns.expectation(
+        counts.product_code, counts.event_code, stratify
+    )
+    return CodedPairs(
+        counts.products,
+        counts.events,
+        counts.product_code,
+        counts.event_code,
+        PairCounts(counts.a, n_product, n_event, np.float64(n_total), e),
+        int(n_total),
+        strata,
+    )
+
+
+_NONE = np.empty(0, dtype=object)
+
+
+def _margins(counts: CodedCounts) -> tuple[tuple[np.ndarray, ...], ...]:
+    return counts.product_rows, counts.event_rows, counts.totals
+
+
+@dataclass(frozen=True)
 class ScopePrior:
     """Every pair of a scope with its counts, and the MGPS prior to score them with."""
 
     scope: str
-    pairs: PairTable
+    pairs: CodedPairs
     theta: Hyperparameters
     fit: dict[str, Any]
 
@@ -53,15 +102,25 @@ def prepared_scope(
     stratify: bool = True,
     record_fit: bool = True,
     scopes: ScopeConfig | None = None,
+    recorded: bool = False,
 ) -> ScopePrior:
     """The scope's pair counts and the MGPS prior its configuration chooses (fitted, borrowed
-    or given: :func:`scope_prior`), or ``theta`` when given; the choice recorded."""
+    or given: :func:`scope_prior`), or ``theta`` when given; the choice recorded.
+
+    With ``recorded``, the scope's last recorded prior is taken when it was decided under
+    the scope's configured choice (what the detector and the API score with; the detector
+    refits as cases accrue), so that no fit is made again."""
     pairs = _scope_pairs(store, scope, stratify)
     if pairs is None:
         known = ", ".join(store.scopes()) or "none yet"
         raise InputError(f"scope {scope!r} has no counted pairs (scopes with data: {known})")
-    if theta is None:
-        decision = scope_prior(store, scopes or ScopeConfig(stratify=stratify), scope, pairs)
+    scopes = scopes or ScopeConfig(stratify=stratify)
+    last = store.fits(scope, last=1) if theta is None and recorded else []
+    if last and recorded_under(last[-1], scopes.prior_of(scope)):
+        report = last[-1]
+        theta = Hyperparameters(**report["theta"])
+    elif theta is None:
+        decision = scope_prior(store, scopes, scope, pairs)
         report = {"cases": pairs.reports, **decision.report}
         theta = decision.theta
         if record_fit:
@@ -90,7 +149,7 @@ def scope_statistics(
 
 
 def scope_prior(
-    store: SqlStore, scopes: ScopeConfig, scope: str, pairs: PairTable
+    store: SqlStore, scopes: ScopeConfig, scope: str, pairs: PairTable | CodedPairs
 ) -> PriorDecision:
     """The scope's prior as its configuration chooses, fitting what the choice needs: its
     own fit and, when it borrows, its parent's prior (decided the same way, recursively)."""
@@ -109,6 +168,6 @@ def scope_prior(
     return decide(scope, choice, pairs=size, own=own, parent=parent)
 
 
-def _scope_pairs(store: SqlStore, scope: str, stratify: bool) -> PairTable | None:
-    counts = store.scope_counts(scope)
-    return None if counts.a.size == 0 else pair_table(counts, stratify=stratify)
+def _scope_pairs(store: SqlStore, scope: str, stratify: bool) -> CodedPairs | None:
+    counts = store.coded_counts(scope)
+    return None if counts.a.size == 0 else coded_pairs(counts, stratify=stratify)

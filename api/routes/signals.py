@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import io
-from collections.abc import Iterator
+import itertools
 from typing import Annotated, Literal
 
 import numpy as np
 import orjson
-import pyarrow.csv as pa_csv
 from fastapi import APIRouter, Query
 from starlette.responses import Response, StreamingResponse
 
@@ -30,13 +30,21 @@ from api.schemas import Measure, SignalDetail, SignalPage
 from api.snapshots import STATISTICS, ScopeSnapshot
 from api.tenancy import RegistrySnapshot
 from pvsignal.detection import MEASURES
-from pvsignal.export import export_table, write_csv
+from pvsignal.export import (
+    CSV_HEADER,
+    EXPORT_CHUNK,
+    csv_rows,
+    export_table,
+    in_order,
+    quoted_labels,
+    write_csv,
+)
+from pvsignal.memory import released_after
 from pvsignal.products import Kind, Pathway
 
 router = APIRouter(prefix="/v1/signals", tags=["signals"])
 
 Status = Literal["new", "ongoing", "strengthened", "weakened", "closed", "open"]
-_CSV_CHUNK = 100_000
 # The CSV keeps the columns of `pvsignal analyze`; the event level its rows are at is here.
 LEVEL_HEADER = "Pvsignal-Event-Level"
 _SORTS = SORTABLE + tuple(f"-{name}" for name in SORTABLE if name != "product")
@@ -165,25 +173,21 @@ def _empty(scope: str, format: str, level: str) -> Response:
 
 
 def _csv(snapshot: ScopeSnapshot, indices: np.ndarray, level: str) -> StreamingResponse:
-    """Every selected pair, the export's columns and number format, streamed in chunks."""
+    """Every selected pair, the export's columns and number format, streamed in chunks
+    (formatted on worker threads a few chunks ahead)."""
+    products, events = quoted_labels(snapshot.products), quoted_labels(snapshot.events)
 
-    def chunks() -> Iterator[bytes]:
-        for start in range(0, max(indices.size, 1), _CSV_CHUNK):
-            part = indices[start : start + _CSV_CHUNK]
-            table = export_table(
-                snapshot.products[snapshot.product_code[part]],
-                snapshot.events[snapshot.event_code[part]],
-                {name: snapshot.statistics[name][part] for name in STATISTICS},
-            )
-            sink = io.BytesIO()
-            if start == 0:
-                write_csv(table, sink)  # the header, then the rows
-            else:
-                pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False))
-            yield sink.getvalue()
+    def rows(part: np.ndarray) -> bytes:
+        return csv_rows(
+            products.take(snapshot.product_code[part]),
+            events.take(snapshot.event_code[part]),
+            {name: snapshot.statistics[name][part] for name in STATISTICS},
+        ).to_pybytes()
 
+    starts = range(0, indices.size, EXPORT_CHUNK)
+    jobs = (functools.partial(rows, indices[start : start + EXPORT_CHUNK]) for start in starts)
     return StreamingResponse(
-        chunks(),
+        released_after(itertools.chain([CSV_HEADER], in_order(jobs))),
         media_type="text/csv",
         headers={
             "Content-Disposition": f'attachment; filename="signals-{snapshot.scope}.csv"',

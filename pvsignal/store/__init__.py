@@ -11,13 +11,14 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from pvsignal.errors import InputError
-from pvsignal.store.sql import BatchWrite, Reject, ScopeCounts, SqlStore
+from pvsignal.store.sql import BatchWrite, CodedCounts, Reject, ScopeCounts, SqlStore
 
 DEFAULT_URL = "sqlite:///pvsignal.db"
 
 __all__ = [
     "DEFAULT_URL",
     "BatchWrite",
+    "CodedCounts",
     "Reject",
     "ScopeCounts",
     "SqlStore",

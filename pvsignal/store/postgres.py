@@ -27,6 +27,9 @@ class PostgresDialect(Dialect):
         # The shared statements use qmark placeholders; psycopg uses the format style.
         return statement.replace("?", "%s")
 
+    def json_array(self, column: str) -> str:
+        return f"json_agg({column})::text"
+
     def in_clause(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(?)", [list(values)]
 

@@ -113,8 +113,25 @@ class ScopeCounts:
     totals: tuple[np.ndarray, np.ndarray]  # stratum, n
 
 
+@dataclass(frozen=True)
+class CodedCounts:
+    """Every count of one scope, pairs by label code: each label held once, pairs in
+    (product, event) order of their labels' code points, margins as in :class:`ScopeCounts`."""
+
+    products: np.ndarray  # the distinct labels of the pairs' products (object), sorted
+    events: np.ndarray  # the same of their events
+    product_code: np.ndarray  # int32 per pair, into products
+    event_code: np.ndarray  # int32 per pair, into events
+    a: np.ndarray  # float64 per pair
+    product_rows: tuple[np.ndarray, np.ndarray, np.ndarray]  # product, stratum, n
+    event_rows: tuple[np.ndarray, np.ndarray, np.ndarray]  # event, stratum, n
+    totals: tuple[np.ndarray, np.ndarray]  # stratum, n
+
+
 # Rows fetched at a time when reading counts.
 _FETCH_ROWS = 1 << 16
+# Products whose pairs are read at a time (one row each) by SqlStore.coded_counts.
+_FETCH_PRODUCTS = 256
 
 
 def _shared_labels(values: np.ndarray, labels: dict[str, str]) -> np.ndarray:
@@ -123,6 +140,32 @@ def _shared_labels(values: np.ndarray, labels: dict[str, str]) -> np.ndarray:
     shared = np.empty(len(distinct), dtype=object)
     shared[:] = [labels.setdefault(label, label) for label in distinct]
     return shared[codes]
+
+
+def _joined_json(arrays: list[str]) -> list[Any]:
+    """The elements of several JSON array texts (none empty), parsed as one array."""
+    return orjson.loads("[" + ",".join(text[1:-1] for text in arrays) + "]")
+
+
+def _encoded(labels: np.ndarray, codes: dict[str, int]) -> np.ndarray:
+    """Each label's code (int32), new labels numbered on in order of first appearance."""
+    positions, distinct = pd.factorize(labels)
+    known = np.fromiter(
+        (codes.setdefault(label, len(codes)) for label in distinct.tolist()),
+        dtype=np.int32,
+        count=len(distinct),
+    )
+    return known[positions]
+
+
+def _sorted_labels(labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The labels sorted by code point (object array), and each given label's rank."""
+    order = sorted(range(len(labels)), key=labels.__getitem__)
+    ranked = np.empty(len(labels), dtype=object)
+    ranked[:] = [labels[k] for k in order]
+    rank = np.empty(len(labels), dtype=np.int32)
+    rank[order] = np.arange(len(labels), dtype=np.int32)
+    return ranked, rank
 
 
 class Dialect:
@@ -134,6 +177,11 @@ class Dialect:
 
     def sql(self, statement: str) -> str:
         return statement
+
+    def json_array(self, column: str) -> str:
+        """An aggregate giving the group's values of ``column`` as JSON array text. Every
+        aggregate of one query takes the group's rows in the same order."""
+        return f"json_group_array({column})"
 
     def in_clause(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
         return f"{column} IN ({', '.join('?' * len(values))})", list(values)
@@ -565,25 +613,63 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
                 scope,
                 3,
             )
-            products = self._columns(
-                cursor,
-                "SELECT product, stratum, n FROM product_counts WHERE scope = ? AND n > 0",
-                scope,
-                3,
-            )
-            events = self._columns(
-                cursor,
-                "SELECT event, stratum, n FROM event_counts WHERE scope = ? AND n > 0",
-                scope,
-                3,
-            )
-            totals = self._columns(
-                cursor, "SELECT stratum, n FROM scope_totals WHERE scope = ? AND n > 0", scope, 2
-            )
-        return ScopeCounts(
-            pairs[0],
-            pairs[1],
-            pairs[2].astype(np.float64),
+            margins = self._margins(cursor, scope)
+        return ScopeCounts(pairs[0], pairs[1], pairs[2].astype(np.float64), *margins)
+
+    def coded_counts(self, scope: str) -> CodedCounts:
+        """Every count of the scope, its pairs by label code (see :class:`CodedCounts`).
+
+        The pairs are read one row per product, their events and counts aggregated into JSON
+        arrays by the database: a tenth of the time of a row per pair, and no Python object
+        per pair beyond the parsed event labels of a few products at a time."""
+        event_codes: dict[str, int] = {}
+        products: list[str] = []
+        sizes: list[int] = []
+        events: list[np.ndarray] = []
+        counts: list[np.ndarray] = []
+        statement = (
+            f"SELECT product, count(*), {self._dialect.json_array('event')}, "
+            f"{self._dialect.json_array('a')} FROM pair_counts WHERE scope = ? AND a > 0 "
+            "GROUP BY product"
+        )
+        with self._transaction() as cursor:
+            self._execute(cursor, statement, (scope,))
+            while rows := cursor.fetchmany(_FETCH_PRODUCTS):
+                products += [row[0] for row in rows]
+                sizes += [row[1] for row in rows]
+                labels = np.array(_joined_json([row[2] for row in rows]), dtype=object)
+                events.append(_encoded(labels, event_codes))
+                counts.append(np.array(_joined_json([row[3] for row in rows]), dtype=np.float64))
+            margins = self._margins(cursor, scope)
+        product_labels, product_rank = _sorted_labels(products)
+        event_labels, event_rank = _sorted_labels(list(event_codes))
+        product_code = np.repeat(product_rank, sizes)
+        event_code = event_rank[np.concatenate(events)] if events else np.empty(0, dtype=np.int32)
+        a = np.concatenate(counts) if counts else np.empty(0)
+        key = product_code.astype(np.int64) * max(event_labels.size, 1) + event_code
+        if not np.all(key[1:] > key[:-1]):  # the database's order is not the code points'
+            order = np.argsort(key, kind="stable")
+            product_code, event_code, a = product_code[order], event_code[order], a[order]
+        return CodedCounts(product_labels, event_labels, product_code, event_code, a, *margins)
+
+    def _margins(self, cursor: Any, scope: str) -> tuple[tuple[np.ndarray, ...], ...]:
+        """The scope's product and event margins (label, stratum, n) and stratum totals."""
+        products = self._columns(
+            cursor,
+            "SELECT product, stratum, n FROM product_counts WHERE scope = ? AND n > 0",
+            scope,
+            3,
+        )
+        events = self._columns(
+            cursor,
+            "SELECT event, stratum, n FROM event_counts WHERE scope = ? AND n > 0",
+            scope,
+            3,
+        )
+        totals = self._columns(
+            cursor, "SELECT stratum, n FROM scope_totals WHERE scope = ? AND n > 0", scope, 2
+        )
+        return (
             (products[0], products[1], products[2].astype(np.float64)),
             (events[0], events[1], events[2].astype(np.float64)),
             (totals[0], totals[1].astype(np.float64)),
@@ -674,6 +760,16 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
         )
         names = ("status", "since", "reference", "failures", "last_a", "last_level")
         return {(p, e, m): dict(zip(names, rest, strict=True)) for p, e, m, *rest in rows}
+
+    def signal_state_columns(self, scope: str) -> dict[str, np.ndarray]:
+        """The scope's signal states as object columns: product, event, measure, status and
+        since (what the API's snapshot holds of them)."""
+        names = ("product", "event", "measure", "status", "since")
+        rows = self._query(
+            f"SELECT {', '.join(names)} FROM signal_states WHERE scope = ?", (scope,)
+        )
+        table = np.array(rows, dtype=object).reshape(len(rows), len(names))
+        return {name: table[:, k] for k, name in enumerate(names)}
 
     def write_detection(
         self,

@@ -250,3 +250,15 @@ def test_csv_is_byte_identical(store, registry, sort, principal):
         params = {**filters, "sort": sort}
         expected = _old_answer(old, principal, registry, params, format="csv")
         assert _new_answer(new, principal, registry, params, format="csv") == expected
+
+
+@pytest.mark.parametrize("chunk", [7, 500])
+def test_csv_written_in_many_chunks_is_byte_identical(store, registry, monkeypatch, chunk):
+    from api.routes import signals as route
+
+    monkeypatch.setattr(route, "EXPORT_CHUNK", chunk)
+    old, new = _old(store, 1), _new(store, 1)
+    for filters in FILTERS[:5]:
+        params = {**filters, "sort": "-ror"}
+        expected = _old_answer(old, REGULATOR, registry, params, format="csv")
+        assert _new_answer(new, REGULATOR, registry, params, format="csv") == expected

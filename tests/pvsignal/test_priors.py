@@ -272,6 +272,53 @@ def test_signals_export_prints_and_records_the_choice(small_simulation, tmp_path
     assert line.endswith("; theta alpha1 3.254, beta1 0.3999, alpha2 2.026, beta2 1.908, p 0.06535")
 
 
+def test_signals_export_scores_with_the_recorded_prior_and_fits_nothing(small_simulation, tmp_path):
+    """The detector's recorded prior is the export's while the scope's configured choice is
+    the one it was decided under; another choice is decided (and recorded) anew."""
+    products, records = small_simulation
+    url = f"sqlite:///{tmp_path}/export.db"
+    from pvsignal.store import open_store
+
+    store = open_store(url)
+    try:
+        store.save_products(products)
+        scopes = effective_scopes(store, None)
+        Detector(store, scopes).update(
+            Ingestor(store, scopes).apply(records).summary.touched_scopes
+        )
+        [recorded] = store.fits("all")
+    finally:
+        store.close()
+    assert recorded["theta_source"] == "fitted"
+    out = tmp_path / "all.json"
+    assert main(["signals", "export", "--store", url, "--format", "json", "--out", str(out)]) == 0
+    document = json.loads(out.read_text())
+    assert document["fit"]["fitted_at"] == recorded["fitted_at"]
+    assert document["fit"]["theta"] == recorded["theta"]
+    store = open_store(url)
+    try:
+        assert store.fits("all") == [recorded]  # nothing fitted, nothing recorded
+        expected = scope_statistics(
+            store, "all", theta=Hyperparameters(**recorded["theta"]), record_fit=False
+        ).statistics["eb05"]
+    finally:
+        store.close()
+    assert [pair["eb05"] for pair in document["pairs"]] == expected.tolist()
+
+    given = tmp_path / "given.yaml"
+    given.write_text(
+        json.dumps({"scopes": [{"name": "all", "prior": PILOT_CONFIG["scopes"][0]["prior"]}]})
+    )
+    argv = ["signals", "export", "--store", url, "--format", "json", "--scope-config", str(given)]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["fit"]["theta"] == CAERS_THETA
+    store = open_store(url)
+    try:
+        assert [fit["theta_source"] for fit in store.fits("all")] == ["fitted", "given"]
+    finally:
+        store.close()
+
+
 # -- the issue's scenario: a pilot scope of ~500 simulated reports inside a national database --
 
 CAERS_SEX = {"Female": "F", "Male": "M"}
