@@ -108,6 +108,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_config=None,
         access_log=False,  # the app logs each request itself, as JSON with its request id
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return 0
 

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         description="signs pagination cursors and encrypts webhook secrets at rest",
     )
     scope_config: Path | None = Field(default=None, description="YAML file declaring the scopes")
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="the proxies whose X-Forwarded-Proto and X-Forwarded-For are believed "
+        "(uvicorn's forwarded_allow_ips: addresses, networks, or * when only the proxy can "
+        "reach the server): behind a TLS ingress the dashboard's OIDC callback is then https",
+    )
 
     # Request bodies: reports may come in large NDJSON batches, everything else is small.
     max_body_bytes: PositiveInt = 1 * _MIB

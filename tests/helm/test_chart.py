@@ -65,6 +65,7 @@ def test_what_each_set_renders(chart):
     env = by_kind(trial, "ConfigMap")["pv-pvsignal-env"]["data"]
     assert env["PVSIGNAL_STORE_URL"] == "sqlite:////data/pvsignal.db"
     assert env["PVSIGNAL_DETECT_IN_PROCESS"] == "true"
+    assert env["PVSIGNAL_FORWARDED_ALLOW_IPS"] == "*"  # the ingress's X-Forwarded-Proto
 
     production = render(chart, PRODUCTION)
     kinds = {m["kind"] for m in production}

@@ -9,8 +9,13 @@ import datetime as dt
 import hashlib
 import http.server
 import json
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -180,3 +185,47 @@ def test_a_callback_with_another_state_or_a_stolen_code_starts_nothing(app_on, p
     assert provider.redeemed == [] and "pvsignal_session" not in client.cookies
     refused = client.get("/ui/login/oidc/callback", params={"error": "access_denied"})
     assert refused.status_code == 401 and "access_denied" in refused.text
+
+
+def _served_redirect_uri(provider: Provider, tmp_path, **env: str) -> str:
+    """`pvsignal serve` as the chart runs it (real uvicorn), asked to start an OIDC sign-in by
+    a TLS proxy (X-Forwarded-Proto: https, the public Host): the redirect_uri it sends."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "PVSIGNAL_OIDC_ISSUER": provider.base,
+        "PVSIGNAL_OIDC_AUDIENCE": "pvsignal",
+        "PVSIGNAL_OIDC_PUBLIC_KEY": provider.public_pem(),
+        "PVSIGNAL_OIDC_CLIENT_ID": CLIENT_ID,
+        **env,
+    }
+    command = [sys.executable, "-m", "pvsignal.cli", "serve", "--port", str(port)]
+    command += ["--store", f"sqlite:///{tmp_path}/proxy-{port}.db"]
+    server = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/livez").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
+            time.sleep(0.1)
+        headers = {"X-Forwarded-Proto": "https", "Host": "pv.example.org"}
+        started = httpx.get(f"{base}/ui/login/oidc", headers=headers)
+        assert started.status_code == 303, started.text
+        return parse_qs(urlsplit(started.headers["location"]).query)["redirect_uri"][0]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_behind_a_tls_proxy_the_callback_is_https(provider, tmp_path):
+    """The provider only calls back where it was told: behind the chart's ingress that must
+    be https. A proxy's headers are believed only from the configured addresses."""
+    trusted = _served_redirect_uri(provider, tmp_path, PVSIGNAL_FORWARDED_ALLOW_IPS="*")
+    assert trusted == "https://pv.example.org/ui/login/oidc/callback"
+    default = _served_redirect_uri(provider, tmp_path, PVSIGNAL_FORWARDED_ALLOW_IPS="10.9.9.9")
+    assert default == "http://pv.example.org/ui/login/oidc/callback"
