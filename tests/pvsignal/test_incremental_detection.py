@@ -93,7 +93,7 @@ class _QuickFit:
     """A stand-in for the MGPS fit (seconds per fit): a prior that depends on the data, so
     that refits change θ (and force a full sweep) as real ones do."""
 
-    def __init__(self, a, expected, starts=None):
+    def __init__(self, a, expected, starts=None, squashing=None):
         self.theta = Hyperparameters(0.2 + 0.01 * (a.size % 7), 0.1, 2.0, 4.0, 1 / 3)
 
     def report(self):
