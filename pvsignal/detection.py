@@ -691,7 +691,9 @@ class Detector:
                 [None if code == NO_STATE else STATUSES[code - 1] for code in status],
                 [
                     None if code == NO_STATE else since
-                    for code, since in zip(status, tracked.since[measure][at].tolist(), strict=True)
+                    for code, since in zip(
+                        status, tracked.times(tracked.since[measure][at]), strict=True
+                    )
                 ],
                 _take(np.asarray(stats[flag_column], dtype=bool), row, False).tolist(),
                 value_column,
@@ -773,11 +775,14 @@ class _Tracked:
         self.theta: Hyperparameters | None = None
         self.written: str | None = None  # the store's mark of the last write of the states
         self.status: dict[str, np.ndarray] = {m: np.zeros(0, dtype=np.int8) for m in MEASURES}
-        self.failures = {m: np.zeros(0, dtype=np.int64) for m in MEASURES}
+        self.failures = {m: np.zeros(0, dtype=np.int16) for m in MEASURES}
         self.last_a = {m: np.zeros(0) for m in MEASURES}
         self.reference = {m: np.zeros(0) for m in MEASURES}
         self.last_level = {m: np.zeros(0) for m in MEASURES}
-        self.since = {m: np.empty(0, dtype=object) for m in MEASURES}
+        # ``since`` as codes of the times (a run's time is shared by all it changes; 0: none).
+        self.since = {m: np.zeros(0, dtype=np.int32) for m in MEASURES}
+        self._times: list[str | None] = [None]
+        self._time_code: dict[str | None, int] = {None: 0}
         self.baseline = drift.Baseline.empty(0)
         self.record(stored)  # pairs with a state but no count get a position (a = 0)
 
@@ -796,9 +801,7 @@ class _Tracked:
             for measure, column in arrays.items():
                 if column.size < size:
                     extra = np.zeros(drift.room(column.size, size), dtype=column.dtype)
-                    if column.dtype == object:
-                        extra[:] = None
-                    arrays[measure] = np.concatenate([column, extra])
+                    arrays[measure] = np.concatenate([column, extra]) if column.size else extra
         self.baseline.grow(size)
 
     def record(self, states: dict[tuple[str, str, str], dict[str, Any]]) -> None:
@@ -812,7 +815,7 @@ class _Tracked:
         self.fit_size()
         for (_, _, measure), at, row in zip(keys, positions.tolist(), states.values(), strict=True):
             self.status[measure][at] = CODES[row["status"]]
-            self.since[measure][at] = row["since"]
+            self.since[measure][at] = self.time_code(row["since"])
             self.failures[measure][at] = row["failures"]
             self.last_a[measure][at] = row["last_a"]
             self.reference[measure][at] = row["reference"]
@@ -827,8 +830,19 @@ class _Tracked:
             "failures": self.failures[measure][at],
             "last_a": self.last_a[measure][at],
             "last_level": self.last_level[measure][at],
-            "since_is_now": self.since[measure][at] == now,
+            "since_is_now": self.since[measure][at] == self._time_code.get(now, -1),
         }
+
+    def time_code(self, time: str | None) -> int:
+        code = self._time_code.get(time)
+        if code is None:
+            code = self._time_code[time] = len(self._times)
+            self._times.append(time)
+        return code
+
+    def times(self, codes: np.ndarray) -> list[str | None]:
+        """The times of these ``since`` codes."""
+        return [self._times[code] for code in codes.tolist()]
 
     def after(
         self, measure: str, at: np.ndarray, candidates: Candidates, walked: Walked, now: str
@@ -836,7 +850,7 @@ class _Tracked:
         """Take the walk's written states as the current ones; them, as the store writes them."""
         write = walked.write
         at = at[write]
-        since = np.where(walked.since_now[write], now, self.since[measure][at])
+        since = np.where(walked.since_now[write], self.time_code(now), self.since[measure][at])
         level = candidates.level[write]
         self.status[measure][at] = walked.status[write]
         self.since[measure][at] = since
@@ -849,7 +863,7 @@ class _Tracked:
             products[self.columns.pair_product[at]].tolist(),
             events[self.columns.pair_event[at]].tolist(),
             walked.status[write].tolist(),
-            since.tolist(),
+            self.times(since),
             walked.reference[write].tolist(),
             walked.failures[write].tolist(),
             candidates.a[write].astype(np.int64).tolist(),
