@@ -266,6 +266,19 @@ class Detector:
         self._lease = lease
         return lease is not None
 
+    def _renewed_lease(self) -> Lease | None:
+        """The shard's lease, renewed before a write: a long run (a cold one at national scale,
+        under load) can outlast ``lease_seconds``. Renewal keeps the epoch only when no other
+        detector took the shard meanwhile; otherwise the write is refused with the lease this
+        run began with (LeaseLostError), as before."""
+        if self.shard is None:
+            return None
+        shard, shards = self.shard
+        lease = self.store.acquire_lease(
+            f"{shard}/{shards}", self._holder, self.config.lease_seconds
+        )
+        return self._lease if lease != self._lease else lease
+
     def _update_whole(self, scope: str, registry: Registry) -> list[dict[str, Any]]:
         """Read the scope's counts whole, rescore every pair and evaluate every candidate."""
         counts = self.store.scope_counts(scope, ordered=False)
@@ -358,9 +371,13 @@ class Detector:
         when a fit is due), or the scope's last recorded fit for the other shards."""
         stratify = self.scopes.stratify
         reports, strata = int(columns.totals.sum()), int((columns.totals > 0).sum())
+        # The number of pairs decides and reports the prior on every run; the table itself
+        # is built only when a fit is due (building it is a full pass over the scope).
         if self.shard is None:
             return self._prior(
-                scope, _LazyPairTable(reports, strata, lambda: columns.table(stratify=stratify))
+                scope,
+                _LazyPairTable(reports, strata, lambda: columns.table(stratify=stratify)),
+                int(np.count_nonzero(columns.a > 0)),
             )
         if self.shard[0] == 0:
             return self._prior(
@@ -370,6 +387,7 @@ class Detector:
                     strata,
                     lambda: pair_table(self.store.scope_counts(scope), stratify=stratify),
                 ),
+                self.store.observed_pairs(scope),
             )
         fits = self.store.fits(scope, last=1)
         return Hyperparameters(**fits[-1]["theta"]) if fits else None
@@ -464,7 +482,7 @@ class Detector:
             self._registry = (mark, Registry(self.store.load_products()))
         return self._registry[1]
 
-    def _prior(self, scope: str, pairs: PairTable) -> Hyperparameters:
+    def _prior(self, scope: str, pairs: PairTable, size: int | None = None) -> Hyperparameters:
         """The scope's prior as its configuration chooses (pvsignal.priors), recorded when
         it changes: its own fit (refitted, warm-started, when due), its parent's, or given.
 
@@ -476,12 +494,13 @@ class Detector:
         choice = self.scopes.prior_of(scope)
         parent_name = choice.parent_of(scope) if choice.source in ("auto", "borrow") else None
         parent = None if parent_name is None else self._parent_decision(parent_name)
-        if needs_own_fit(choice, pairs.counts.a.size, parent_available=parent is not None):
+        size = int(pairs.counts.a.size) if size is None else size  # observed pairs
+        if needs_own_fit(choice, size, parent_available=parent is not None):
             self._refit_when_due(scope, pairs)
         decision = decide(
             scope,
             choice,
-            pairs=int(pairs.counts.a.size),
+            pairs=size,
             own=self._own.get(scope),
             parent=None if parent is None else (lambda: parent),
         )
@@ -622,7 +641,7 @@ class Detector:
                 alerts,
                 now,
                 review_deadlines=self.config.review_deadline_days,
-                lease=self._lease,
+                lease=self._renewed_lease(),
                 mark=self._next_written(scope),
             )
         except BaseException:
