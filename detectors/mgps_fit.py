@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike
 from scipy import optimize, special
 
 from detectors._arrays import FloatArray, as_counts, as_positive, exp_floored
+from detectors.counting import run_starts
 from detectors.mgps import Hyperparameters
 
 PARAMETERS = Hyperparameters._fields
@@ -278,16 +279,21 @@ def collapse(points: _Points) -> _Points:
 def squash(points: _Points, spec: Squash) -> _Points:
     """Average E within bins of points sharing a small count (see :class:`Squash`)."""
     keep_n, keep_e, keep_w = [], [], []
-    squashed = points.n <= spec.max_count
-    counts = np.unique(points.n[squashed])
-    rest = ~squashed
-    for count in counts:  # a handful of counts, each handled vectorised
-        mask = points.n == count
-        if mask.sum() < spec.min_points:
-            rest |= mask
+    # One stable sort by (N, E) lays out every count's points by E, ties in input order.
+    order = np.lexsort((points.expected, points.n))
+    n_sorted = points.n[order]
+    first = np.flatnonzero(run_starts(n_sorted))
+    sizes = np.diff(first, append=n_sorted.size)
+    rest = points.n > spec.max_count
+    for begin, size in zip(first.tolist(), sizes.tolist(), strict=True):
+        count = n_sorted[begin]
+        if count > spec.max_count:
+            break
+        members = order[begin : begin + size]
+        if size < spec.min_points:
+            rest[members] = True
             continue
-        order = np.argsort(points.expected[mask], kind="stable")
-        e, w = points.expected[mask][order], points.weight[mask][order]
+        e, w = points.expected[members], points.weight[members]
         kept = max(e.size - spec.keep, 0)
         bins = np.arange(kept) // spec.bin_size
         weight = np.bincount(bins, weights=w[:kept])
