@@ -138,23 +138,24 @@ _BLANK = "^[" + "".join(f"\\x{{{code:x}}}" for code in range(0x3001) if chr(code
 def _set_aside_invalid(table: pa.Table, columns: Columns) -> CaseTable:
     """Rows with a blank id, product or event, or whose report has conflicting strata, are
     rejected with the first reason that applies; the others are counted."""
-    reasons = np.full(table.num_rows, "", dtype=object)
+    # Each row's reason as an index into `texts` (0: valid): millions of rows, a few reasons.
+    texts = [""]
+    reason = np.zeros(table.num_rows, dtype=np.uint8)
     for column in (columns.id, columns.product, columns.event):
-        blank = _blank(_single(table.column(column)))
-        reasons[blank & (reasons == "")] = f"empty {column!r}"
+        texts.append(f"empty {column!r}")
+        reason[_blank(_single(table.column(column))) & (reason == 0)] = len(texts) - 1
     if columns.strata:
-        valid = np.flatnonzero(reasons == "")
+        valid = np.flatnonzero(reason == 0)
         ids = pd.Series(table.column(columns.id).take(valid).to_numpy(zero_copy_only=False))
         stratum = pd.Series(_stratum_labels(table.take(valid), columns.strata))
         conflicting = stratum.groupby(ids).transform("nunique").to_numpy() > 1
-        reasons[valid[conflicting]] = "report has conflicting values of " + ", ".join(
-            map(repr, columns.strata)
-        )
-    bad = reasons != ""
+        texts.append("report has conflicting values of " + ", ".join(map(repr, columns.strata)))
+        reason[valid[conflicting]] = len(texts) - 1
+    bad = reason != 0
     rejected = np.flatnonzero(bad)
     rejects = _as_text(table.take(rejected)).to_pandas()
     rejects.insert(0, "line", rejected + 2)  # the file's line number (line 1 is the header)
-    rejects["reason"] = reasons[rejected]
+    rejects["reason"] = np.array(texts, dtype=object)[reason[rejected]]
     return CaseTable(
         rows=table.filter(pa.array(~bad)) if rejected.size else table,
         rejects=rejects,
