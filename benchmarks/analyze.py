@@ -76,6 +76,11 @@ def vigipy_job(cases: Path, out: Path) -> None:
     pd.concat([result.all_signals for result in results], axis=1).to_csv(out)
 
 
+def _load() -> str:
+    """The 1-minute load average: the machine is shared, and every figure carries it."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -90,7 +95,10 @@ def main() -> None:
         print(f"case table: {rows:,} rows written in {time.perf_counter() - began:.1f} s")
         best, stages = best_of(args.repeat, lambda: pvsignal_job(cases, Path(folder) / "pairs.csv"))
         shown = ", ".join(f"{name} {seconds:.2f}" for name, seconds in stages.items())
-        print(f"pvsignal analyze: {best:.2f} s (best of {args.repeat}; last run: {shown})")
+        print(
+            f"pvsignal analyze: {best:.2f} s (best of {args.repeat}; last run: {shown}; "
+            f"load average {_load()})"
+        )
         if args.no_vigipy:
             return
         began = time.perf_counter()
@@ -98,7 +106,7 @@ def main() -> None:
         seconds = time.perf_counter() - began
         print(
             f"vigipy, same job: {seconds:.2f} s -> pvsignal is {seconds / best:.1f}x faster "
-            f"(target >= 20x)"
+            f"(target >= 20x; load average {_load()})"
         )
 
 

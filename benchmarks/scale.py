@@ -16,8 +16,8 @@ wait4's ru_maxrss counts the RSS the benchmark itself had when it forked the chi
 - ``pvsignal signals export`` (CSV to a file): seconds and peak RSS;
 - the report-to-alert latency probe of benchmarks.stream (a Tansu broker, one consumer with
   detection as deployed) against a copy of that store as the detector left it;
-- the same with 2 detection shards: the hook is :func:`two_shards` (needs
-  ``pvsignal detect --shard K/N``).
+- the same with 2 detection shards: the consumer only ingests and publishes, two
+  ``pvsignal detect --shard K/2`` workers detect (each on its own copy of the store).
 """
 
 from __future__ import annotations
@@ -232,27 +232,9 @@ def _status_kb(status: str, field: str) -> int:
     return int(line.split()[1])
 
 
-def two_shards(url: str) -> str:
-    """HOOK: the detector run after a batch, with 2 detection shards over one store.
-
-    Needs ``pvsignal detect --shard K/N`` (branch ``incr``): run two children
-    ``pvsignal detect --store URL --shard 0/2`` and ``1/2`` after each batch and time the
-    slower one, as :func:`detector_child` does for one detector. Merging ``incr`` also means
-    :func:`benchmarks.api.write_counts` must fill the count tables' change sequence column
-    that its migration adds (the direct inserts name every column).
-    """
-    probe = subprocess.run(
-        [sys.executable, "-m", "pvsignal.cli", "detect", "--help"],
-        env=_ENV,
-        capture_output=True,
-    )
-    if probe.returncode != 0 or b"--shard" not in probe.stdout:
-        return "not measured: `pvsignal detect --shard K/N` is not in this tree"
-    return "not measured yet: `pvsignal detect --shard` exists; wire it here"
-
-
-def latency(url: str, probes: int) -> str:
-    """benchmarks.stream's report-to-alert probe against (a copy of) this store."""
+def latency(url: str, probes: int, shards: int = 0) -> str:
+    """benchmarks.stream's report-to-alert probe against (a copy of) this store; with
+    ``shards``, detection runs in that many ``pvsignal detect --shard K/N`` workers."""
     from benchmarks.stream import probe_latency
     from pvsignal.simulate import SimulationConfig, simulate
     from tests.support.kafka import tansu_broker
@@ -265,7 +247,7 @@ def latency(url: str, probes: int) -> str:
     background = int(args.rate * (args.spacing * (probes + 2) + 30))
     lines = list(simulate(SimulationConfig(reports=background, seed=7)).lines())
     with tansu_broker() as bootstrap:
-        return probe_latency(bootstrap, url, lines, args)
+        return probe_latency(bootstrap, url, lines, args, shards=shards)
 
 
 def main() -> None:
@@ -310,7 +292,6 @@ def main() -> None:
             f"{min(after):.2f}-{max(after):.2f} s ({args.batch:,} reports each, "
             f"{len(after)} batches; peak RSS {detection['peak_gb']:.2f} GB)",
         )
-        _show("detector run after a batch, 2 shards", two_shards(url))
 
         first, rss, api_peak = api_figures(url, key)
         _show("API first answer after start", f"{first:.1f} s")
@@ -323,7 +304,11 @@ def main() -> None:
         _show("signals export", f"{export_seconds:.1f} s (peak RSS {export_peak:.2f} GB)")
 
         if not args.no_latency:
-            _show("report-to-alert p99", latency(f"sqlite:///{detected}", args.probes))
+            for shards in (0, 2):
+                probed = Path(folder) / f"probed-{shards}.db"  # each probe on its own copy
+                _copy_sqlite(detected, probed)
+                what = "report-to-alert p99" + (f", {shards} detection shards" if shards else "")
+                _show(what, latency(f"sqlite:///{probed}", args.probes, shards))
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:

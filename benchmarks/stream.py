@@ -25,6 +25,7 @@ import os
 import platform
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -52,6 +53,13 @@ def keyed(lines: list[bytes]) -> list[tuple[bytes | None, bytes, list]]:
 
 def consume(bootstrap: str, topic: str, url: str, *options: str) -> subprocess.Popen:
     command = consume_command(bootstrap, topic, url, *options)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_ENV)
+
+
+def detect_worker(url: str, shard: str, interval: float | None) -> subprocess.Popen:
+    """A ``pvsignal detect --shard K/N`` worker looking at the store every ``interval`` s."""
+    command = [sys.executable, "-m", "pvsignal.cli", "detect", "--store", url, "--shard", shard]
+    command += ["--interval", str(0.1 if interval is None else interval)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_ENV)
 
 
@@ -171,20 +179,33 @@ def latency(bootstrap: str, url: str, preload, lines, products, args) -> str:
     return probe_latency(bootstrap, url, lines, args)
 
 
-def probe_latency(bootstrap: str, url: str, lines, args) -> str:
+def probe_latency(bootstrap: str, url: str, lines, args, *, shards: int = 0) -> str:
     """Report-to-alert latency against the store at ``url`` (see the module's docstring):
-    ``lines`` are the background reports; args has rate, probes, spacing, detect, verbose."""
+    ``lines`` are the background reports; args has rate, probes, spacing, detect, verbose.
+    With ``shards``, the consumer only ingests and publishes (``--no-detect``) and that many
+    ``pvsignal detect --shard K/N`` workers detect."""
     topic = create_topic(bootstrap, topic_name("latency"), partitions=4)
     create_topic(bootstrap, f"{topic}.alerts", partitions=3)
     pacing = [] if args.detect is None else ["--detect-interval", str(args.detect)]
-    process = consume(bootstrap, topic, url, "--batch-size", "2000", *pacing)
     store = open_store(url)
+    # Each detector marks its writes (pvsignal.detection): ready once every one has written,
+    # so that no probe waits for a detector's first (cold) run over a large store.
+    marks = [f"detection_written:{k}/{max(shards, 1)}:all" for k in range(max(shards, 1))]
+    before = {mark: store.setting(mark) for mark in marks}
+    process = consume(
+        bootstrap, topic, url, "--batch-size", "2000", *pacing, *(["--no-detect"] if shards else [])
+    )
+    workers = [detect_worker(url, f"{k}/{shards}", args.detect) for k in range(shards)]
     try:
-        deadline = time.monotonic() + 300
-        # Ready once the first detection (its MGPS fit) ran and its alerts went out.
-        while not store.fits("all") or store.pending_alerts(limit=1):
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the consumer did not finish its first detection")
+        deadline = time.monotonic() + 600
+        while (
+            not store.fits("all")
+            or any(store.setting(mark) == before[mark] for mark in marks)
+            or store.pending_alerts(limit=1)
+        ):
+            exited = [p for p in (process, *workers) if p.poll() is not None]
+            if time.monotonic() > deadline or exited:
+                raise RuntimeError("the detectors did not finish their first detection")
             time.sleep(0.2)
         watch = AlertWatch(bootstrap, f"{topic}.alerts")
         stop = threading.Event()
@@ -208,8 +229,10 @@ def probe_latency(bootstrap: str, url: str, lines, args) -> str:
         producer.close()
         watch.close()
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+        for running in (process, *workers):
+            running.send_signal(signal.SIGTERM)
+        for running in (process, *workers):
+            running.wait(timeout=60)
         store.close()
     found = [watch.first_new[pt] - t for pt, t in sent_at.items() if pt in watch.first_new]
     missed = args.probes - len(found)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from detectors.counting import distinct, distinct_counts
+from detectors.counting import distinct, distinct_counts, distinct_of_sorted
 from detectors.table import expected, stratified_expected
 from pvsignal.errors import InputError
 from pvsignal.scoring import PairCounts
@@ -86,12 +86,21 @@ def read_case_table(path: Path, columns: Columns, *, sep: str = ",") -> CaseTabl
         path,
         sep,
         pa_csv.ConvertOptions(
-            column_types={name: pa.string() for name in header},
+            column_types={name: _column_type(name, columns) for name in header},
             include_columns=wanted,
             strings_can_be_null=False,
         ),
     )
-    return _set_aside_invalid(table.combine_chunks(), columns)
+    return _set_aside_invalid(table.unify_dictionaries().combine_chunks(), columns)
+
+
+def _column_type(name: str, columns: Columns) -> pa.DataType:
+    """Products and events are read dictionary-encoded: a few thousand distinct labels over
+    millions of rows, so each is checked and coded once, not once per row. The id (one value
+    per report) and the strata stay plain text."""
+    if name in (columns.product, columns.event) and name not in (columns.id, *columns.strata):
+        return pa.dictionary(pa.int32(), pa.string())
+    return pa.string()
 
 
 def _header(path: Path, sep: str) -> list[str]:
@@ -129,25 +138,24 @@ _BLANK = "^[" + "".join(f"\\x{{{code:x}}}" for code in range(0x3001) if chr(code
 def _set_aside_invalid(table: pa.Table, columns: Columns) -> CaseTable:
     """Rows with a blank id, product or event, or whose report has conflicting strata, are
     rejected with the first reason that applies; the others are counted."""
-    reasons = np.full(table.num_rows, "", dtype=object)
+    # Each row's reason as an index into `texts` (0: valid): millions of rows, a few reasons.
+    texts = [""]
+    reason = np.zeros(table.num_rows, dtype=np.uint8)
     for column in (columns.id, columns.product, columns.event):
-        blank = pc.match_substring_regex(table.column(column), _BLANK).to_numpy(
-            zero_copy_only=False
-        )
-        reasons[blank & (reasons == "")] = f"empty {column!r}"
+        texts.append(f"empty {column!r}")
+        reason[_blank(_single(table.column(column))) & (reason == 0)] = len(texts) - 1
     if columns.strata:
-        valid = np.flatnonzero(reasons == "")
+        valid = np.flatnonzero(reason == 0)
         ids = pd.Series(table.column(columns.id).take(valid).to_numpy(zero_copy_only=False))
         stratum = pd.Series(_stratum_labels(table.take(valid), columns.strata))
         conflicting = stratum.groupby(ids).transform("nunique").to_numpy() > 1
-        reasons[valid[conflicting]] = "report has conflicting values of " + ", ".join(
-            map(repr, columns.strata)
-        )
-    bad = reasons != ""
+        texts.append("report has conflicting values of " + ", ".join(map(repr, columns.strata)))
+        reason[valid[conflicting]] = len(texts) - 1
+    bad = reason != 0
     rejected = np.flatnonzero(bad)
-    rejects = table.take(rejected).to_pandas()
+    rejects = _as_text(table.take(rejected)).to_pandas()
     rejects.insert(0, "line", rejected + 2)  # the file's line number (line 1 is the header)
-    rejects["reason"] = reasons[rejected]
+    rejects["reason"] = np.array(texts, dtype=object)[reason[rejected]]
     return CaseTable(
         rows=table.filter(pa.array(~bad)) if rejected.size else table,
         rejects=rejects,
@@ -163,13 +171,59 @@ def _stratum_labels(table: pa.Table, strata: Sequence[str]) -> np.ndarray:
     return joined.to_numpy(zero_copy_only=False)
 
 
+def _single(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """The column as one array (one dictionary for every row)."""
+    if isinstance(column, pa.ChunkedArray):
+        return (
+            column.unify_dictionaries().combine_chunks()
+            if column.num_chunks != 1
+            else column.chunk(0)
+        )
+    return column
+
+
+def _as_text(table: pa.Table) -> pa.Table:
+    """The table with dictionary-encoded columns decoded to text."""
+    for k, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(k, field.name, table.column(k).cast(pa.string()))
+    return table
+
+
+def _runs(column: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Each row's run of equal consecutive values, and the value of each run.
+
+    A case table lists a report's rows together, so a report's id is one run: whatever is
+    decided per distinct id is decided on the runs' values, a fraction of the rows, and is
+    exact however the rows are ordered (rows of one run share their value)."""
+    starts = np.ones(len(column), dtype=bool)
+    if len(column) > 1:
+        differs = pc.not_equal(column.slice(1), column.slice(0, len(column) - 1))
+        starts[1:] = differs.to_numpy(zero_copy_only=False)
+    return np.cumsum(starts) - 1, column.filter(pa.array(starts))
+
+
+def _blank(column: pa.Array) -> np.ndarray:
+    """Which rows are blank (only whitespace), testing each distinct label or run once."""
+    if pa.types.is_dictionary(column.type):
+        blank = pc.match_substring_regex(column.dictionary, _BLANK).to_numpy(zero_copy_only=False)
+        return blank[column.indices.to_numpy(zero_copy_only=False)]
+    run, values = _runs(column)
+    return pc.match_substring_regex(values, _BLANK).to_numpy(zero_copy_only=False)[run]
+
+
 def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Each value's code (int64, in order of first appearance, as pandas.factorize) and the
     distinct values (object array)."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()  # one dictionary for every row
-    encoded = column.dictionary_encode()
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    column = _single(column)
+    if pa.types.is_dictionary(column.type):
+        # The dictionary may hold labels of rejected rows and another order: recode by rows.
+        codes, used = pd.factorize(column.indices.to_numpy(zero_copy_only=False))
+        labels = column.dictionary.take(pa.array(used))
+        return codes.astype(np.int64), labels.to_numpy(zero_copy_only=False)
+    run, values = _runs(column)
+    encoded = values.dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)[run]
     return codes, encoded.dictionary.to_numpy(zero_copy_only=False)
 
 
@@ -188,7 +242,7 @@ def count_pairs(table: CaseTable) -> PairTable:
     triples = distinct((report * n_products + product) * n_events + event)
     pair_key, a = distinct_counts(triples % (n_products * n_events))
     pair_product, pair_event = pair_key // n_events, pair_key % n_events
-    report_product = distinct(triples // n_events)
+    report_product = distinct_of_sorted(triples // n_events)
     del triples
     report_event = distinct(report * n_events + event)
 

@@ -675,6 +675,11 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
             (totals[0], totals[1].astype(np.float64)),
         )
 
+    def observed_pairs(self, scope: str) -> int:
+        """How many of the scope's pairs have a report (counted here, not read)."""
+        query = "SELECT COUNT(*) FROM pair_counts WHERE scope = ? AND a > 0"
+        return int(self._query(query, (scope,))[0][0])
+
     def counts_mark(self) -> CountsMark:
         """Where the counts stand: the last batch written and the number of rebuilds. Read it
         before the counts: every row a batch up to this mark changed is then read, now or by

@@ -273,7 +273,17 @@ class TrailStore:
         decided = [s.value for s in sorted(rules.DECIDED)]
         clause, values = self._dialect.in_clause("status", decided)
         lock = self._dialect.for_update
+        # One query for the scope's decided pairs first: a cold run alerts on every flagged
+        # pair, and a query per alert (tens of thousands at national scale) is most of its write.
+        self._execute(
+            cursor,
+            f"SELECT DISTINCT product, event FROM reviews WHERE scope = ? AND {clause}",
+            (scope, *values),
+        )
+        decided_pairs = set(map(tuple, cursor.fetchall()))
         for alert in sorted(alerts, key=lambda a: (a["product_id"], a["pt"])):
+            if (alert["product_id"], alert["pt"]) not in decided_pairs:
+                continue
             if not rules.reopening(alert["changes"]):
                 continue
             pair = (scope, alert["product_id"], alert["pt"])

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from detectors.counting import distinct, distinct_counts
+from detectors.counting import distinct, distinct_counts, distinct_of_sorted
 
 keys = arrays(
     dtype=st.sampled_from([np.int64, np.int32, np.uint16]),
@@ -30,6 +30,11 @@ def test_distinct_counts_equals_np_unique_with_counts(values):
     np.testing.assert_array_equal(found, reference)
     np.testing.assert_array_equal(counts, reference_counts)
     assert counts.sum() == values.size
+
+
+@given(st.one_of(keys, wide))
+def test_distinct_of_sorted_keys_equals_np_unique(values):
+    np.testing.assert_array_equal(distinct_of_sorted(np.sort(values)), np.unique(values))
 
 
 def test_the_input_is_left_as_it_was():

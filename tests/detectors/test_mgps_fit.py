@@ -100,3 +100,53 @@ def test_fit_refuses_unobserved_pairs():
 def test_canonical_order_puts_the_light_component_first():
     swapped = mgps_fit.canonical(Hyperparameters(2.0, 1.9, 3.2, 0.4, 0.93))
     assert swapped == pytest.approx((3.2, 0.4, 2.0, 1.9, 0.07))
+
+
+def _squash_count_by_count(points, spec):
+    """squashData written out point by point: each count's points by E (ties in input order),
+    the `keep` largest kept, the others averaged in consecutive bins; small counts and large
+    N untouched, after the squashed ones."""
+    n, e, w, untouched = [], [], [], []
+    triples = list(
+        zip(points.n.tolist(), points.expected.tolist(), points.weight.tolist(), strict=True)
+    )
+    for count in sorted({t[0] for t in triples if t[0] <= spec.max_count}):
+        group = sorted((t for t in triples if t[0] == count), key=lambda t: t[1])
+        if len(group) < spec.min_points:
+            untouched.append(count)
+            continue
+        binned = group[: max(len(group) - spec.keep, 0)]
+        for start in range(0, len(binned), spec.bin_size):
+            total = weighted = 0.0
+            for _, value, weight in binned[start : start + spec.bin_size]:
+                total += weight
+                weighted += weight * value
+            n.append(count)
+            e.append(weighted / total)
+            w.append(total)
+        for count_, value, weight in group[len(binned) :]:
+            n.append(count_)
+            e.append(value)
+            w.append(weight)
+    for count_, value, weight in triples:
+        if count_ > spec.max_count or count_ in untouched:
+            n.append(count_)
+            e.append(value)
+            w.append(weight)
+    return np.array(n), np.array(e), np.array(w)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_squash_equals_the_count_by_count_definition(seed):
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(0, 1500))
+    n = rng.geometric(0.4, size).astype(float)
+    e = rng.choice(rng.gamma(0.5, 2.0, max(size // 3, 1)), size)  # ties in E too
+    weight = rng.integers(1, 4, size).astype(float)
+    points = mgps_fit._points(n, e, weight)
+    spec = Squash(max_count=int(rng.integers(1, 6)), bin_size=7, keep=20, min_points=30)
+    found = mgps_fit.squash(points, spec)
+    for got, want in zip(
+        (found.n, found.expected, found.weight), _squash_count_by_count(points, spec), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)

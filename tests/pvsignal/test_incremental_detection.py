@@ -93,7 +93,7 @@ class _QuickFit:
     """A stand-in for the MGPS fit (seconds per fit): a prior that depends on the data, so
     that refits change θ (and force a full sweep) as real ones do."""
 
-    def __init__(self, a, expected, starts=None):
+    def __init__(self, a, expected, starts=None, squashing=None):
         self.theta = Hyperparameters(0.2 + 0.01 * (a.size % 7), 0.1, 2.0, 4.0, 1 / 3)
 
     def report(self):
@@ -298,6 +298,41 @@ def test_a_second_detector_for_a_held_shard_does_nothing(new_store):
     intruder = Detector(store, ScopeConfig(), shard=(0, 1))
     before = store.signal_states("all")
     assert intruder.update(["all"]) == [] and store.signal_states("all") == before
+
+
+def _a_run_outlasting_its_lease(store, monkeypatch, *, taken_meanwhile):
+    """The store's lease expires (and is taken by another, if so) just after a run began."""
+    acquire, calls = store.acquire_lease, []
+
+    def acquire_then_expire(shard, holder, seconds):
+        lease = acquire(shard, holder, seconds)
+        if not calls:
+            with store.write_transaction() as cursor:
+                store._execute(cursor, "UPDATE detection_leases SET expires_at = '2000-01-01'")
+            if taken_meanwhile:
+                acquire(shard, "another", seconds)
+        calls.append(lease)
+        return lease
+
+    monkeypatch.setattr(store, "acquire_lease", acquire_then_expire)
+
+
+def test_a_run_that_outlasts_its_lease_renews_it_before_writing(new_store, monkeypatch):
+    store = new_store("sqlite")
+    Ingestor(store, ScopeConfig()).apply(_records(_associated_batch(), 0))
+    _a_run_outlasting_its_lease(store, monkeypatch, taken_meanwhile=False)
+    alerts = Detector(store, ScopeConfig(), shard=(0, 1)).update(["all"])
+    assert [(a["product_id"], a["pt"]) for a in alerts] == [("unregistered:p1", "E1")]
+    assert store.signal_states("all")[("unregistered:p1", "E1", "prr")]["status"] == "new"
+
+
+def test_a_run_whose_shard_was_taken_meanwhile_writes_nothing(new_store, monkeypatch):
+    store = new_store("sqlite")
+    Ingestor(store, ScopeConfig()).apply(_records(_associated_batch(), 0))
+    _a_run_outlasting_its_lease(store, monkeypatch, taken_meanwhile=True)
+    with pytest.raises(LeaseLostError):
+        Detector(store, ScopeConfig(), shard=(0, 1)).update(["all"])
+    assert store.signal_states("all") == {}
 
 
 _ROW = {
