@@ -280,10 +280,8 @@ class Detector:
         if self.shard is None:
             return None
         shard, shards = self.shard
-        lease = self.store.acquire_lease(
-            f"{shard}/{shards}", self._holder, self.config.lease_seconds
-        )
-        return self._lease if lease != self._lease else lease
+        self.store.acquire_lease(f"{shard}/{shards}", self._holder, self.config.lease_seconds)
+        return self._lease
 
     def _update_whole(self, scope: str, registry: Registry) -> list[dict[str, Any]]:
         """Read the scope's counts whole, rescore every pair and evaluate every candidate."""

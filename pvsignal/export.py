@@ -80,15 +80,10 @@ def _write_rows(table: pa.Table, sink: BinaryIO) -> None:
     if threads < 2 or table.num_rows <= _FORMAT_ROWS:
         pa_csv.write_csv(table, sink, write_options=_ROWS_ONLY)
         return
-    slices = (table.slice(start, _FORMAT_ROWS) for start in range(0, table.num_rows, _FORMAT_ROWS))
-    with ThreadPoolExecutor(threads) as pool:
-        pending: collections.deque[Future[bytes]] = collections.deque()
-        for part in slices:
-            pending.append(pool.submit(_formatted, part))
-            if len(pending) > 2 * threads:
-                sink.write(pending.popleft().result())
-        while pending:
-            sink.write(pending.popleft().result())
+    starts = range(0, table.num_rows, _FORMAT_ROWS)
+    jobs = (functools.partial(_formatted, table.slice(start, _FORMAT_ROWS)) for start in starts)
+    for rows in in_order(jobs, workers=threads):
+        sink.write(rows)
 
 
 _ROWS_ONLY = pa_csv.WriteOptions(include_header=False)

@@ -87,10 +87,12 @@ class ExposureStore:
 
         def _write_rows(self, cursor: Any, spec: Rows, rows: list[Sequence[Any]]) -> None: ...
 
+        def _mark(self, cursor: Any, name: str) -> int: ...
+
     def exposures_mark(self) -> int:
         """Moves with every exposure batch that changed an exposure (from any path)."""
-        found = self._query("SELECT value FROM store_settings WHERE name = ?", (EXPOSURES_WRITTEN,))
-        return int(found[0][0]) if found else 0
+        with self._transaction() as cursor:
+            return self._mark(cursor, EXPOSURES_WRITTEN)
 
     def exposure_listing(
         self,

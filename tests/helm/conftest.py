@@ -96,3 +96,8 @@ def notes(chart: helm.Chart, values: dict[str, Any] | None) -> str:
 
 def by_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
+
+
+def option(argv: list[str], name: str) -> str:
+    """The value given to a command-line option in a container's args."""
+    return argv[argv.index(name) + 1]

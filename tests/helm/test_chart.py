@@ -14,7 +14,16 @@ import pytest
 import yaml
 
 from pvsignal.products import Kind, Pathway, RegisteredProduct
-from tests.helm.conftest import CHART, PRODUCTION, SECRET, VALUE_SETS, by_kind, notes, render
+from tests.helm.conftest import (
+    CHART,
+    PRODUCTION,
+    SECRET,
+    VALUE_SETS,
+    by_kind,
+    notes,
+    option,
+    render,
+)
 
 KUBERNETES = "1.30.0"
 # Custom resources of the Prometheus Operator: not in Kubernetes' schemas (checked below).
@@ -89,18 +98,15 @@ def test_the_exposures_consumer_only_ingests(chart):
     """One process alone publishes alerts and runs the sequential tests (the reports consumer's
     leader here): the exposures consumer reads its own topic into the store, nothing more."""
     manifests = render(chart, PRODUCTION)
-    deployments = by_kind(manifests, "Deployment")
-    container = deployments["pv-pvsignal-exposures-consumer"]["spec"]["template"]["spec"][
-        "containers"
-    ][0]
+    container = _container(manifests, "pv-pvsignal-exposures-consumer")
     args = container["args"]
     assert args[:5] == ["consume", "--records", "exposures", "--no-detect", "--no-publish"]
-    assert _option(args, "--topic") == "pvsignal.exposures"
-    assert _option(args, "--dlq-topic") == "pvsignal.exposures.dlq"
-    assert _option(args, "--group") == "pvsignal-exposures"
+    assert option(args, "--topic") == "pvsignal.exposures"
+    assert option(args, "--dlq-topic") == "pvsignal.exposures.dlq"
+    assert option(args, "--group") == "pvsignal-exposures"
     assert "--alerts-topic" not in args and "--detect-interval" not in args
     assert container["ports"][0]["containerPort"] == 9109
-    reports = deployments["pv-pvsignal-consumer"]["spec"]["template"]["spec"]["containers"][0]
+    reports = _container(manifests, "pv-pvsignal-consumer")
     assert "--no-publish" not in reports["args"] and "--records" not in reports["args"]
     assert set(by_kind(manifests, "NetworkPolicy")) >= {
         "pv-pvsignal-consumer",
@@ -108,10 +114,6 @@ def test_the_exposures_consumer_only_ingests(chart):
     }
     off = render(chart, {**PRODUCTION, "exposuresConsumer": {"enabled": False}})
     assert "pv-pvsignal-exposures-consumer" not in by_kind(off, "Deployment")
-
-
-def _option(args: list[str], name: str) -> str:
-    return args[args.index(name) + 1]
 
 
 def test_migration_job_is_a_pre_install_and_pre_upgrade_hook(chart):

@@ -36,7 +36,7 @@ import pytest
 from kafka import KafkaProducer
 
 from streams.cli import STARTED
-from tests.helm.conftest import CHART, PRODUCTION, SECRET, by_kind, render
+from tests.helm.conftest import CHART, PRODUCTION, SECRET, by_kind, option, render
 from tests.support.kafka import create_topic, tansu_broker
 from tests.support.postgres import create_database, free_port
 
@@ -337,10 +337,6 @@ def answers_200(url: str) -> bool:
         return httpx.get(url, timeout=5).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def option(argv: list[str], name: str) -> str:
-    return argv[argv.index(name) + 1]
 
 
 # -- the test ---------------------------------------------------------------------------------

@@ -9,13 +9,9 @@ import datetime as dt
 import hashlib
 import http.server
 import json
-import os
 import secrets
-import signal
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -27,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.postgres import free_port
+from tests.support.server import serve_command
 from tests.ui.conftest import Demo
 
 CLIENT_ID = "pvsignal-dashboard"
@@ -192,7 +189,6 @@ def _served_redirect_uri(provider: Provider, tmp_path, **env: str) -> str:
     a TLS proxy (X-Forwarded-Proto: https, the public Host): the redirect_uri it sends."""
     port = free_port()
     environment = {
-        **os.environ,
         "PVSIGNAL_OIDC_ISSUER": provider.base,
         "PVSIGNAL_OIDC_AUDIENCE": "pvsignal",
         "PVSIGNAL_OIDC_PUBLIC_KEY": provider.public_pem(),
@@ -201,25 +197,11 @@ def _served_redirect_uri(provider: Provider, tmp_path, **env: str) -> str:
     }
     command = [sys.executable, "-m", "pvsignal.cli", "serve", "--port", str(port)]
     command += ["--store", f"sqlite:///{tmp_path}/proxy-{port}.db"]
-    server = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/livez").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
-            time.sleep(0.1)
+    with serve_command(command, port, environment) as server:
         headers = {"X-Forwarded-Proto": "https", "Host": "pv.example.org"}
-        started = httpx.get(f"{base}/ui/login/oidc", headers=headers)
+        started = httpx.get(f"{server.base}/ui/login/oidc", headers=headers)
         assert started.status_code == 303, started.text
         return parse_qs(urlsplit(started.headers["location"]).query)["redirect_uri"][0]
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_behind_a_tls_proxy_the_callback_is_https(provider, tmp_path):
