@@ -377,9 +377,7 @@ def _run_signals_export(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     try:
         scopes = effective_scopes(store, args.scope_config)
-        prior = prepared_scope(
-            store, args.scope, theta=theta, stratify=scopes.stratify, scopes=scopes, recorded=True
-        )
+        prior = prepared_scope(store, args.scope, theta=theta, scopes=scopes, recorded=True)
         level = next((s.level.value for s in scopes.all_scopes() if s.name == args.scope), "pt")
     finally:
         store.close()

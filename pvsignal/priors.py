@@ -36,8 +36,13 @@ from detectors.mgps import Hyperparameters
 from detectors.mgps_fit import Fit
 
 ALL = "all"
-# Below this many pairs a scope's own fit is not trusted (nor tried) under ``auto``.
-DEFAULT_MIN_PAIRS = 1_000
+# Below this many pairs a scope's own fit is not trusted (nor tried) under ``auto``. An
+# interior fit is not enough: the five parameters are decided by the few pairs with large
+# counts. A 589-case pilot (1,029 pairs) with six planted pairs of RR 5-10 fitted
+# alpha1 = 16.9, beta1 = 2.83 -- "every signal has RR 6 +- 1.5" -- under which a pair with
+# a = 5, E = 0.18 (RR 28) gets EBGM 7.1 instead of the national prior's 15.2
+# (tests/pvsignal/test_priors.py). CAERS' 17,189 pairs fit interior and match openEBGM.
+DEFAULT_MIN_PAIRS = 5_000
 SOURCES = ("fitted", "borrowed", "given")  # theta_source of a fit record
 # A national database's prior to give where none of one's own is at hand: openEBGM's published
 # fit on FDA CAERS (its "posteriorCalcs" vignette). The demo's and benchmark's example.

@@ -99,7 +99,6 @@ def prepared_scope(
     scope: str,
     *,
     theta: Hyperparameters | None = None,
-    stratify: bool = True,
     record_fit: bool = True,
     scopes: ScopeConfig | None = None,
     recorded: bool = False,
@@ -109,12 +108,13 @@ def prepared_scope(
 
     With ``recorded``, the scope's last recorded prior is taken when it was decided under
     the scope's configured choice (what the detector and the API score with; the detector
-    refits as cases accrue), so that no fit is made again."""
-    pairs = _scope_pairs(store, scope, stratify)
+    refits as cases accrue), so that no fit is made again. Stratification is the
+    configuration's (default: on)."""
+    scopes = scopes or ScopeConfig()
+    pairs = _scope_pairs(store, scope, scopes.stratify)
     if pairs is None:
         known = ", ".join(store.scopes()) or "none yet"
         raise InputError(f"scope {scope!r} has no counted pairs (scopes with data: {known})")
-    scopes = scopes or ScopeConfig(stratify=stratify)
     last = store.fits(scope, last=1) if theta is None and recorded else []
     if last and recorded_under(last[-1], scopes.prior_of(scope)):
         report = last[-1]
@@ -136,14 +136,11 @@ def scope_statistics(
     *,
     theta: Hyperparameters | None = None,
     config: ScoringConfig | None = None,
-    stratify: bool = True,
     record_fit: bool = True,
     scopes: ScopeConfig | None = None,
 ) -> ScopeStatistics:
     """Score every pair of the scope under the prior :func:`prepared_scope` chooses."""
-    prior = prepared_scope(
-        store, scope, theta=theta, stratify=stratify, record_fit=record_fit, scopes=scopes
-    )
+    prior = prepared_scope(store, scope, theta=theta, record_fit=record_fit, scopes=scopes)
     statistics = score(prior.pairs.counts, prior.theta, config or ScoringConfig())
     return ScopeStatistics(scope, prior.pairs, statistics, prior.theta, prior.fit)
 

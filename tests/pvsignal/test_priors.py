@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.optimize import brentq
+from scipy.stats import gamma, nbinom
 
-from detectors.mgps import Hyperparameters
+from detectors.mgps import Hyperparameters, posterior
 from detectors.mgps_fit import fit_hyperparameters
 from pvsignal.cli import main
 from pvsignal.detection import Detector
@@ -17,9 +19,9 @@ from pvsignal.priors import PriorChoice, decide, needs_own_fit, parents_first
 from pvsignal.readers import RawRecord
 from pvsignal.rebuild import SCOPES_SETTING, effective_scopes
 from pvsignal.scopes import ScopeConfig, load_scope_config
-from pvsignal.scoring import score
 from pvsignal.signals import scope_statistics
 from pvsignal.simulate import SimulationConfig, simulate
+from pvsignal.terminology.normalise import normalise_term
 
 # openEBGM's published fit on CAERS (the "posteriorCalcs" vignette): a national database's prior.
 CAERS_THETA = {
@@ -322,7 +324,22 @@ def test_signals_export_scores_with_the_recorded_prior_and_fits_nothing(small_si
 # -- the issue's scenario: a pilot scope of ~500 simulated reports inside a national database --
 
 CAERS_SEX = {"Female": "F", "Male": "M"}
-PLANTED_RR = (5, 5, 6, 7, 8, 10)  # true relative reporting ratios of the pilot's planted pairs
+# True relative reporting ratios of the pilot's planted pairs: DuMouchel's lambda = mu / E, the
+# quantity EBGM estimates, with E from the scope's margins (the planted reports included).
+PLANTED_RR = (5, 5, 6, 7, 8, 10)
+PLANTED_PRODUCT_REPORTS = 30
+# The pilot's events the plants use, one each (so no plant moves another's margin), the
+# commonest first for the weakest ratios: under a prior fitted on real data EB05 > 2 needs
+# a >= 11 at lambda = 5 and a >= 5 at lambda = 10; no pair of a = 3 reaches it at lambda <= 10
+# (test_eb05_above_2_needs_cases_not_only_a_ratio).
+PLANTED_EVENTS = (
+    "Off label use",
+    "Headache",
+    "Nausea",
+    "Fatigue",
+    "Pyrexia",
+    "In-stent coronary artery restenosis",
+)
 
 
 def _caers_records(path):
@@ -354,19 +371,25 @@ def _pilot_background():
     return simulation.products, documents
 
 
-def _planted(documents, background_n_event, n_reports, rng):
-    """Per true RR, a pilot product with 20 reports, of which RR x 20 x (the event's share of
-    the pilot's reports) carry the event; patients and dates copied from the background."""
-    share = {e: n / n_reports for e, n in background_n_event.items()}
-    events = sorted(e for e, s in share.items() if 35 / n_reports <= s <= 70 / n_reports)
+def _planted(documents, background_n_event, n_cases, rng):
+    """Per true RR, a pilot product with 30 reports of which ``a`` carry its event, ``a``
+    chosen so that ``a / E`` is the RR once the plants are in the scope:
+    ``a = RR * n * m / (N - RR * n)`` for ``n`` product reports, ``m`` background cases with
+    the event and ``N`` cases in all. Patients and dates are copied from the background."""
+    n = PLANTED_PRODUCT_REPORTS
+    total = n_cases + n * len(PLANTED_RR)
+    # The store counts a term under the first spelling it saw (CAERS' upper case here).
+    stored = {normalise_term(term): (term, m) for term, m in background_n_event.items()}
+    planted_forms = {normalise_term(event) for event in PLANTED_EVENTS}
     plan, records = [], []
-    for k, rr in enumerate(PLANTED_RR):
-        event = events[k % len(events)]
-        with_event = round(rr * 20 * share[event])
-        plan.append((f"unregistered:pilotdrug-{k}", event, rr))
-        for j in range(20):
+    for k, (rr, event) in enumerate(zip(PLANTED_RR, PLANTED_EVENTS, strict=True)):
+        label, m = stored[normalise_term(event)]
+        with_event = round(rr * n * m / (total - rr * n))
+        plan.append((f"unregistered:pilotdrug-{k}", label, rr))
+        for j in range(n):
             base = documents[int(rng.integers(len(documents)))]
-            others = [r for r in base["reactions"] if r["pt"] != event] or [{"pt": "Fatigue"}]
+            reactions = base.get("reactions", [])
+            others = [r for r in reactions if normalise_term(r["pt"]) not in planted_forms]
             document = {
                 "case_id": f"PLANT-{k}-{j}",
                 "report_id": f"PLANT-{k}-{j}",
@@ -376,7 +399,7 @@ def _planted(documents, background_n_event, n_reports, rng):
                 "region": "CN-HI",
                 "patient": base.get("patient", {}),
                 "products": [{"name": f"pilotdrug-{k}", "role": "suspect"}],
-                "reactions": [{"pt": event}] if j < with_event else others,
+                "reactions": [{"pt": event}] if j < with_event else others or [{"pt": "Pain"}],
             }
             records.append(RawRecord(f"plant:{k}:{j}", json.dumps(document)))
     return plan, records
@@ -384,7 +407,9 @@ def _planted(documents, background_n_event, n_reports, rng):
 
 def test_a_pilot_of_500_reports_borrows_the_national_prior(store, public_data):
     scopes = ScopeConfig.model_validate(
-        {"scopes": [{"name": "pilot", "filter": {"regions": ["CN-HI"]}}]}
+        # Crude E, so that a plant's a / E is its RR: patients copied at random would move
+        # a stratified E by the strata they happen to fall in.
+        {"stratify": False, "scopes": [{"name": "pilot", "filter": {"regions": ["CN-HI"]}}]}
     )
     products, documents = _pilot_background()
     store.save_products(products)
@@ -404,27 +429,56 @@ def test_a_pilot_of_500_reports_borrows_the_national_prior(store, public_data):
     assert national["decision"] == "fitted" and national["on_bound"] == []
     assert national["reason"].startswith("fitted on the scope: ")
     assert pilot["decision"] == "borrowed from all" and pilot["theta"] == national["theta"]
-    assert pilot["reason"].startswith("its own fit sits on a bound of the search (")
-    assert pilot["own_fit"]["on_bound"] and 400 <= pilot["cases"] <= 600
+    assert pilot["reason"] == f"too few pairs for its own fit ({pilot['pairs']} < min_pairs 5000)"
+    assert 500 <= pilot["cases"] <= 600
 
     exported = scope_statistics(store, "pilot", scopes=scopes, record_fit=False)
     stats, pairs = exported.statistics, exported.pairs
     index = {pair: i for i, pair in enumerate(zip(pairs.product, pairs.event, strict=True))}
     planted = [index[(product, event)] for product, event, _ in plan]
-    assert all(stats["a"][i] >= 3 for i in planted)
+    # The plants are what they say: a / E is the planted RR (to the rounding of a).
+    ratio = stats["a"][planted] / stats["expected"][planted]
+    np.testing.assert_allclose(ratio, PLANTED_RR, rtol=0.04)
+    assert all(stats["a"][i] >= 12 for i in planted)
+    # With the borrowed prior every planted pair is above the EB05 > 2 rule, and they are
+    # the pilot's strongest: the six are within its top 12 of ~1,000 pairs by EB05.
+    assert all(stats["eb05"][i] > 2 for i in planted), stats["eb05"][planted]
     rank = np.empty(stats["eb05"].size, dtype=int)
     rank[np.argsort(-stats["eb05"], kind="stable")] = np.arange(rank.size)
-    # Every planted pair ranks among the pilot's top 15 of ~1,000 pairs by EB05; the two
-    # strongest (RR 8 and 10) are above the EB05 >= 2 rule.
-    assert max(rank[i] for i in planted) < 15
-    assert all(stats["eb05"][i] > 2 for i in planted[-2:])
-    # The pilot's own fit (on a bound) gives the same EB05 to every strong pair whatever
-    # its evidence: the prior, not the data, decides. The borrowed prior ranks by evidence.
-    own = Hyperparameters(**pilot["own_fit"]["theta"])
-    own_eb05 = score(pairs.counts, own)["eb05"][planted]
-    assert np.ptp(own_eb05[own_eb05 > 2]) < 0.05
-    strong = [i for i in planted if stats["a"][i] >= 12]
-    assert np.ptp(stats["eb05"][strong]) > 0.5
+    assert max(rank[i] for i in planted) < 12
+    # Why not the pilot's own fit, though it is interior: its prior learned the plants
+    # ("every signal has RR ~6") and caps a stronger signal. A pair with a = 5, E = 0.18
+    # (RR 28, the demo's Stevens-Johnson syndrome) would get EBGM 7.1 instead of 15.2.
+    own = fit_hyperparameters(pairs.counts.a, pairs.counts.expected)
+    assert own.converged and not own.on_bound and own.theta.alpha1 > 10
+    capped = posterior([5], [0.18], own.theta).ebgm[0]
+    borrowed = posterior([5], [0.18], Hyperparameters(**pilot["theta"])).ebgm[0]
+    assert capped < 8 < 14 < borrowed  # 7.05 and 15.2
+
+
+def _eb05_by_scipy(a, expected, theta):
+    """The posterior 5 % quantile of lambda, from scipy's distributions and a root finder."""
+    mixture = [(theta.p, theta.alpha1, theta.beta1), (1 - theta.p, theta.alpha2, theta.beta2)]
+    marginal = [w * nbinom.pmf(a, s, r / (r + expected)) for w, s, r in mixture]
+    weights = np.array(marginal) / sum(marginal)
+    posterior_cdf = lambda x: sum(  # noqa: E731
+        w * gamma.cdf(x, s + a, scale=1 / (r + expected))
+        for w, (_, s, r) in zip(weights, mixture, strict=True)
+    )
+    return brentq(lambda x: posterior_cdf(x) - 0.05, 1e-9, 1e3, xtol=1e-12)
+
+
+def test_eb05_above_2_needs_cases_not_only_a_ratio():
+    """Under a prior fitted on real data (openEBGM's CAERS fit), no pair of a = 3 reaches
+    EB05 2 at any true RR (a / E) up to 10; the cases needed grow as the ratio falls."""
+    theta, needed = Hyperparameters(**CAERS_THETA), {}
+    for rr in (5, 6, 7, 8, 10):
+        eb05 = {a: _eb05_by_scipy(a, a / rr, theta) for a in range(3, 16)}
+        assert eb05[3] < 2
+        needed[rr] = min(a for a, value in eb05.items() if value > 2)
+        ours = posterior(list(eb05), [a / rr for a in eb05], theta).lower
+        np.testing.assert_allclose(ours, list(eb05.values()), rtol=1e-6)
+    assert needed == {5: 11, 6: 8, 7: 7, 8: 6, 10: 5}
 
 
 def test_a_borrower_whose_parent_has_no_prior_yet_fits_on_itself(fits):
