@@ -4,9 +4,10 @@ After each checkpoint the scopes a batch touched are brought up to date. A detec
 scope's counts in memory (pvsignal.columns), reads only the counts batches changed since its
 last run, and re-evaluates only what can have changed: pairs whose count changed, open signals
 that are not steady, and steady ones whose flag or level the bounds of pvsignal.drift cannot
-certify (a full sweep after a load, a refit, or when much is uncertain). The result is the
-one a full rescoring of every pair would give (``DetectionConfig(incremental=False)``, kept as
-the tests' reference). Detection can be sharded by product (``Detector(shard=(K, N))``).
+certify (after a refit, every open EBGM signal: θ moves EBGM alone; a full sweep after a
+load or when much is uncertain). The result is the one a full rescoring of every pair would
+give (``DetectionConfig(incremental=False)``, kept as the tests' reference). Detection can
+be sharded by product (``Detector(shard=(K, N))``).
 Each (scope, product, event, measure) follows a lifecycle::
 
     new -> ongoing -> (strengthened | weakened)* -> closed  (-> new again later)
@@ -316,7 +317,8 @@ class Detector:
     def _update_incremental(self, scope: str, registry: Registry) -> list[dict[str, Any]]:
         """Apply the counts changed since the last run, then evaluate only the pairs whose
         count changed or whose open signal the bounds of pvsignal.drift cannot certify
-        steady; everything after a (re)load, a refit, or when too much is uncertain."""
+        steady (after a refit, every open EBGM signal: pvsignal.drift); everything after a
+        (re)load or when too much is uncertain."""
         mark = self.store.counts_mark()
         tracked = self._tracked.get(scope)
         first = (
@@ -343,7 +345,9 @@ class Detector:
         theta = self._scope_prior(scope, columns)
         if theta is None:
             return []  # a shard before shard 0's first fit of the scope
-        sweep = first or tracked.theta != theta or self.scoring.fdr_q is not None
+        sweep = first or self.scoring.fdr_q is not None
+        if not sweep and tracked.theta != theta:
+            tracked.baseline.prior_changed()  # a refit: every open EBGM signal is re-evaluated
         within = None if sweep else self._uncertain(tracked, moved, theta)
         if within is None or within.size > self.config.sweep_share * columns.size:
             within = np.arange(columns.size)
@@ -435,6 +439,8 @@ class Detector:
                 & (tracked.last_a[measure][:n] == a)
                 & comparable
             )
+            if measure == "ebgm":  # its baseline holds under the prior it was computed with
+                calm &= baseline.prior_valid[:n]
             wanted.append(np.flatnonzero(is_open & ~calm))
             steady[measure] = np.flatnonzero(calm)
         every = np.unique(np.concatenate(list(steady.values())))
