@@ -263,21 +263,12 @@ def test_the_incremental_detector_skips_what_cannot_have_changed(new_store):
     rng = np.random.default_rng(3)
     stream = []
     for b in range(8):
-        batch = []
-        for k in range(40):
+        pairs = []
+        for _ in range(40):
             product = str(rng.choice(["P0", "P1", "P2", "P3"], p=[0.4, 0.3, 0.2, 0.1]))
             event = "E1" if product == "P1" and rng.random() < 0.6 else f"E{rng.integers(6)}"
-            batch.append(
-                {
-                    "case_id": f"B{b}-{k}",
-                    "report_id": f"B{b}-{k}",
-                    "version": 1,
-                    "received": "2026-03-01",
-                    "products": [{"name": product, "role": "suspect"}],
-                    "reactions": [{"pt": event}],
-                }
-            )
-        stream.append(batch)
+            pairs.append((product, event))
+        stream.append(_reports(f"B{b}-", pairs))
     assert _run_both(new_store, "sqlite", stream) > 0
 
 
@@ -443,17 +434,7 @@ _ROW = {
 
 
 def _associated_batch():
-    return [
-        {
-            "case_id": f"A{k}",
-            "report_id": f"A{k}",
-            "version": 1,
-            "received": "2026-03-01",
-            "products": [{"name": "P1" if k < 6 else f"Q{k}", "role": "suspect"}],
-            "reactions": [{"pt": "E1" if k < 6 else f"R{k}"}],
-        }
-        for k in range(30)
-    ]
+    return _reports("A", [("P1", "E1") if k < 6 else (f"Q{k}", f"R{k}") for k in range(30)])
 
 
 @settings(
