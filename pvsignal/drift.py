@@ -129,8 +129,10 @@ class Baseline:
 
 def room(capacity: int, size: int) -> int:
     """How many positions to add to an array of ``capacity`` to hold ``size``: at least a
-    quarter more, so that appending a batch's new pairs is amortised."""
-    return max(size, capacity + capacity // 4 + 1_024) - capacity
+    quarter more, so that appending a batch's new pairs is amortised; and from empty (a load)
+    a quarter more than ``size``, so that the first batch after a start copies nothing."""
+    at_least = size + size // 4 if capacity == 0 else size
+    return max(at_least, capacity + capacity // 4 + 1_024) - capacity
 
 
 def within_band(value_log2: np.ndarray, reference: np.ndarray, change_log2: float) -> np.ndarray:
