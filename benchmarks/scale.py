@@ -35,7 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -192,7 +194,37 @@ def detector_child(url: str, batches: int, batch: int) -> None:
         began = time.perf_counter()
         detector.update(touched)
         after.append(time.perf_counter() - began)
-    print(orjson.dumps({"cold": cold, "after": after, "peak_gb": own_peak_gb()}).decode())
+    refit = refit_runs(detector, ingestor, batch, offset=batches * batch)
+    print(
+        orjson.dumps(
+            {"cold": cold, "after": after, "refit": refit, "peak_gb": own_peak_gb()}
+        ).decode()
+    )
+
+
+def refit_runs(detector: Any, ingestor: Any, batch: int, offset: int) -> list[float]:
+    """Seconds of two runs after a batch each, as the service detects (refits in the
+    background): the run that finds a refit due, and the run that swaps the new prior in
+    (the fit waited for in between, so that it is the next run that swaps)."""
+    from pvsignal.readers import RawRecord
+
+    seconds = []
+    for k, config in enumerate(
+        (
+            replace(detector.config, refit_in_background=True, refit_cases=1, refit_share=0.0),
+            replace(detector.config, refit_cases=10**12, refit_share=10.0),
+        )
+    ):
+        detector.config = config
+        lines = batch_lines(batch, seed=2_000 + k, offset=offset + k * batch)
+        records = [RawRecord(f"scale:refit:{k}:{i}", line) for i, line in enumerate(lines)]
+        touched = ingestor.apply(records).summary.touched_scopes
+        began = time.perf_counter()
+        detector.update(touched)
+        seconds.append(time.perf_counter() - began)
+        for running in list(detector._fitting.values()):
+            running.result()
+    return seconds
 
 
 def api_figures(url: str, key: str) -> tuple[float, float, float]:
@@ -331,6 +363,8 @@ def run_parts(folder: Path, args: argparse.Namespace) -> None:
         detection = orjson.loads(out.strip().splitlines()[-1])
         after = detection["after"]
         _show("cold run", f"{detection['cold']:.1f} s")
+        due, swap = detection["refit"]
+        _show("run after a batch: a refit due, its swap", f"{due:.2f} s, {swap:.2f} s")
         _show(
             "detector run after a batch",
             f"{min(after):.2f}-{max(after):.2f} s ({args.batch:,} reports each, "

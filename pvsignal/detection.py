@@ -384,7 +384,12 @@ class Detector:
         if self.shard is None:
             return self._prior(
                 scope,
-                _LazyPairTable(reports, strata, lambda: columns.table(stratify=stratify)),
+                _LazyPairTable(
+                    reports,
+                    strata,
+                    lambda: columns.table(stratify=stratify),
+                    detach=lambda: functools.partial(columns.frozen().table, stratify=stratify),
+                ),
                 int(np.count_nonzero(columns.a > 0)),
             )
         if self.shard[0] == 0:
@@ -553,23 +558,32 @@ class Detector:
             previous = self._own.get(scope)
             warm = previous is not None
             starts = (previous[0].theta, *DEFAULT_STARTS) if warm else DEFAULT_STARTS
+            background = warm and self.config.refit_in_background
             job = self._fitter.submit(
                 _fit,
-                pairs.counts.a,
-                pairs.counts.expected,
+                self._fit_table(pairs, background),
                 starts,
                 cases,
                 warm,
-                self._squash(pairs),
+                self.config.squash_pairs,
             )
-            if not warm or not self.config.refit_in_background:
-                self._adopt(scope, *job.result())
-            else:
+            if background:
                 self._fitting[scope] = job
+            else:
+                self._adopt(scope, *job.result())
 
-    def _squash(self, pairs: PairTable) -> Squash | None:
-        limit = self.config.squash_pairs
-        return None if limit is None or pairs.counts.a.size <= limit else Squash()
+    @staticmethod
+    def _fit_table(pairs: PairTable, background: bool) -> Callable[[], PairTable]:
+        """What the fit makes its table from, on the fitting thread. In the background, from
+        a copy of the scope's counts taken now (making the table is a pass over every pair:
+        seconds at national scale, which the update that found the fit due would otherwise
+        wait for); otherwise the table itself."""
+        detach = getattr(pairs, "detach", None)
+        if background and detach is not None:
+            return detach()
+        if isinstance(pairs, _LazyPairTable):
+            pairs = pairs.built()  # here: it may read the store, which is this thread's
+        return lambda: pairs
 
     def _adopt(self, scope: str, fit: Fit, report: dict[str, Any]) -> None:
         self._own[scope] = (fit, report)
@@ -957,26 +971,36 @@ class _LazyPairTable:
     """Every observed pair of a scope as a PairTable, built only if read (the prior reads the
     labelled counts only when a fit is due)."""
 
-    def __init__(self, reports: int, strata: int, build: Callable[[], PairTable]) -> None:
+    def __init__(
+        self,
+        reports: int,
+        strata: int,
+        build: Callable[[], PairTable],
+        *,
+        detach: Callable[[], Callable[[], PairTable]] | None = None,
+    ) -> None:
+        """``detach()``: a builder of the same table that another thread may call later (from
+        a copy of the counts as they are when it is called); None: only ``build``, here."""
         self.reports, self.strata, self._build = reports, strata, build
+        self.detach = detach
         self._table: PairTable | None = None
 
-    def _built(self) -> PairTable:
+    def built(self) -> PairTable:
         if self._table is None:
             self._table = self._build()
         return self._table
 
     @property
     def product(self) -> np.ndarray:
-        return self._built().product
+        return self.built().product
 
     @property
     def event(self) -> np.ndarray:
-        return self._built().event
+        return self.built().event
 
     @property
     def counts(self) -> Any:
-        return self._built().counts
+        return self.built().counts
 
 
 def signal_link(scope: str, product: str, event: str) -> str:
@@ -991,14 +1015,17 @@ def _quoted(part: str) -> str:
 
 
 def _fit(
-    a: np.ndarray,
-    expected: np.ndarray,
+    table: Callable[[], PairTable],
     starts: tuple[Hyperparameters, ...],
     cases: int,
     warm: bool,
-    squashing: Squash | None,
+    squash_pairs: int | None,
 ) -> tuple[Fit, dict[str, Any]]:
-    fit = fit_hyperparameters(a, expected, starts=starts, squashing=squashing)
+    """The MGPS fit over the table's pairs (on the fitting thread), on DuMouchel's squashed
+    points above ``squash_pairs`` pairs (``DetectionConfig.squash_pairs``)."""
+    counts = table().counts
+    squashing = None if squash_pairs is None or counts.a.size <= squash_pairs else Squash()
+    fit = fit_hyperparameters(counts.a, counts.expected, starts=starts, squashing=squashing)
     return fit, {"theta_source": "fitted", "cases": cases, "warm_start": warm, **fit.report()}
 
 
