@@ -92,7 +92,7 @@ from pvsignal.scoring import EXPORT_COLUMNS, ScoringConfig, score
 from pvsignal.signals import pair_table
 from pvsignal.store import SqlStore
 from pvsignal.store.access import PRODUCTS_WRITTEN
-from pvsignal.store.sql import CountsMark, Lease
+from pvsignal.store.sql import CountsMark, Lease, StateRow
 
 # The statistic whose level tracks each measure, and how to put it on a log2 scale.
 MEASURES: dict[str, tuple[str, str]] = {
@@ -651,11 +651,11 @@ class Detector:
             moved = walked.transition > 0
             transitions[measure] = (at[moved], walked.transition[moved])
             points.append(at[walked.point])
-        changed = tracked.in_key_order(
-            [
-                tracked.after(measure, at, candidates, walked, now)
+        changed = tracked.state_rows(
+            {
+                measure: tracked.after(measure, at, candidates, walked, now)
                 for measure, at, candidates, walked in updates
-            ]
+            }
         )
         alerts, history = self._documents(
             scope,
@@ -900,63 +900,62 @@ class _Tracked:
 
     def after(
         self, measure: str, at: np.ndarray, candidates: Candidates, walked: Walked, now: str
-    ) -> tuple[np.ndarray, dict[tuple[str, str, str], dict[str, Any]]]:
-        """Take the walk's written states as the current ones; their positions, and them as
-        the store writes them."""
+    ) -> dict[str, np.ndarray]:
+        """Take the walk's written states as the current ones; them, as columns (positions,
+        status codes, since codes, reference, failures, last_a, last_level)."""
         write = walked.write
         at = at[write]
         since = np.where(walked.since_now[write], self.time_code(now), self.since[measure][at])
-        level = candidates.level[write]
-        self.status[measure][at] = walked.status[write]
-        self.since[measure][at] = since
-        self.reference[measure][at] = walked.reference[write]
-        self.failures[measure][at] = walked.failures[write]
-        self.last_a[measure][at] = candidates.a[write]
-        self.last_level[measure][at] = level
-        products, events = self.columns.products.array(), self.columns.events.array()
-        columns = zip(
-            products[self.columns.pair_product[at]].tolist(),
-            events[self.columns.pair_event[at]].tolist(),
-            walked.status[write].tolist(),
-            self.times(since),
-            walked.reference[write].tolist(),
-            walked.failures[write].tolist(),
-            candidates.a[write].astype(np.int64).tolist(),
-            level.tolist(),
-            strict=True,
-        )
-        return at, {
-            (product, event, measure): {
-                "status": STATUSES[status - 1],
-                "since": since,
-                "reference": reference,
-                "failures": failures,
-                "last_a": a,
-                "last_level": last_level,
-            }
-            for product, event, status, since, reference, failures, a, last_level in columns
+        written = {
+            "at": at,
+            "status": walked.status[write],
+            "since": since,
+            "reference": walked.reference[write],
+            "failures": walked.failures[write],
+            "last_a": candidates.a[write],
+            "last_level": candidates.level[write],
         }
+        for name in ("status", "since", "reference", "failures", "last_a", "last_level"):
+            getattr(self, name)[measure][at] = written[name]
+        return written
 
-    def in_key_order(
-        self, written: list[tuple[np.ndarray, dict[tuple[str, str, str], dict[str, Any]]]]
-    ) -> dict[tuple[str, str, str], dict[str, Any]]:
-        """Every measure's written states in one dict, in the order of the store's key
-        (product, event, measure): upserted in that order they touch each page of the table
-        once. (After a cold start the first run moves every ``new`` signal to ``ongoing``,
-        about 10^5 rows at national scale; in pair-position order, half the run.)"""
-        at = np.concatenate([positions for positions, _ in written])
-        measure = np.repeat(np.arange(len(written)), [positions.size for positions, _ in written])
-        names = sorted(MEASURES)  # the measures in the order of their labels
-        measure_rank = np.array([names.index(m) for m in MEASURES])[measure]
+    def state_rows(self, written: dict[str, dict[str, np.ndarray]]) -> list[StateRow]:
+        """Every measure's written states (measure -> :meth:`after`'s columns) as the store's
+        rows, in the order of its key (product, event, measure): upserted in that order they
+        touch each page of the table once. After a cold start the first run moves every
+        ``new`` signal to ``ongoing``, about 10^5 rows at national scale."""
+        names = np.array(list(written), dtype=object)
+        sizes = [columns["at"].size for columns in written.values()]
+        measure_code = np.repeat(np.arange(names.size), sizes)
+        joined = {
+            field: np.concatenate([columns[field] for columns in written.values()])
+            for field in next(iter(written.values()))
+        }
+        at = joined["at"]
+        products, events = self.columns.pair_product[at], self.columns.pair_event[at]
+        product_labels, event_labels = self.columns.products.array(), self.columns.events.array()
         order = np.lexsort(
             (
-                measure_rank,
-                _label_ranks(self.columns.events.array(), self.columns.pair_event[at]),
-                _label_ranks(self.columns.products.array(), self.columns.pair_product[at]),
+                _label_ranks(names, measure_code),
+                _label_ranks(event_labels, events),
+                _label_ranks(product_labels, products),
             )
         )
-        items = [item for _, states in written for item in states.items()]
-        return dict(items[k] for k in order.tolist())
+        statuses = np.array(STATUSES, dtype=object)
+        return list(
+            zip(
+                product_labels[products[order]].tolist(),
+                event_labels[events[order]].tolist(),
+                names[measure_code[order]].tolist(),
+                statuses[joined["status"][order] - 1].tolist(),
+                self.times(joined["since"][order]),
+                joined["reference"][order].tolist(),
+                joined["failures"][order].tolist(),
+                joined["last_a"][order].astype(np.int64).tolist(),
+                joined["last_level"][order].tolist(),
+                strict=True,
+            )
+        )
 
     def labels(self, position: int) -> tuple[str, str]:
         """The (product, event) of a pair position."""

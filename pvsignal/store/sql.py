@@ -180,6 +180,29 @@ def _fetched_ahead(cursor: Any, size: int) -> Iterator[list[Any]]:
         fetcher.join()
 
 
+# A signal state as write_detection writes it: product, event, measure, status, since,
+# reference, failures, last_a, last_level.
+StateRow = tuple[str, str, str, str, str, float, int, int, float | None]
+
+
+def state_rows(states: dict[tuple[str, str, str], dict[str, Any]]) -> list[StateRow]:
+    """:data:`StateRow` s of states keyed by (product, event, measure)."""
+    return [
+        (
+            p,
+            e,
+            m,
+            s["status"],
+            s["since"],
+            s["reference"],
+            s["failures"],
+            s["last_a"],
+            s["last_level"],
+        )
+        for (p, e, m), s in states.items()
+    ]
+
+
 def _joined_json(arrays: list[str]) -> list[Any]:
     """The elements of several JSON array texts (none empty), parsed as one array."""
     return orjson.loads("[" + ",".join(text[1:-1] for text in arrays) + "]")
@@ -817,7 +840,7 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
     def write_detection(
         self,
         scope: str,
-        states: dict[tuple[str, str, str], dict[str, Any]],
+        states: dict[tuple[str, str, str], dict[str, Any]] | list[StateRow],
         history: list[tuple[str, str, int, dict[str, Any]]],
         alerts: list[dict[str, Any]],
         now: str,
@@ -831,32 +854,14 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
         A detection shard passes its ``lease``: the write is refused (LeaseLostError) unless
         the shard still holds it with that epoch. ``mark`` (setting name, value) is stored
         with the write: a detector keeping states in memory learns from it whether another
-        wrote since."""
+        wrote since. ``states``: keyed by (product, event, measure), or as rows."""
+        rows = state_rows(states) if isinstance(states, dict) else states
         with self._transaction(write=bool(alerts) or lease is not None) as cursor:
             if lease is not None:
                 self._check_lease(cursor, lease)
             if mark is not None:
                 self.set_setting(*mark)
-            self._write_rows(
-                cursor,
-                _UPSERT_SIGNAL,
-                [
-                    (
-                        scope,
-                        p,
-                        e,
-                        m,
-                        s["status"],
-                        s["since"],
-                        s["reference"],
-                        s["failures"],
-                        s["last_a"],
-                        s["last_level"],
-                        now,
-                    )
-                    for (p, e, m), s in states.items()
-                ],
-            )
+            self._write_rows(cursor, _UPSERT_SIGNAL, [(scope, *row, now) for row in rows])
             self._write_rows(
                 cursor,
                 _INSERT_HISTORY,
