@@ -1,6 +1,11 @@
 """National scale: every figure of issue 15's table on a FAERS-like store of ``--pairs`` pairs.
 
 Run:  .venv/bin/python -m benchmarks.scale [--pairs 412000] [--no-latency]
+      [--store-dir DIR] [--only detector,api,export,latency,shards] [--verbose]
+
+With ``--store-dir`` the store is built into DIR once and reused by later runs (with the same
+``--pairs``), so that one part can be measured again without rebuilding (minutes at 4M pairs);
+the latency probes then start from the copy the detector part left there.
 
 The store (SQLite, in a temporary folder) holds scope 'all''s counts of simulated reports over
 the FAERS-like vocabulary (Zipf-distributed over 8,000 products and 20,000 PTs;
@@ -30,7 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -187,7 +194,37 @@ def detector_child(url: str, batches: int, batch: int) -> None:
         began = time.perf_counter()
         detector.update(touched)
         after.append(time.perf_counter() - began)
-    print(orjson.dumps({"cold": cold, "after": after, "peak_gb": own_peak_gb()}).decode())
+    refit = refit_runs(detector, ingestor, batch, offset=batches * batch)
+    print(
+        orjson.dumps(
+            {"cold": cold, "after": after, "refit": refit, "peak_gb": own_peak_gb()}
+        ).decode()
+    )
+
+
+def refit_runs(detector: Any, ingestor: Any, batch: int, offset: int) -> list[float]:
+    """Seconds of two runs after a batch each, as the service detects (refits in the
+    background): the run that finds a refit due, and the run that swaps the new prior in
+    (the fit waited for in between, so that it is the next run that swaps)."""
+    from pvsignal.readers import RawRecord
+
+    seconds = []
+    for k, config in enumerate(
+        (
+            replace(detector.config, refit_in_background=True, refit_cases=1, refit_share=0.0),
+            replace(detector.config, refit_cases=10**12, refit_share=10.0),
+        )
+    ):
+        detector.config = config
+        lines = batch_lines(batch, seed=2_000 + k, offset=offset + k * batch)
+        records = [RawRecord(f"scale:refit:{k}:{i}", line) for i, line in enumerate(lines)]
+        touched = ingestor.apply(records).summary.touched_scopes
+        began = time.perf_counter()
+        detector.update(touched)
+        seconds.append(time.perf_counter() - began)
+        for running in list(detector._fitting.values()):
+            running.result()
+    return seconds
 
 
 def api_figures(url: str, key: str) -> tuple[float, float, float]:
@@ -232,7 +269,7 @@ def _status_kb(status: str, field: str) -> int:
     return int(line.split()[1])
 
 
-def latency(url: str, probes: int, shards: int = 0) -> str:
+def latency(url: str, probes: int, shards: int = 0, *, verbose: bool = False) -> str:
     """benchmarks.stream's report-to-alert probe against (a copy of) this store; with
     ``shards``, detection runs in that many ``pvsignal detect --shard K/N`` workers."""
     from benchmarks.stream import probe_latency
@@ -243,7 +280,7 @@ def latency(url: str, probes: int, shards: int = 0) -> str:
     while pending := store.pending_alerts(limit=10_000):
         store.mark_alerts_published([alert["alert_id"] for alert in pending])
     store.close()
-    args = argparse.Namespace(rate=1_000, probes=probes, spacing=2.0, detect=None, verbose=False)
+    args = argparse.Namespace(rate=1_000, probes=probes, spacing=2.0, detect=None, verbose=verbose)
     background = int(args.rate * (args.spacing * (probes + 2) + 30))
     lines = list(simulate(SimulationConfig(reports=background, seed=7)).lines())
     with tansu_broker() as bootstrap:
@@ -257,6 +294,14 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--probes", type=int, default=20)
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--store-dir", type=Path, help="build the store here once, then reuse it")
+    parser.add_argument(
+        "--only",
+        type=lambda text: set(text.split(",")),
+        default=set(PARTS),
+        help=f"the parts to run, comma-separated, of {','.join(PARTS)}",
+    )
+    parser.add_argument("--verbose", action="store_true", help="every probe's latency")
     parser.add_argument("--detector-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.detector_child:
@@ -267,48 +312,89 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} cores (shared), python "
         f"{platform.python_version()}, numpy {np.__version__}"
     )
-    with tempfile.TemporaryDirectory(prefix="pvsignal-bench-scale-") as folder:
-        url = f"sqlite:///{folder}/scale.db"
-        began = time.perf_counter()
+    unknown = args.only - set(PARTS)
+    if unknown:
+        parser.error(f"--only: unknown part(s) {','.join(sorted(unknown))}; parts: {PARTS}")
+    if args.no_latency:
+        args.only -= {"latency", "shards"}
+    if args.store_dir is None:
+        with tempfile.TemporaryDirectory(prefix="pvsignal-bench-scale-") as folder:
+            run_parts(Path(folder), args)
+    else:
+        args.store_dir.mkdir(parents=True, exist_ok=True)
+        run_parts(args.store_dir, args)
+
+
+# The parts of a run, in the order they run (``--only``).
+PARTS = ("detector", "api", "export", "latency", "shards")
+
+
+def run_parts(folder: Path, args: argparse.Namespace) -> None:
+    """Build (or reuse) the store in ``folder`` and measure the chosen parts against it."""
+    url = f"sqlite:///{folder}/scale.db"
+    built = folder / "scale.db"
+    pristine = folder / "built.db"  # the store as built, before any detection
+    facts = folder / "store.json"  # pairs, reports and a regulator's key of the built store
+    reused = facts.exists()
+    began = time.perf_counter()
+    if not reused:
+        built.unlink(missing_ok=True)
         pairs, reports = build_store(url, args.pairs)
         store = open_store(url)
         key, _ = issue_key(store, "regulator", None)
         store.close()
-        print(
-            f"store: {pairs:,} pairs from {reports:,} simulated reports over "
-            f"{FAERS_PRODUCTS:,} products x {FAERS_EVENTS:,} PTs, "
-            f"built in {time.perf_counter() - began:.0f} s",
-            flush=True,
-        )
+        _copy_sqlite(built, pristine)
+        facts.write_bytes(orjson.dumps({"pairs": pairs, "reports": reports, "key": key}))
+    stored = orjson.loads(facts.read_bytes())
+    pairs, reports, key = stored["pairs"], stored["reports"], stored["key"]
+    print(
+        f"store: {pairs:,} pairs from {reports:,} simulated reports over "
+        f"{FAERS_PRODUCTS:,} products x {FAERS_EVENTS:,} PTs, "
+        + (f"reused from {folder}" if reused else f"built in {time.perf_counter() - began:.0f} s"),
+        flush=True,
+    )
+    detected = folder / "detected.db"  # as the detector left it: for the probe
+    if "detector" in args.only:
+        if reused:  # the cold run starts from the store as built, without states
+            _copy_sqlite(pristine, built)  # (a backup replaces the target whole)
         child = ["benchmarks.scale", "--detector-child", url, str(args.batches), str(args.batch)]
         _, out = run_child([sys.executable, "-m", *child])
-        detected = Path(folder) / "detected.db"  # as the detector left it: for the probe
-        _copy_sqlite(Path(url.removeprefix("sqlite:///")), detected)
+        _copy_sqlite(built, detected)
         detection = orjson.loads(out.strip().splitlines()[-1])
         after = detection["after"]
         _show("cold run", f"{detection['cold']:.1f} s")
+        due, swap = detection["refit"]
+        _show("run after a batch: a refit due, its swap", f"{due:.2f} s, {swap:.2f} s")
         _show(
             "detector run after a batch",
             f"{min(after):.2f}-{max(after):.2f} s ({args.batch:,} reports each, "
-            f"{len(after)} batches; peak RSS {detection['peak_gb']:.2f} GB)",
+            f"{len(after)} batches: {' '.join(f'{x:.2f}' for x in after)}; "
+            f"peak RSS {detection['peak_gb']:.2f} GB)",
         )
 
+    if "api" in args.only:
         first, rss, api_peak = api_figures(url, key)
         _show("API first answer after start", f"{first:.1f} s")
         _show("API RSS warm", f"{rss:.2f} GB (peak {api_peak:.2f} GB)")
 
-        out_path = Path(folder) / "export.csv"
+    if "export" in args.only:
+        out_path = folder / "export.csv"
         export = ["signals", "export", "--store", url, "--out", str(out_path)]
         export_seconds, out = run_child([sys.executable, "-c", _CLI_WITH_PEAK, *export])
         export_peak = float(out.strip().splitlines()[-1])
+        out_path.unlink()
         _show("signals export", f"{export_seconds:.1f} s (peak RSS {export_peak:.2f} GB)")
 
-        if not args.no_latency:
-            for shards in (0, 2):
-                probed = Path(folder) / f"probed-{shards}.db"  # each probe on its own copy
-                _copy_sqlite(detected, probed)
-                what = "report-to-alert p99" + (f", {shards} detection shards" if shards else "")
-                _show(what, latency(f"sqlite:///{probed}", args.probes, shards))
+    for part, shards in (("latency", 0), ("shards", 2)):
+        if part not in args.only:
+            continue
+        if not detected.exists():
+            raise SystemExit("the latency probes start from the detector part's store: run it")
+        probed = folder / f"probed-{shards}.db"  # each probe on its own copy
+        _copy_sqlite(detected, probed)
+        what = "report-to-alert p99" + (f", {shards} detection shards" if shards else "")
+        _show(what, latency(f"sqlite:///{probed}", args.probes, shards, verbose=args.verbose))
+        probed.unlink()
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:

@@ -72,6 +72,11 @@ class Labels:
         out[:] = self.names
         return out
 
+    def copy(self) -> Labels:
+        copied = Labels()
+        copied.code, copied.names = dict(self.code), list(self.names)
+        return copied
+
 
 class PairIndex:
     """Position of each (product code, event code) key: a sorted array of the keys known at
@@ -196,6 +201,18 @@ class ScopeColumns:
         self.per_product = _grown(self.per_product, shape_p)
         self.per_event = _grown(self.per_event, shape_e)
         self.totals = _grown(self.totals[None, :], (1, len(self.strata)))[0]
+
+    def frozen(self) -> ScopeColumns:
+        """A copy of the counts as they are now, to make tables from on another thread while
+        batches go on changing these (a memory copy: tens of milliseconds at millions of
+        pairs, where making the table takes seconds). It has no pair index: tables only."""
+        copy = ScopeColumns(self.keep)
+        copy.products, copy.events = self.products.copy(), self.events.copy()
+        copy.strata = self.strata.copy()
+        copy.per_product, copy.per_event = self.per_product.copy(), self.per_event.copy()
+        copy.totals, copy.a = self.totals.copy(), self.a.copy()
+        copy.pair_product, copy.pair_event = self.pair_product.copy(), self.pair_event.copy()
+        return copy
 
     # -- tables -----------------------------------------------------------------------------
 

@@ -4,9 +4,10 @@ After each checkpoint the scopes a batch touched are brought up to date. A detec
 scope's counts in memory (pvsignal.columns), reads only the counts batches changed since its
 last run, and re-evaluates only what can have changed: pairs whose count changed, open signals
 that are not steady, and steady ones whose flag or level the bounds of pvsignal.drift cannot
-certify (a full sweep after a load, a refit, or when much is uncertain). The result is the
-one a full rescoring of every pair would give (``DetectionConfig(incremental=False)``, kept as
-the tests' reference). Detection can be sharded by product (``Detector(shard=(K, N))``).
+certify (after a refit, every open EBGM signal: θ moves EBGM alone; a full sweep after a
+load or when much is uncertain). The result is the one a full rescoring of every pair would
+give (``DetectionConfig(incremental=False)``, kept as the tests' reference). Detection can
+be sharded by product (``Detector(shard=(K, N))``).
 Each (scope, product, event, measure) follows a lifecycle::
 
     new -> ongoing -> (strengthened | weakened)* -> closed  (-> new again later)
@@ -91,7 +92,7 @@ from pvsignal.scoring import EXPORT_COLUMNS, ScoringConfig, score
 from pvsignal.signals import pair_table
 from pvsignal.store import SqlStore
 from pvsignal.store.access import PRODUCTS_WRITTEN
-from pvsignal.store.sql import CountsMark, Lease
+from pvsignal.store.sql import CountsMark, Lease, StateRow
 
 # The statistic whose level tracks each measure, and how to put it on a log2 scale.
 MEASURES: dict[str, tuple[str, str]] = {
@@ -316,7 +317,8 @@ class Detector:
     def _update_incremental(self, scope: str, registry: Registry) -> list[dict[str, Any]]:
         """Apply the counts changed since the last run, then evaluate only the pairs whose
         count changed or whose open signal the bounds of pvsignal.drift cannot certify
-        steady; everything after a (re)load, a refit, or when too much is uncertain."""
+        steady (after a refit, every open EBGM signal: pvsignal.drift); everything after a
+        (re)load or when too much is uncertain."""
         mark = self.store.counts_mark()
         tracked = self._tracked.get(scope)
         first = (
@@ -343,7 +345,9 @@ class Detector:
         theta = self._scope_prior(scope, columns)
         if theta is None:
             return []  # a shard before shard 0's first fit of the scope
-        sweep = first or tracked.theta != theta or self.scoring.fdr_q is not None
+        sweep = first or self.scoring.fdr_q is not None
+        if not sweep and tracked.theta != theta:
+            tracked.baseline.prior_changed()  # a refit: every open EBGM signal is re-evaluated
         within = None if sweep else self._uncertain(tracked, moved, theta)
         if within is None or within.size > self.config.sweep_share * columns.size:
             within = np.arange(columns.size)
@@ -380,7 +384,12 @@ class Detector:
         if self.shard is None:
             return self._prior(
                 scope,
-                _LazyPairTable(reports, strata, lambda: columns.table(stratify=stratify)),
+                _LazyPairTable(
+                    reports,
+                    strata,
+                    lambda: columns.table(stratify=stratify),
+                    detach=lambda: functools.partial(columns.frozen().table, stratify=stratify),
+                ),
                 int(np.count_nonzero(columns.a > 0)),
             )
         if self.shard[0] == 0:
@@ -423,8 +432,12 @@ class Detector:
         a = columns.a
         n = a.size  # the per-position arrays may be longer (see _Tracked.fit_size)
         comparable = baseline.valid[:n] & (baseline.a[:n] == a) & (a > 0)
-        wanted = [moved]
+        # Masks over the positions, not sorted unions of index arrays: open signals number
+        # hundreds of thousands at national scale, and np.unique sorts them on every run.
+        wanted = np.zeros(n, dtype=bool)
+        wanted[moved] = True
         steady: dict[str, np.ndarray] = {}
+        every = np.zeros(n, dtype=bool)
         for measure in MEASURES:
             status = tracked.status[measure][:n]
             is_open = (status > NO_STATE) & (status < CLOSED)
@@ -435,9 +448,12 @@ class Detector:
                 & (tracked.last_a[measure][:n] == a)
                 & comparable
             )
-            wanted.append(np.flatnonzero(is_open & ~calm))
+            if measure == "ebgm":  # its baseline holds under the prior it was computed with
+                calm &= baseline.prior_valid[:n]
+            wanted |= is_open & ~calm
+            every |= calm
             steady[measure] = np.flatnonzero(calm)
-        every = np.unique(np.concatenate(list(steady.values())))
+        every = np.flatnonzero(every)
         if every.size:
             n_product, n_event, n_total, e, _ = columns.expectation(
                 columns.pair_product[every], columns.pair_event[every], self.scopes.stratify
@@ -455,8 +471,8 @@ class Detector:
                     e[at],
                     theta,
                 )
-                wanted.append(positions[~sure])
-        return np.unique(np.concatenate(wanted))
+                wanted[positions[~sure]] = True
+        return np.flatnonzero(wanted)
 
     def _certain(
         self,
@@ -542,23 +558,32 @@ class Detector:
             previous = self._own.get(scope)
             warm = previous is not None
             starts = (previous[0].theta, *DEFAULT_STARTS) if warm else DEFAULT_STARTS
+            background = warm and self.config.refit_in_background
             job = self._fitter.submit(
                 _fit,
-                pairs.counts.a,
-                pairs.counts.expected,
+                self._fit_table(pairs, background),
                 starts,
                 cases,
                 warm,
-                self._squash(pairs),
+                self.config.squash_pairs,
             )
-            if not warm or not self.config.refit_in_background:
-                self._adopt(scope, *job.result())
-            else:
+            if background:
                 self._fitting[scope] = job
+            else:
+                self._adopt(scope, *job.result())
 
-    def _squash(self, pairs: PairTable) -> Squash | None:
-        limit = self.config.squash_pairs
-        return None if limit is None or pairs.counts.a.size <= limit else Squash()
+    @staticmethod
+    def _fit_table(pairs: PairTable, background: bool) -> Callable[[], PairTable]:
+        """What the fit makes its table from, on the fitting thread. In the background, from
+        a copy of the scope's counts taken now (making the table is a pass over every pair:
+        seconds at national scale, which the update that found the fit due would otherwise
+        wait for); otherwise the table itself."""
+        detach = getattr(pairs, "detach", None)
+        if background and detach is not None:
+            return detach()
+        if isinstance(pairs, _LazyPairTable):
+            pairs = pairs.built()  # here: it may read the store, which is this thread's
+        return lambda: pairs
 
     def _adopt(self, scope: str, fit: Fit, report: dict[str, Any]) -> None:
         self._own[scope] = (fit, report)
@@ -626,9 +651,12 @@ class Detector:
             moved = walked.transition > 0
             transitions[measure] = (at[moved], walked.transition[moved])
             points.append(at[walked.point])
-        changed = {}
-        for measure, at, candidates, walked in updates:
-            changed.update(tracked.after(measure, at, candidates, walked, now))
+        changed = tracked.state_rows(
+            {
+                measure: tracked.after(measure, at, candidates, walked, now)
+                for measure, at, candidates, walked in updates
+            }
+        )
         alerts, history = self._documents(
             scope,
             tracked,
@@ -872,41 +900,62 @@ class _Tracked:
 
     def after(
         self, measure: str, at: np.ndarray, candidates: Candidates, walked: Walked, now: str
-    ) -> dict[tuple[str, str, str], dict[str, Any]]:
-        """Take the walk's written states as the current ones; them, as the store writes them."""
+    ) -> dict[str, np.ndarray]:
+        """Take the walk's written states as the current ones; them, as columns (positions,
+        status codes, since codes, reference, failures, last_a, last_level)."""
         write = walked.write
         at = at[write]
         since = np.where(walked.since_now[write], self.time_code(now), self.since[measure][at])
-        level = candidates.level[write]
-        self.status[measure][at] = walked.status[write]
-        self.since[measure][at] = since
-        self.reference[measure][at] = walked.reference[write]
-        self.failures[measure][at] = walked.failures[write]
-        self.last_a[measure][at] = candidates.a[write]
-        self.last_level[measure][at] = level
-        products, events = self.columns.products.array(), self.columns.events.array()
-        columns = zip(
-            products[self.columns.pair_product[at]].tolist(),
-            events[self.columns.pair_event[at]].tolist(),
-            walked.status[write].tolist(),
-            self.times(since),
-            walked.reference[write].tolist(),
-            walked.failures[write].tolist(),
-            candidates.a[write].astype(np.int64).tolist(),
-            level.tolist(),
-            strict=True,
-        )
-        return {
-            (product, event, measure): {
-                "status": STATUSES[status - 1],
-                "since": since,
-                "reference": reference,
-                "failures": failures,
-                "last_a": a,
-                "last_level": last_level,
-            }
-            for product, event, status, since, reference, failures, a, last_level in columns
+        written = {
+            "at": at,
+            "status": walked.status[write],
+            "since": since,
+            "reference": walked.reference[write],
+            "failures": walked.failures[write],
+            "last_a": candidates.a[write],
+            "last_level": candidates.level[write],
         }
+        for name in ("status", "since", "reference", "failures", "last_a", "last_level"):
+            getattr(self, name)[measure][at] = written[name]
+        return written
+
+    def state_rows(self, written: dict[str, dict[str, np.ndarray]]) -> list[StateRow]:
+        """Every measure's written states (measure -> :meth:`after`'s columns) as the store's
+        rows, in the order of its key (product, event, measure): upserted in that order they
+        touch each page of the table once. After a cold start the first run moves every
+        ``new`` signal to ``ongoing``, about 10^5 rows at national scale."""
+        names = np.array(list(written), dtype=object)
+        sizes = [columns["at"].size for columns in written.values()]
+        measure_code = np.repeat(np.arange(names.size), sizes)
+        joined = {
+            field: np.concatenate([columns[field] for columns in written.values()])
+            for field in next(iter(written.values()))
+        }
+        at = joined["at"]
+        products, events = self.columns.pair_product[at], self.columns.pair_event[at]
+        product_labels, event_labels = self.columns.products.array(), self.columns.events.array()
+        order = np.lexsort(
+            (
+                _label_ranks(names, measure_code),
+                _label_ranks(event_labels, events),
+                _label_ranks(product_labels, products),
+            )
+        )
+        statuses = np.array(STATUSES, dtype=object)
+        return list(
+            zip(
+                product_labels[products[order]].tolist(),
+                event_labels[events[order]].tolist(),
+                names[measure_code[order]].tolist(),
+                statuses[joined["status"][order] - 1].tolist(),
+                self.times(joined["since"][order]),
+                joined["reference"][order].tolist(),
+                joined["failures"][order].tolist(),
+                joined["last_a"][order].astype(np.int64).tolist(),
+                joined["last_level"][order].tolist(),
+                strict=True,
+            )
+        )
 
     def labels(self, position: int) -> tuple[str, str]:
         """The (product, event) of a pair position."""
@@ -921,26 +970,36 @@ class _LazyPairTable:
     """Every observed pair of a scope as a PairTable, built only if read (the prior reads the
     labelled counts only when a fit is due)."""
 
-    def __init__(self, reports: int, strata: int, build: Callable[[], PairTable]) -> None:
+    def __init__(
+        self,
+        reports: int,
+        strata: int,
+        build: Callable[[], PairTable],
+        *,
+        detach: Callable[[], Callable[[], PairTable]] | None = None,
+    ) -> None:
+        """``detach()``: a builder of the same table that another thread may call later (from
+        a copy of the counts as they are when it is called); None: only ``build``, here."""
         self.reports, self.strata, self._build = reports, strata, build
+        self.detach = detach
         self._table: PairTable | None = None
 
-    def _built(self) -> PairTable:
+    def built(self) -> PairTable:
         if self._table is None:
             self._table = self._build()
         return self._table
 
     @property
     def product(self) -> np.ndarray:
-        return self._built().product
+        return self.built().product
 
     @property
     def event(self) -> np.ndarray:
-        return self._built().event
+        return self.built().event
 
     @property
     def counts(self) -> Any:
-        return self._built().counts
+        return self.built().counts
 
 
 def signal_link(scope: str, product: str, event: str) -> str:
@@ -955,15 +1014,26 @@ def _quoted(part: str) -> str:
 
 
 def _fit(
-    a: np.ndarray,
-    expected: np.ndarray,
+    table: Callable[[], PairTable],
     starts: tuple[Hyperparameters, ...],
     cases: int,
     warm: bool,
-    squashing: Squash | None,
+    squash_pairs: int | None,
 ) -> tuple[Fit, dict[str, Any]]:
-    fit = fit_hyperparameters(a, expected, starts=starts, squashing=squashing)
+    """The MGPS fit over the table's pairs (on the fitting thread), on DuMouchel's squashed
+    points above ``squash_pairs`` pairs (``DetectionConfig.squash_pairs``)."""
+    counts = table().counts
+    squashing = None if squash_pairs is None or counts.a.size <= squash_pairs else Squash()
+    fit = fit_hyperparameters(counts.a, counts.expected, starts=starts, squashing=squashing)
     return fit, {"theta_source": "fitted", "cases": cases, "warm_start": warm, **fit.report()}
+
+
+def _label_ranks(labels: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Each code's rank among the given codes' labels in code-point order."""
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    rank = np.empty(distinct.size, dtype=np.int64)
+    rank[np.argsort(labels[distinct], kind="stable")] = np.arange(distinct.size)
+    return rank[inverse]
 
 
 def _take(column: np.ndarray, row: np.ndarray, fill: Any) -> np.ndarray:

@@ -38,8 +38,14 @@ evaluation, ``E1`` now):
   pair is re-evaluated when Z leaves ``[κ, 1/κ]``.
 
 The bounds hold from a pair's last exact evaluation (its baseline) for as long as its count
-and the prior stay the same; a refit (θ changed) re-evaluates every pair, and so does a run
-in which the bounds certify too little to be worth it (``DetectionConfig.sweep_share``).
+and the prior stay the same. A refit (θ changed) moves EBGM alone: PRR, ROR and IC do not
+depend on θ, so their baselines stay, and the EBGM ones become stale (``prior_valid``), which
+re-evaluates every open EBGM signal at the next run. No other pair's EBGM state can change at
+that run: a pair without an open signal is a candidate only where EBGM now flags it, and then
+opens only if its count grew (a pair whose count did not grow does not open only because its
+statistic moved, pvsignal.lifecycle's ``quiet_opening``), and a pair whose count changed is
+re-evaluated anyway. A run in which the bounds certify too little to be worth it
+(``DetectionConfig.sweep_share``) re-evaluates every pair.
 """
 
 from __future__ import annotations
@@ -69,11 +75,17 @@ class Baseline:
     eb_low: np.ndarray  # x_{p KAPPA}, nan where not computed
     eb_high: np.ndarray  # x_{p / KAPPA}
     qn: np.ndarray
+    prior_valid: np.ndarray  # bool: eb05, eb_low, eb_high and qn are the current prior's
 
     @classmethod
     def empty(cls, size: int) -> Baseline:
         nan = np.full(size, np.nan)
-        return cls(np.zeros(size, dtype=bool), *(nan.copy() for _ in range(7)))
+        unset = np.zeros(size, dtype=bool)
+        return cls(unset, *(nan.copy() for _ in range(7)), unset.copy())
+
+    def prior_changed(self) -> None:
+        """θ changed: the EBGM statistics kept no longer certify anything (the others do)."""
+        self.prior_valid[:] = False
 
     def grow(self, size: int) -> None:
         """Room for ``size`` positions (growing by a quarter at a time)."""
@@ -93,6 +105,7 @@ class Baseline:
         """Keep the statistics of a scored table (positions: its pairs' positions), with the
         side quantiles of EB05 for the pairs EBGM flags (the only ones it certifies)."""
         self.valid[positions] = True
+        self.prior_valid[positions] = True
         self.a[positions] = stats["a"]
         self.expected[positions] = stats["expected"]
         self.ic025[positions] = stats["ic025"]
@@ -116,8 +129,10 @@ class Baseline:
 
 def room(capacity: int, size: int) -> int:
     """How many positions to add to an array of ``capacity`` to hold ``size``: at least a
-    quarter more, so that appending a batch's new pairs is amortised."""
-    return max(size, capacity + capacity // 4 + 1_024) - capacity
+    quarter more, so that appending a batch's new pairs is amortised; and from empty (a load)
+    a quarter more than ``size``, so that the first batch after a start copies nothing."""
+    at_least = size + size // 4 if capacity == 0 else size
+    return max(at_least, capacity + capacity // 4 + 1_024) - capacity
 
 
 def within_band(value_log2: np.ndarray, reference: np.ndarray, change_log2: float) -> np.ndarray:

@@ -9,8 +9,10 @@ support with the same statement.
 from __future__ import annotations
 
 import datetime as dt
+import queue
+import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -140,6 +142,65 @@ def _shared_labels(values: np.ndarray, labels: dict[str, str]) -> np.ndarray:
     shared = np.empty(len(distinct), dtype=object)
     shared[:] = [labels.setdefault(label, label) for label in distinct]
     return shared[codes]
+
+
+def _fetched_ahead(cursor: Any, size: int) -> Iterator[list[Any]]:
+    """``cursor.fetchmany(size)`` chunks, the next one fetched on a thread while the caller
+    works on the current one: SQLite computes rows (its aggregates included) and PostgreSQL's
+    driver receives them without holding the GIL, so reading and parsing overlap on two cores.
+    The caller must not use the cursor until the iteration ends (the thread is joined then)."""
+    chunks: queue.Queue[list[Any] | BaseException] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            while not stop.is_set():
+                rows = cursor.fetchmany(size)
+                chunks.put(rows)
+                if not rows:
+                    return
+        except BaseException as error:  # handed to the caller, raised there
+            chunks.put(error)
+
+    fetcher = threading.Thread(target=fetch, name="fetch-ahead", daemon=True)
+    fetcher.start()
+    try:
+        while True:
+            chunk = chunks.get()
+            if isinstance(chunk, BaseException):
+                raise chunk
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        stop.set()
+        while fetcher.is_alive():  # unblock a fetcher waiting to put, then let it end
+            with suppress(queue.Empty):
+                chunks.get(timeout=0.05)
+        fetcher.join()
+
+
+# A signal state as write_detection writes it: product, event, measure, status, since,
+# reference, failures, last_a, last_level.
+StateRow = tuple[str, str, str, str, str, float, int, int, float | None]
+
+
+def state_rows(states: dict[tuple[str, str, str], dict[str, Any]]) -> list[StateRow]:
+    """:data:`StateRow` s of states keyed by (product, event, measure)."""
+    return [
+        (
+            p,
+            e,
+            m,
+            s["status"],
+            s["since"],
+            s["reference"],
+            s["failures"],
+            s["last_a"],
+            s["last_level"],
+        )
+        for (p, e, m), s in states.items()
+    ]
 
 
 def _joined_json(arrays: list[str]) -> list[Any]:
@@ -634,7 +695,7 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
         )
         with self._transaction() as cursor:
             self._execute(cursor, statement, (scope,))
-            while rows := cursor.fetchmany(_FETCH_PRODUCTS):
+            for rows in _fetched_ahead(cursor, _FETCH_PRODUCTS):
                 products += [row[0] for row in rows]
                 sizes += [row[1] for row in rows]
                 labels = np.array(_joined_json([row[2] for row in rows]), dtype=object)
@@ -744,7 +805,7 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
         self._execute(cursor, statement, (scope,))
         labels: dict[str, str] = {}
         parts: list[list[np.ndarray]] = [[] for _ in range(width)]
-        while rows := cursor.fetchmany(_FETCH_ROWS):
+        for rows in _fetched_ahead(cursor, _FETCH_ROWS):
             table = np.array(rows, dtype=object)
             del rows
             for k in range(width - 1):
@@ -779,7 +840,7 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
     def write_detection(
         self,
         scope: str,
-        states: dict[tuple[str, str, str], dict[str, Any]],
+        states: dict[tuple[str, str, str], dict[str, Any]] | list[StateRow],
         history: list[tuple[str, str, int, dict[str, Any]]],
         alerts: list[dict[str, Any]],
         now: str,
@@ -793,32 +854,14 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
         A detection shard passes its ``lease``: the write is refused (LeaseLostError) unless
         the shard still holds it with that epoch. ``mark`` (setting name, value) is stored
         with the write: a detector keeping states in memory learns from it whether another
-        wrote since."""
+        wrote since. ``states``: keyed by (product, event, measure), or as rows."""
+        rows = state_rows(states) if isinstance(states, dict) else states
         with self._transaction(write=bool(alerts) or lease is not None) as cursor:
             if lease is not None:
                 self._check_lease(cursor, lease)
             if mark is not None:
                 self.set_setting(*mark)
-            self._write_rows(
-                cursor,
-                _UPSERT_SIGNAL,
-                [
-                    (
-                        scope,
-                        p,
-                        e,
-                        m,
-                        s["status"],
-                        s["since"],
-                        s["reference"],
-                        s["failures"],
-                        s["last_a"],
-                        s["last_level"],
-                        now,
-                    )
-                    for (p, e, m), s in states.items()
-                ],
-            )
+            self._write_rows(cursor, _UPSERT_SIGNAL, [(scope, *row, now) for row in rows])
             self._write_rows(
                 cursor,
                 _INSERT_HISTORY,

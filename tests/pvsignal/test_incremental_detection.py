@@ -13,6 +13,7 @@ states, history — after every batch.
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -118,9 +119,11 @@ class _Clock:
         return f"2026-03-01T00:00:{self.run:02d}+00:00"
 
 
-def _run_both(new_store, kind, stream):
+def _run_both(new_store, kind, stream, *, after_batch=None, **overrides):
+    """Run an incremental detector and a full rescoring side by side and compare them after
+    every batch; ``after_batch(store)`` looks at the incremental side's store then."""
     clock = _Clock()
-    config = LIFECYCLE
+    config = {**LIFECYCLE, **overrides}
     sides = []
     for incremental in (True, False):
         store = new_store(kind)
@@ -144,6 +147,8 @@ def _run_both(new_store, kind, stream):
         assert results[0] == results[1]
         assert store.signal_states("all") == reference.signal_states("all")
         assert _history(store) == _history(reference)
+        if after_batch is not None:
+            after_batch(store)
         evaluated, known = detector.evaluated.get("all", (0, 0))
         skipped += known - evaluated
     return skipped
@@ -160,27 +165,110 @@ def test_incremental_detection_equals_a_full_rescoring(new_store, kind, stream):
     _run_both(new_store, kind, stream)
 
 
+class _SwingingFit(_QuickFit):
+    """Refits whose θ swings between a vague prior and one that pulls every EBGM towards 1,
+    so that at a refit open EBGM signals fail and close without a case of their own (and
+    others open as their pairs grow)."""
+
+    def __init__(self, a, expected, starts=None, squashing=None):
+        vague = Hyperparameters(0.2, 0.1, 2.0, 4.0, 1 / 3)
+        shrinking = Hyperparameters(40.0, 40.0, 60.0, 60.0, 0.5)
+        self.theta = shrinking if a.size % 2 else vague
+
+
+class _RunAtOnce:
+    """The fitting thread's stand-in: each job runs when submitted, so that a background refit
+    is there to be swapped in at the next update, the same in every run of the test."""
+
+    def __init__(self, **_):
+        pass
+
+    def submit(self, function, *args):
+        done = Future()
+        done.set_result(function(*args))
+        return done
+
+
+@pytest.mark.parametrize("background", [False, True])
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(stream=streams())
+def test_a_refit_re_evaluates_what_theta_moves_as_a_full_rescoring_does(
+    new_store, monkeypatch, background, stream
+):
+    """A refit moves EBGM alone: the incremental detector re-evaluates every open EBGM signal
+    (not every pair) and still equals a full rescoring. With ``refit_in_background`` the fit
+    runs off the update that found it due and θ is swapped in at the next update, on both
+    sides alike: that update is then the refit's."""
+    monkeypatch.setattr("pvsignal.detection.fit_hyperparameters", _SwingingFit)
+    monkeypatch.setattr("pvsignal.detection.ThreadPoolExecutor", _RunAtOnce)
+    _run_both(new_store, "sqlite", stream, refit_in_background=background)
+
+
+def _reports(tag, pairs):
+    """One single-product, single-event report per (product, event)."""
+    return [
+        {
+            "case_id": f"{tag}{k}",
+            "report_id": f"{tag}{k}",
+            "version": 1,
+            "received": "2026-03-01",
+            "products": [{"name": product, "role": "suspect"}],
+            "reactions": [{"pt": event}],
+        }
+        for k, (product, event) in enumerate(pairs)
+    ]
+
+
+def _fillers(tag, size):
+    """Reports about other products and events: N grows, P1-E1's cells stay."""
+    return _reports(tag, [(f"Q{k % 5}", f"R{k % 7}") for k in range(size)])
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_refit_alone_closes_a_steady_ebgm_signal_as_a_full_rescoring_does(
+    new_store, monkeypatch, background
+):
+    """P1-E1 (a = 6, b = c = 3) opens on EBGM under a vague prior and turns steady in every
+    measure (N grows by 3 % a batch: PRR, ROR and IC stay within their bands); then, from the
+    fourth batch, refits give a prior that shrinks every EBGM towards 1. P1-E1 has no new case,
+    yet its EB05 fell below 2 with θ: it fails and closes, as in a full rescoring."""
+
+    class _PriorByReports(_QuickFit):
+        def __init__(self, a, expected, starts=None, squashing=None):
+            vague = Hyperparameters(0.2, 0.1, 2.0, 4.0, 1 / 3)
+            shrinking = Hyperparameters(40.0, 40.0, 60.0, 60.0, 0.5)
+            self.theta = vague if a.sum() < 340 else shrinking
+
+    monkeypatch.setattr("pvsignal.detection.fit_hyperparameters", _PriorByReports)
+    monkeypatch.setattr("pvsignal.detection.ThreadPoolExecutor", _RunAtOnce)
+    first = [("P1", "E1")] * 6 + [("P1", "R9")] * 3 + [("Q9", "E1")] * 3
+    stream = [_reports("A", first) + _fillers("F", 300)]
+    stream += [_fillers(f"G{b}-", 10) for b in range(6)]
+    statuses = []
+
+    def ebgm_status(store):
+        statuses.append(store.signal_states("all")[("unregistered:p1", "E1", "ebgm")]["status"])
+
+    _run_both(new_store, "sqlite", stream, after_batch=ebgm_status, refit_in_background=background)
+    assert statuses[:3] == ["new", "ongoing", "ongoing"] and statuses[-1] == "closed"
+
+
 def test_the_incremental_detector_skips_what_cannot_have_changed(new_store):
     """A long stream in which most pairs stay put: the bounds certify some of them, and the
     results still equal a full rescoring."""
     rng = np.random.default_rng(3)
     stream = []
     for b in range(8):
-        batch = []
-        for k in range(40):
+        pairs = []
+        for _ in range(40):
             product = str(rng.choice(["P0", "P1", "P2", "P3"], p=[0.4, 0.3, 0.2, 0.1]))
             event = "E1" if product == "P1" and rng.random() < 0.6 else f"E{rng.integers(6)}"
-            batch.append(
-                {
-                    "case_id": f"B{b}-{k}",
-                    "report_id": f"B{b}-{k}",
-                    "version": 1,
-                    "received": "2026-03-01",
-                    "products": [{"name": product, "role": "suspect"}],
-                    "reactions": [{"pt": event}],
-                }
-            )
-        stream.append(batch)
+            pairs.append((product, event))
+        stream.append(_reports(f"B{b}-", pairs))
     assert _run_both(new_store, "sqlite", stream) > 0
 
 
@@ -346,17 +434,7 @@ _ROW = {
 
 
 def _associated_batch():
-    return [
-        {
-            "case_id": f"A{k}",
-            "report_id": f"A{k}",
-            "version": 1,
-            "received": "2026-03-01",
-            "products": [{"name": "P1" if k < 6 else f"Q{k}", "role": "suspect"}],
-            "reactions": [{"pt": "E1" if k < 6 else f"R{k}"}],
-        }
-        for k in range(30)
-    ]
+    return _reports("A", [("P1", "E1") if k < 6 else (f"Q{k}", f"R{k}") for k in range(30)])
 
 
 @settings(
