@@ -1,6 +1,11 @@
 """National scale: every figure of issue 15's table on a FAERS-like store of ``--pairs`` pairs.
 
 Run:  .venv/bin/python -m benchmarks.scale [--pairs 412000] [--no-latency]
+      [--store PATH] [--only export]
+
+``--store PATH`` builds the store at PATH if it is not there and keeps it, so that later runs
+reuse it (as the last run left it); ``--only export`` runs that one figure, after a cold
+detector run if the store is new (the export scores with the prior the detector recorded).
 
 The store (SQLite, in a temporary folder) holds scope 'all''s counts of simulated reports over
 the FAERS-like vocabulary (Zipf-distributed over 8,000 products and 20,000 PTs;
@@ -257,6 +262,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--probes", type=int, default=20)
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--store", type=Path, help="SQLite file: built if absent, then kept")
+    parser.add_argument("--only", choices=("export",), help="run only this figure")
     parser.add_argument("--detector-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.detector_child:
@@ -268,18 +275,18 @@ def main() -> None:
         f"{platform.python_version()}, numpy {np.__version__}"
     )
     with tempfile.TemporaryDirectory(prefix="pvsignal-bench-scale-") as folder:
-        url = f"sqlite:///{folder}/scale.db"
-        began = time.perf_counter()
-        pairs, reports = build_store(url, args.pairs)
-        store = open_store(url)
-        key, _ = issue_key(store, "regulator", None)
-        store.close()
-        print(
-            f"store: {pairs:,} pairs from {reports:,} simulated reports over "
-            f"{FAERS_PRODUCTS:,} products x {FAERS_EVENTS:,} PTs, "
-            f"built in {time.perf_counter() - began:.0f} s",
-            flush=True,
-        )
+        path = args.store or Path(folder) / "scale.db"
+        url = f"sqlite:///{path}"
+        built = not path.exists()
+        key = _store_at(path, args.pairs)
+        if args.only == "export":
+            if built:
+                _, out = run_child(
+                    [sys.executable, "-m", "benchmarks.scale", "--detector-child", url, "0", "0"]
+                )
+                _show("cold run", f"{orjson.loads(out.strip().splitlines()[-1])['cold']:.1f} s")
+            _show_export(url, Path(folder))
+            return
         child = ["benchmarks.scale", "--detector-child", url, str(args.batches), str(args.batch)]
         _, out = run_child([sys.executable, "-m", *child])
         detected = Path(folder) / "detected.db"  # as the detector left it: for the probe
@@ -297,11 +304,7 @@ def main() -> None:
         _show("API first answer after start", f"{first:.1f} s")
         _show("API RSS warm", f"{rss:.2f} GB (peak {api_peak:.2f} GB)")
 
-        out_path = Path(folder) / "export.csv"
-        export = ["signals", "export", "--store", url, "--out", str(out_path)]
-        export_seconds, out = run_child([sys.executable, "-c", _CLI_WITH_PEAK, *export])
-        export_peak = float(out.strip().splitlines()[-1])
-        _show("signals export", f"{export_seconds:.1f} s (peak RSS {export_peak:.2f} GB)")
+        _show_export(url, Path(folder))
 
         if not args.no_latency:
             for shards in (0, 2):
@@ -309,6 +312,34 @@ def main() -> None:
                 _copy_sqlite(detected, probed)
                 what = "report-to-alert p99" + (f", {shards} detection shards" if shards else "")
                 _show(what, latency(f"sqlite:///{probed}", args.probes, shards))
+
+
+def _store_at(path: Path, pairs: int) -> str:
+    """The FAERS-like store at ``path`` (built unless it is there already); a regulator's key."""
+    began = time.perf_counter()
+    if path.exists():
+        print(f"store: {path}, as built before", flush=True)
+    else:
+        made, reports = build_store(f"sqlite:///{path}", pairs)
+        print(
+            f"store: {made:,} pairs from {reports:,} simulated reports over "
+            f"{FAERS_PRODUCTS:,} products x {FAERS_EVENTS:,} PTs, "
+            f"built in {time.perf_counter() - began:.0f} s",
+            flush=True,
+        )
+    store = open_store(f"sqlite:///{path}")
+    key, _ = issue_key(store, "regulator", None)
+    store.close()
+    return key
+
+
+def _show_export(url: str, folder: Path) -> None:
+    """`pvsignal signals export` (CSV to a file) in a child: seconds and its peak RSS."""
+    out_path = folder / "export.csv"
+    export = ["signals", "export", "--store", url, "--out", str(out_path)]
+    export_seconds, out = run_child([sys.executable, "-c", _CLI_WITH_PEAK, *export])
+    export_peak = float(out.strip().splitlines()[-1])
+    _show("signals export", f"{export_seconds:.1f} s (peak RSS {export_peak:.2f} GB)")
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:
