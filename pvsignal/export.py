@@ -19,8 +19,10 @@ import pyarrow.csv as pa_csv
 from detectors.mgps import Hyperparameters
 from pvsignal.scoring import EXPORT_COLUMNS, PairCounts, ScoringConfig, score
 
+STATISTICS = EXPORT_COLUMNS[2:]
+
 if TYPE_CHECKING:
-    from pvsignal.signals import CodedPairs
+    from pvsignal.casetable import CodedPairs
 
 # Pairs scored and written at a time: the export's memory follows this, not the scope's size.
 EXPORT_CHUNK = 50_000
@@ -121,25 +123,39 @@ def csv_rows(product: pa.Array, event: pa.Array, statistics: dict[str, np.ndarra
 
     Formatting numbers is most of the writer's time, and every number and flag of a pair is a
     function of its (a, n_product, n_event, E) under one prior and N, which a third of the
-    pairs of FAERS-like data share with another pair. So each distinct row's numbers and
-    flags are formatted once (:func:`number_texts`) and joined, then taken for every pair."""
+    pairs of FAERS-like data share with another pair. So each distinct row is formatted once
+    (:func:`row_texts`) and taken for every pair (:func:`csv_lines`)."""
     n = len(product)
-    if n == 0:
-        return pa.py_buffer(b"")
+    flags = flag_codes(statistics, n)
+    row, first = _distinct_rows([statistics[name] for name in _KEY_COLUMNS] + [flags], n)
+    distinct = {name: np.broadcast_to(statistics[name], (n,))[first] for name in STATISTICS}
+    return csv_lines(product, event, row_texts(distinct), row)
+
+
+def flag_codes(statistics: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """The four flags of each row as one code, signal_prr its bit 3 (as _FLAG_TEXTS)."""
     flags = np.zeros(n, dtype=np.int8)
     for name in FLAG_COLUMNS:
         flags = (flags << 1) | np.asarray(statistics[name], dtype=np.int8)
-    row, first = _distinct_rows([statistics[name] for name in _KEY_COLUMNS] + [flags], n)
+    return flags
+
+
+def row_texts(statistics: dict[str, np.ndarray]) -> pa.Array:
+    """Each row's numbers and flags as written, after its labels: ``a,...,qn,flags\\n``."""
+    n = np.asarray(statistics["a"]).size
     texts = []
     for name in _NUMBER_COLUMNS:
         kind = np.int64 if name in COUNT_COLUMNS else np.float64
-        texts.append(number_texts(np.broadcast_to(statistics[name], (n,))[first].astype(kind)))
-    rows = pc.binary_join_element_wise(
-        product,
-        event,
-        pc.binary_join_element_wise(*texts, _FLAG_TEXTS.take(flags[first]), "").take(row),
-        ",",
-    )
+        texts.append(number_texts(np.broadcast_to(statistics[name], (n,)).astype(kind)))
+    return pc.binary_join_element_wise(*texts, _FLAG_TEXTS.take(flag_codes(statistics, n)), "")
+
+
+def csv_lines(product: pa.Array, event: pa.Array, texts: pa.Array, row: np.ndarray) -> pa.Buffer:
+    """The CSV rows of pairs whose numbers are ``texts[row]`` (of :func:`row_texts`)."""
+    n = len(product)
+    if n == 0:
+        return pa.py_buffer(b"")
+    rows = pc.binary_join_element_wise(product, event, texts.take(row), ",")
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset :]
     return rows.buffers()[2][offsets[0] : offsets[n]]
 
@@ -209,9 +225,9 @@ def chunks_of(n: int, config: ScoringConfig, chunk: int = 0) -> list[slice]:
 
 
 def score_part(
-    counts: PairCounts, part: slice, theta: Hyperparameters, config: ScoringConfig
+    counts: PairCounts, part: slice | np.ndarray, theta: Hyperparameters, config: ScoringConfig
 ) -> dict[str, np.ndarray]:
-    """The statistics of the pairs in ``part`` (one of :func:`chunks_of`)."""
+    """The statistics of the pairs in ``part`` (one of :func:`chunks_of`, or their indices)."""
     n_total = np.broadcast_to(np.asarray(counts.n_total, dtype=np.float64), counts.a.shape)
     scored = PairCounts(
         a=counts.a[part],
@@ -227,15 +243,70 @@ T = TypeVar("T")
 
 
 class PairExport:
-    """Every pair of a scope, scored and written a chunk at a time: ``parts()`` are the
-    chunks, and ``csv(part)`` / ``table(part)`` jobs (for :func:`in_order`) give each one's
-    flag counts and its CSV rows or table."""
+    """Every pair of a scope (or of a case table), scored and written a chunk at a time, the
+    chunks formatted on worker threads and written in order: the one way `pvsignal signals
+    export` and `pvsignal analyze` write pairs.
+
+    Every statistic of a pair is a function of its (a, n_product, n_event, E) under one prior
+    (and N), except under the FDR rule: so, without it, each distinct such row is scored once
+    (FAERS-like data: under half of the pairs), and a chunk's rows are formatted once each."""
 
     def __init__(self, pairs: CodedPairs, theta: Hyperparameters, config: ScoringConfig) -> None:
         self.pairs, self.theta, self.config = pairs, theta, config
 
-    def parts(self) -> list[slice]:
-        return chunks_of(self.pairs.counts.a.size, self.config)
+    def write_csv(self, sink: BinaryIO) -> dict[str, int]:
+        """The header and every pair's row; how many pairs each measure flags."""
+        signals = dict.fromkeys(FLAG_COLUMNS, 0)
+        sink.write(CSV_HEADER)
+        for rows in self._tallied(self._csv, signals):
+            sink.write(rows)
+        return signals
+
+    def write_json(self, head: dict[str, Any], sink: BinaryIO) -> dict[str, int]:
+        """:func:`write_json_chunks` of every pair; how many pairs each measure flags."""
+        signals = dict.fromkeys(FLAG_COLUMNS, 0)
+        write_json_chunks(head, self._tallied(self._table, signals), sink)
+        return signals
+
+    def _tallied(
+        self, write: Callable[[slice], tuple[dict[str, int], T]], signals: dict[str, int]
+    ) -> Iterator[T]:
+        parts = chunks_of(self.pairs.counts.a.size, self.config)
+        for counts, chunk in in_order(functools.partial(write, part) for part in parts):
+            for name, count in counts.items():
+                signals[name] += count
+            yield chunk
+
+    @functools.cached_property
+    def _distinct(self) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """Each pair's distinct row and the statistics of the distinct rows (scored in chunks
+        on worker threads); None under the FDR rule."""
+        if self.config.fdr_q is not None:
+            return None
+        counts = self.pairs.counts
+        n = counts.a.size
+        row, first = _distinct_rows([getattr(counts, name) for name in _KEY_COLUMNS], n)
+        parts = chunks_of(first.size, self.config)
+        jobs = (
+            functools.partial(score_part, counts, first[part], self.theta, self.config)
+            for part in parts
+        )
+        statistics: dict[str, np.ndarray] = {}
+        for part, scored in zip(parts, in_order(jobs), strict=True):
+            for name in STATISTICS:
+                if name not in statistics:
+                    statistics[name] = np.empty(first.size, dtype=np.asarray(scored[name]).dtype)
+                statistics[name][part] = scored[name]
+        return row, statistics
+
+    def _part(self, part: slice) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The statistics of the distinct rows of these pairs, and each pair's row among them."""
+        if self._distinct is None:
+            statistics = score_part(self.pairs.counts, part, self.theta, self.config)
+            return statistics, np.arange(self.pairs.counts.a[part].size)
+        row, statistics = self._distinct
+        rows, local = np.unique(row[part], return_inverse=True)
+        return {name: values[rows] for name, values in statistics.items()}, local
 
     @functools.cached_property
     def _labels(self) -> tuple[pa.Array, pa.Array]:
@@ -245,28 +316,34 @@ class PairExport:
     def _quoted(self) -> tuple[pa.Array, pa.Array]:
         return quoted_labels(self.pairs.products), quoted_labels(self.pairs.events)
 
-    def csv(self, part: slice) -> tuple[dict[str, int], pa.Buffer]:
-        return self._written(part, self._quoted, csv_rows)
+    def _csv(self, part: slice) -> tuple[dict[str, int], pa.Buffer]:
+        statistics, row = self._part(part)
+        product, event = self._part_labels(part, self._quoted)
+        return flag_counts(statistics, row), csv_lines(product, event, row_texts(statistics), row)
 
-    def table(self, part: slice) -> tuple[dict[str, int], pa.Table]:
-        return self._written(part, self._labels, export_table)
+    def _table(self, part: slice) -> tuple[dict[str, int], pa.Table]:
+        statistics, row = self._part(part)
+        product, event = self._part_labels(part, self._labels)
+        rows = (np.asarray(statistics["a"]).size,)
+        per_pair = {name: np.broadcast_to(values, rows)[row] for name, values in statistics.items()}
+        return flag_counts(statistics, row), export_table(product, event, per_pair)
 
-    def _written(
-        self, part: slice, labels: tuple[pa.Array, pa.Array], write: Callable[..., T]
-    ) -> tuple[dict[str, int], T]:
-        statistics = score_part(self.pairs.counts, part, self.theta, self.config)
+    def _part_labels(
+        self, part: slice, labels: tuple[pa.Array, pa.Array]
+    ) -> tuple[pa.Array, pa.Array]:
         products, events = labels
-        written = write(
-            products.take(self.pairs.product_code[part]),
-            events.take(self.pairs.event_code[part]),
-            statistics,
+        return products.take(self.pairs.product_code[part]), events.take(
+            self.pairs.event_code[part]
         )
-        return flag_counts(statistics), written
 
 
-def flag_counts(statistics: dict[str, np.ndarray]) -> dict[str, int]:
-    """How many of the pairs each measure's rule flags."""
-    return {name: int(np.count_nonzero(statistics[name])) for name in FLAG_COLUMNS}
+def flag_counts(statistics: dict[str, np.ndarray], row: np.ndarray) -> dict[str, int]:
+    """How many of the pairs (``statistics[...][row]``) each measure's rule flags."""
+    pairs_per_row = np.bincount(row, minlength=np.asarray(statistics["a"]).size)
+    return {
+        name: int(pairs_per_row[np.asarray(statistics[name], dtype=bool)].sum())
+        for name in FLAG_COLUMNS
+    }
 
 
 def in_order(jobs: Iterable[Callable[[], T]], *, workers: int = 2) -> Iterator[T]:
