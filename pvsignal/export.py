@@ -110,6 +110,7 @@ _FLAG_TEXTS = pa.array(
 # What a pair's numbers are a function of: the statistics of pairs alike here are alike.
 _KEY_COLUMNS = ("a", "n_product", "n_event", "expected")
 _NUMBER_COLUMNS = EXPORT_COLUMNS[2:22]
+_SCORED_COLUMNS = tuple(name for name in STATISTICS if name not in COUNT_COLUMNS)
 
 
 def quoted_labels(labels: np.ndarray) -> pa.Array:
@@ -278,9 +279,10 @@ class PairExport:
             yield chunk
 
     @functools.cached_property
-    def _distinct(self) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-        """Each pair's distinct row and the statistics of the distinct rows (scored in chunks
-        on worker threads); None under the FDR rule."""
+    def _distinct(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None:
+        """Each pair's distinct row, the first pair of each, and the distinct rows' statistics
+        but the counts (the pairs' own: kept once); scored in chunks on worker threads. None
+        under the FDR rule."""
         if self.config.fdr_q is not None:
             return None
         counts = self.pairs.counts
@@ -293,20 +295,28 @@ class PairExport:
         )
         statistics: dict[str, np.ndarray] = {}
         for part, scored in zip(parts, in_order(jobs), strict=True):
-            for name in STATISTICS:
+            for name in _SCORED_COLUMNS:
                 if name not in statistics:
                     statistics[name] = np.empty(first.size, dtype=np.asarray(scored[name]).dtype)
                 statistics[name][part] = scored[name]
-        return row, statistics
+        return row, first, statistics
 
     def _part(self, part: slice) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The statistics of the distinct rows of these pairs, and each pair's row among them."""
         if self._distinct is None:
             statistics = score_part(self.pairs.counts, part, self.theta, self.config)
             return statistics, np.arange(self.pairs.counts.a[part].size)
-        row, statistics = self._distinct
+        row, first, statistics = self._distinct
         rows, local = np.unique(row[part], return_inverse=True)
-        return {name: values[rows] for name, values in statistics.items()}, local
+        counts = self.pairs.counts
+        pairs = first[rows]
+        return {
+            "a": counts.a[pairs],
+            "n_product": counts.n_product[pairs],
+            "n_event": counts.n_event[pairs],
+            "n_total": counts.n_total,
+            **{name: values[rows] for name, values in statistics.items()},
+        }, local
 
     @functools.cached_property
     def _labels(self) -> tuple[pa.Array, pa.Array]:
