@@ -1,6 +1,10 @@
 """`pvsignal analyze` on a FAERS-like case table, against the same whole job with vigipy.
 
 Run:  .venv/bin/pip install -e ".[bench]" && .venv/bin/python -m benchmarks.analyze [--rows N]
+      [--cases PATH]
+
+``--cases PATH`` writes the case table there if it is not there already and keeps it, so that
+later runs (of other code, say) read the same file.
 
 The case table (one row per report x product x event, Zipf-distributed over 8,000 products and
 20,000 PTs; benchmarks.synthetic) is written to a temporary CSV. Both jobs run in this process,
@@ -86,13 +90,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-vigipy", action="store_true")
+    parser.add_argument("--cases", type=Path, help="case table CSV: written if absent, then kept")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory(prefix="pvsignal-bench-analyze-") as folder:
-        cases = Path(folder) / "cases.csv"
+        cases = args.cases or Path(folder) / "cases.csv"
         began = time.perf_counter()
-        rows = write_case_table(case_table_rows(args.rows), cases)
-        print(f"case table: {rows:,} rows written in {time.perf_counter() - began:.1f} s")
+        if cases.exists():
+            print(f"case table: {cases}, as written before")
+        else:
+            rows = write_case_table(case_table_rows(args.rows), cases)
+            print(f"case table: {rows:,} rows written in {time.perf_counter() - began:.1f} s")
         best, stages = best_of(args.repeat, lambda: pvsignal_job(cases, Path(folder) / "pairs.csv"))
         shown = ", ".join(f"{name} {seconds:.2f}" for name, seconds in stages.items())
         print(

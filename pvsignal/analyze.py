@@ -12,11 +12,11 @@ import pandas as pd
 
 from detectors.mgps import Hyperparameters
 from detectors.mgps_fit import Squash, fit_hyperparameters, negative_log_likelihood
-from pvsignal.casetable import Columns, PairTable, count_pairs, read_case_table
+from pvsignal.casetable import CodedPairs, Columns, count_pairs, read_case_table
 from pvsignal.errors import InputError
-from pvsignal.export import FLAG_COLUMNS, export_table, write_csv
+from pvsignal.export import PairExport
 from pvsignal.priors import ALL, PriorChoice, decide
-from pvsignal.scoring import ScoringConfig, score
+from pvsignal.scoring import ScoringConfig
 
 
 @dataclass(frozen=True)
@@ -94,16 +94,14 @@ def analyze(request: AnalyzeRequest) -> AnalyzeSummary:
     fit_report = _fit(pairs, request)
     theta = Hyperparameters(**fit_report["theta"])
     lap("fit")
-    statistics = score(pairs.counts, theta, request.config)
-    lap("score")
     request.out.parent.mkdir(parents=True, exist_ok=True)
-    write_csv(export_table(pairs.product, pairs.event, statistics), request.out)
+    with request.out.open("wb") as sink:  # scored a chunk at a time as it is written
+        signals = PairExport(pairs, theta, request.config).write_csv(sink)
     rejects_path = None
     if not table.rejects.empty:
         rejects_path = rejects_path_for(request.out)
         table.rejects.to_csv(rejects_path, index=False)
-    lap("write")
-    signals = {column: int(statistics[column].sum()) for column in FLAG_COLUMNS}
+    lap("score_and_write")
     document = {
         **fit_report,
         "counts": {
@@ -112,8 +110,8 @@ def analyze(request: AnalyzeRequest) -> AnalyzeSummary:
             "reports": pairs.reports,
             "pairs": int(pairs.counts.a.size),
             "strata": pairs.strata,
-            "products": int(pd.unique(pairs.product).size),
-            "events": int(pd.unique(pairs.event).size),
+            "products": _distinct_labels(pairs.products, pairs.product_code),
+            "events": _distinct_labels(pairs.events, pairs.event_code),
         },
         "signals": signals,
         "config": _config_report(request.config),
@@ -134,7 +132,12 @@ def analyze(request: AnalyzeRequest) -> AnalyzeSummary:
     )
 
 
-def _fit(pairs: PairTable, request: AnalyzeRequest) -> dict[str, object]:
+def _distinct_labels(labels: np.ndarray, code: np.ndarray) -> int:
+    """How many distinct labels the pairs name."""
+    return int(pd.unique(labels[np.unique(code)]).size)
+
+
+def _fit(pairs: CodedPairs, request: AnalyzeRequest) -> dict[str, object]:
     """The table's prior, chosen as a store's scope's is (pvsignal.priors.decide): given, or
     fitted (a case table has no parent scope to borrow from)."""
     a, e = pairs.counts.a, pairs.counts.expected

@@ -63,6 +63,29 @@ class PairTable:
     strata: int
 
 
+@dataclass(frozen=True)
+class CodedPairs:
+    """A :class:`PairTable` whose labels are codes into the distinct labels (pairs in order of
+    (product, event) codes; a store's labels are sorted): what the API's snapshot, the export
+    and `pvsignal analyze` keep."""
+
+    products: np.ndarray
+    events: np.ndarray
+    product_code: np.ndarray
+    event_code: np.ndarray
+    counts: PairCounts
+    reports: int
+    strata: int
+
+    @property
+    def product(self) -> np.ndarray:
+        return self.products[self.product_code]
+
+    @property
+    def event(self) -> np.ndarray:
+        return self.events[self.event_code]
+
+
 def read_case_table(path: Path, columns: Columns, *, sep: str = ",") -> CaseTable:
     """Read a delimited case table; rows missing an id, product or event are set aside.
 
@@ -227,7 +250,7 @@ def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return codes, encoded.dictionary.to_numpy(zero_copy_only=False)
 
 
-def count_pairs(table: CaseTable) -> PairTable:
+def count_pairs(table: CaseTable) -> CodedPairs:
     """Count distinct reports per pair, per product, per event, per stratum and in all."""
     columns, rows = table.columns, table.rows
     if rows.num_rows == 0:
@@ -279,9 +302,11 @@ def count_pairs(table: CaseTable) -> PairTable:
         n_total=np.float64(n_reports),
         expected=e,
     )
-    return PairTable(
-        product=np.asarray(product_labels, dtype=object)[pair_product],
-        event=np.asarray(event_labels, dtype=object)[pair_event],
+    return CodedPairs(
+        products=np.asarray(product_labels, dtype=object),
+        events=np.asarray(event_labels, dtype=object),
+        product_code=pair_product,
+        event_code=pair_event,
         counts=counts,
         reports=n_reports,
         strata=n_strata,

@@ -364,10 +364,8 @@ def _run_products_list(args: argparse.Namespace) -> int:
 
 
 def _run_signals_export(args: argparse.Namespace) -> int:
-    import functools
-
     from pvsignal.analyze import parse_theta
-    from pvsignal.export import CSV_HEADER, FLAG_COLUMNS, PairExport, in_order, write_json_chunks
+    from pvsignal.export import PairExport
     from pvsignal.memory import release_freed_memory
     from pvsignal.priors import prior_line
     from pvsignal.scoring import ScoringConfig
@@ -384,25 +382,13 @@ def _run_signals_export(args: argparse.Namespace) -> int:
     release_freed_memory()  # the read's page cache and rows: writing needs none of it
     print(f"MGPS prior of {args.scope!r}: {prior_line(prior.fit)}", file=sys.stderr)
     export = PairExport(prior.pairs, prior.theta, ScoringConfig())
-    signals = dict.fromkeys(FLAG_COLUMNS, 0)
-
-    def tallied(chunks):
-        for counts, chunk in chunks:
-            for name, count in counts.items():
-                signals[name] += count
-            yield chunk
-
-    # Chunks are scored and formatted on worker threads, and written here in order.
-    write = export.csv if args.format == "csv" else export.table
-    chunks = tallied(in_order(functools.partial(write, part) for part in export.parts()))
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(args.out.open("wb")) if args.out else sys.stdout.buffer
         if args.format == "csv":
-            sink.write(CSV_HEADER)
-            for rows in chunks:
-                sink.write(rows)
+            signals = export.write_csv(sink)
         else:
-            write_json_chunks({"scope": args.scope, "level": level, "fit": prior.fit}, chunks, sink)
+            head = {"scope": args.scope, "level": level, "fit": prior.fit}
+            signals = export.write_json(head, sink)
             sink.write(b"\n")
     if args.out is not None:
         print(

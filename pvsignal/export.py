@@ -19,8 +19,10 @@ import pyarrow.csv as pa_csv
 from detectors.mgps import Hyperparameters
 from pvsignal.scoring import EXPORT_COLUMNS, PairCounts, ScoringConfig, score
 
+STATISTICS = EXPORT_COLUMNS[2:]
+
 if TYPE_CHECKING:
-    from pvsignal.signals import CodedPairs
+    from pvsignal.casetable import CodedPairs
 
 # Pairs scored and written at a time: the export's memory follows this, not the scope's size.
 EXPORT_CHUNK = 50_000
@@ -107,6 +109,8 @@ _FLAG_TEXTS = pa.array(
 )
 # What a pair's numbers are a function of: the statistics of pairs alike here are alike.
 _KEY_COLUMNS = ("a", "n_product", "n_event", "expected")
+_NUMBER_COLUMNS = EXPORT_COLUMNS[2:22]
+_SCORED_COLUMNS = tuple(name for name in STATISTICS if name not in COUNT_COLUMNS)
 
 
 def quoted_labels(labels: np.ndarray) -> pa.Array:
@@ -118,32 +122,86 @@ def csv_rows(product: pa.Array, event: pa.Array, statistics: dict[str, np.ndarra
     """The CSV rows of these pairs (labels from :func:`quoted_labels`), byte for byte what
     :func:`write_csv` writes of their :func:`export_table`.
 
-    Formatting floats is nearly all of the writer's time, and every number of a pair is a
+    Formatting numbers is most of the writer's time, and every number and flag of a pair is a
     function of its (a, n_product, n_event, E) under one prior and N, which a third of the
-    pairs of FAERS-like data share with another pair. So each distinct row's numbers are
-    formatted once (Arrow's cast to text, which its writer uses) and joined, then taken for
-    every pair; the four flags are one of 16 texts."""
+    pairs of FAERS-like data share with another pair. So each distinct row is formatted once
+    (:func:`row_texts`) and taken for every pair (:func:`csv_lines`)."""
     n = len(product)
-    if n == 0:
-        return pa.py_buffer(b"")
-    row, first = _distinct_rows([statistics[name] for name in _KEY_COLUMNS], n)
-    numbers = []
-    for name in EXPORT_COLUMNS[2:22]:
-        values = np.broadcast_to(statistics[name], (n,))[first]
-        kind = np.int64 if name in COUNT_COLUMNS else np.float64
-        numbers.append(pa.array(values.astype(kind, copy=False)).cast(pa.string()))
+    flags = flag_codes(statistics, n)
+    row, first = _distinct_rows([statistics[name] for name in _KEY_COLUMNS] + [flags], n)
+    distinct = {name: np.broadcast_to(statistics[name], (n,))[first] for name in STATISTICS}
+    return csv_lines(product, event, row_texts(distinct), row)
+
+
+def flag_codes(statistics: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """The four flags of each row as one code, signal_prr its bit 3 (as _FLAG_TEXTS)."""
     flags = np.zeros(n, dtype=np.int8)
     for name in FLAG_COLUMNS:
         flags = (flags << 1) | np.asarray(statistics[name], dtype=np.int8)
-    rows = pc.binary_join_element_wise(
-        product,
-        event,
-        pc.binary_join_element_wise(*numbers, ",").take(row),
-        _FLAG_TEXTS.take(flags),
-        ",",
-    )
+    return flags
+
+
+def row_texts(statistics: dict[str, np.ndarray]) -> pa.Array:
+    """Each row's numbers and flags as written, after its labels: ``a,...,qn,flags\\n``."""
+    n = np.asarray(statistics["a"]).size
+    texts = []
+    for name in _NUMBER_COLUMNS:
+        kind = np.int64 if name in COUNT_COLUMNS else np.float64
+        texts.append(number_texts(np.broadcast_to(statistics[name], (n,)).astype(kind)))
+    return pc.binary_join_element_wise(*texts, _FLAG_TEXTS.take(flag_codes(statistics, n)), "")
+
+
+def csv_lines(product: pa.Array, event: pa.Array, texts: pa.Array, row: np.ndarray) -> pa.Buffer:
+    """The CSV rows of pairs whose numbers are ``texts[row]`` (of :func:`row_texts`)."""
+    n = len(product)
+    if n == 0:
+        return pa.py_buffer(b"")
+    rows = pc.binary_join_element_wise(product, event, texts.take(row), ",")
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset :]
     return rows.buffers()[2][offsets[0] : offsets[n]]
+
+
+_COMMA = ord(",")
+
+
+def number_texts(values: np.ndarray) -> pa.Array:
+    """Each number as Arrow's cast to text (what its CSV writer writes) gives it, followed by a
+    comma.
+
+    orjson writes a numpy array 3-4x faster than Arrow casts it (shortest round-trip digits
+    both, ~50 ns a float instead of ~130-200 ns); its text differs only in layout, for whole
+    floats (orjson ``2.0``, Arrow ``2``), for 1e-6 <= |x| < 1e-5 and |x| >= 1e10 (Arrow
+    writes ``0.0000015`` and ``1.5e+10``, orjson ``1.5e-6`` and ``15000000000.0``) and for
+    nan and inf (orjson: ``null``). Those are Arrow's own cast, put in their places; the
+    tests hold the rest to Arrow's cast, byte for byte, on random and edge values."""
+    values = np.ascontiguousarray(values)
+    n = values.size
+    if n == 0:
+        return pa.array([], type=pa.string())
+    text = bytearray(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY))
+    text[-1] = _COMMA  # "[x,...,y]" -> "[x,...,y,": every number ends at a comma
+    commas = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == _COMMA)
+    if commas.size != n:
+        raise RuntimeError(f"orjson wrote {commas.size} numbers for {n}: {bytes(text[:80])!r}")
+    offsets = np.empty(n + 1, dtype=np.int32)
+    offsets[0] = 1
+    offsets[1:] = commas + 1
+    texts = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
+    if values.dtype.kind != "f":
+        return texts
+    magnitude = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        laid_out_apart = (
+            ~(magnitude < 1e10)
+            | (values == np.trunc(values))
+            | ((magnitude >= 1e-6) & (magnitude < 1e-5))
+        )
+    if not laid_out_apart.any():
+        return texts
+    arrow = pa.array(values[laid_out_apart]).cast(pa.string())
+    return pc.replace_with_mask(
+        texts, pa.array(laid_out_apart), pc.binary_join_element_wise(arrow, ",", "")
+    )
 
 
 def _distinct_rows(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -168,9 +226,9 @@ def chunks_of(n: int, config: ScoringConfig, chunk: int = 0) -> list[slice]:
 
 
 def score_part(
-    counts: PairCounts, part: slice, theta: Hyperparameters, config: ScoringConfig
+    counts: PairCounts, part: slice | np.ndarray, theta: Hyperparameters, config: ScoringConfig
 ) -> dict[str, np.ndarray]:
-    """The statistics of the pairs in ``part`` (one of :func:`chunks_of`)."""
+    """The statistics of the pairs in ``part`` (one of :func:`chunks_of`, or their indices)."""
     n_total = np.broadcast_to(np.asarray(counts.n_total, dtype=np.float64), counts.a.shape)
     scored = PairCounts(
         a=counts.a[part],
@@ -186,15 +244,79 @@ T = TypeVar("T")
 
 
 class PairExport:
-    """Every pair of a scope, scored and written a chunk at a time: ``parts()`` are the
-    chunks, and ``csv(part)`` / ``table(part)`` jobs (for :func:`in_order`) give each one's
-    flag counts and its CSV rows or table."""
+    """Every pair of a scope (or of a case table), scored and written a chunk at a time, the
+    chunks formatted on worker threads and written in order: the one way `pvsignal signals
+    export` and `pvsignal analyze` write pairs.
+
+    Every statistic of a pair is a function of its (a, n_product, n_event, E) under one prior
+    (and N), except under the FDR rule: so, without it, each distinct such row is scored once
+    (FAERS-like data: under half of the pairs), and a chunk's rows are formatted once each."""
 
     def __init__(self, pairs: CodedPairs, theta: Hyperparameters, config: ScoringConfig) -> None:
         self.pairs, self.theta, self.config = pairs, theta, config
 
-    def parts(self) -> list[slice]:
-        return chunks_of(self.pairs.counts.a.size, self.config)
+    def write_csv(self, sink: BinaryIO) -> dict[str, int]:
+        """The header and every pair's row; how many pairs each measure flags."""
+        signals = dict.fromkeys(FLAG_COLUMNS, 0)
+        sink.write(CSV_HEADER)
+        for rows in self._tallied(self._csv, signals):
+            sink.write(rows)
+        return signals
+
+    def write_json(self, head: dict[str, Any], sink: BinaryIO) -> dict[str, int]:
+        """:func:`write_json_chunks` of every pair; how many pairs each measure flags."""
+        signals = dict.fromkeys(FLAG_COLUMNS, 0)
+        write_json_chunks(head, self._tallied(self._table, signals), sink)
+        return signals
+
+    def _tallied(
+        self, write: Callable[[slice], tuple[dict[str, int], T]], signals: dict[str, int]
+    ) -> Iterator[T]:
+        parts = chunks_of(self.pairs.counts.a.size, self.config)
+        for counts, chunk in in_order(functools.partial(write, part) for part in parts):
+            for name, count in counts.items():
+                signals[name] += count
+            yield chunk
+
+    @functools.cached_property
+    def _distinct(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None:
+        """Each pair's distinct row, the first pair of each, and the distinct rows' statistics
+        but the counts (the pairs' own: kept once); scored in chunks on worker threads. None
+        under the FDR rule."""
+        if self.config.fdr_q is not None:
+            return None
+        counts = self.pairs.counts
+        n = counts.a.size
+        row, first = _distinct_rows([getattr(counts, name) for name in _KEY_COLUMNS], n)
+        parts = chunks_of(first.size, self.config)
+        jobs = (
+            functools.partial(score_part, counts, first[part], self.theta, self.config)
+            for part in parts
+        )
+        statistics: dict[str, np.ndarray] = {}
+        for part, scored in zip(parts, in_order(jobs), strict=True):
+            for name in _SCORED_COLUMNS:
+                if name not in statistics:
+                    statistics[name] = np.empty(first.size, dtype=np.asarray(scored[name]).dtype)
+                statistics[name][part] = scored[name]
+        return row, first, statistics
+
+    def _part(self, part: slice) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The statistics of the distinct rows of these pairs, and each pair's row among them."""
+        if self._distinct is None:
+            statistics = score_part(self.pairs.counts, part, self.theta, self.config)
+            return statistics, np.arange(self.pairs.counts.a[part].size)
+        row, first, statistics = self._distinct
+        rows, local = np.unique(row[part], return_inverse=True)
+        counts = self.pairs.counts
+        pairs = first[rows]
+        return {
+            "a": counts.a[pairs],
+            "n_product": counts.n_product[pairs],
+            "n_event": counts.n_event[pairs],
+            "n_total": counts.n_total,
+            **{name: values[rows] for name, values in statistics.items()},
+        }, local
 
     @functools.cached_property
     def _labels(self) -> tuple[pa.Array, pa.Array]:
@@ -204,28 +326,34 @@ class PairExport:
     def _quoted(self) -> tuple[pa.Array, pa.Array]:
         return quoted_labels(self.pairs.products), quoted_labels(self.pairs.events)
 
-    def csv(self, part: slice) -> tuple[dict[str, int], pa.Buffer]:
-        return self._written(part, self._quoted, csv_rows)
+    def _csv(self, part: slice) -> tuple[dict[str, int], pa.Buffer]:
+        statistics, row = self._part(part)
+        product, event = self._part_labels(part, self._quoted)
+        return flag_counts(statistics, row), csv_lines(product, event, row_texts(statistics), row)
 
-    def table(self, part: slice) -> tuple[dict[str, int], pa.Table]:
-        return self._written(part, self._labels, export_table)
+    def _table(self, part: slice) -> tuple[dict[str, int], pa.Table]:
+        statistics, row = self._part(part)
+        product, event = self._part_labels(part, self._labels)
+        rows = (np.asarray(statistics["a"]).size,)
+        per_pair = {name: np.broadcast_to(values, rows)[row] for name, values in statistics.items()}
+        return flag_counts(statistics, row), export_table(product, event, per_pair)
 
-    def _written(
-        self, part: slice, labels: tuple[pa.Array, pa.Array], write: Callable[..., T]
-    ) -> tuple[dict[str, int], T]:
-        statistics = score_part(self.pairs.counts, part, self.theta, self.config)
+    def _part_labels(
+        self, part: slice, labels: tuple[pa.Array, pa.Array]
+    ) -> tuple[pa.Array, pa.Array]:
         products, events = labels
-        written = write(
-            products.take(self.pairs.product_code[part]),
-            events.take(self.pairs.event_code[part]),
-            statistics,
+        return products.take(self.pairs.product_code[part]), events.take(
+            self.pairs.event_code[part]
         )
-        return flag_counts(statistics), written
 
 
-def flag_counts(statistics: dict[str, np.ndarray]) -> dict[str, int]:
-    """How many of the pairs each measure's rule flags."""
-    return {name: int(np.count_nonzero(statistics[name])) for name in FLAG_COLUMNS}
+def flag_counts(statistics: dict[str, np.ndarray], row: np.ndarray) -> dict[str, int]:
+    """How many of the pairs (``statistics[...][row]``) each measure's rule flags."""
+    pairs_per_row = np.bincount(row, minlength=np.asarray(statistics["a"]).size)
+    return {
+        name: int(pairs_per_row[np.asarray(statistics[name], dtype=bool)].sum())
+        for name in FLAG_COLUMNS
+    }
 
 
 def in_order(jobs: Iterable[Callable[[], T]], *, workers: int = 2) -> Iterator[T]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from detectors.mgps import Hyperparameters
 from detectors.mgps_fit import fit_hyperparameters
-from pvsignal.casetable import PairTable
+from pvsignal.casetable import CodedPairs, PairTable
 from pvsignal.columns import ScopeColumns
 from pvsignal.errors import InputError
 from pvsignal.priors import PriorDecision, decide, needs_own_fit, recorded_under
@@ -33,28 +33,6 @@ class ScopeStatistics:
 def pair_table(counts: ScopeCounts, *, stratify: bool = True) -> PairTable:
     """Assemble labelled pair counts, margins and (stratified) expected counts."""
     return ScopeColumns.load(counts).table(stratify=stratify)
-
-
-@dataclass(frozen=True)
-class CodedPairs:
-    """A :class:`PairTable` whose labels are codes into the distinct labels, sorted (pairs in
-    (product, event) order): what the API's snapshot and the export keep."""
-
-    products: np.ndarray
-    events: np.ndarray
-    product_code: np.ndarray
-    event_code: np.ndarray
-    counts: PairCounts
-    reports: int
-    strata: int
-
-    @property
-    def product(self) -> np.ndarray:
-        return self.products[self.product_code]
-
-    @property
-    def event(self) -> np.ndarray:
-        return self.events[self.event_code]
 
 
 def coded_pairs(counts: CodedCounts, *, stratify: bool = True) -> CodedPairs:
