@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, TypeVar, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query
@@ -267,31 +267,46 @@ def reports_per_month(store: SqlStore, scope: str) -> Counter[str]:
     return months
 
 
-_VISIBLE: dict[tuple[str, str, str | None], list[RegisteredProduct]] = {}
+_T = TypeVar("_T")
+_PER_READER: dict[tuple[str, str, str, str | None], Any] = {}
 SELECT_MOST = 300  # longer lists of choices are typed in, not picked from a select
 
 
-def visible_products(principal: Principal, registry: RegistrySnapshot) -> list[RegisteredProduct]:
-    """The registered products the caller may see (GET /v1/products' rule, ``can_see``), by
-    id; kept per registry version, since a large registry takes a while to walk."""
-    admitted(Reader, principal)
-    key = (registry.digest, principal.role.value, principal.org)
-    found = _VISIBLE.get(key)
+def _kept(
+    what: str, principal: Principal, registry: RegistrySnapshot, make: Callable[[], _T]
+) -> _T:
+    """``make()``'s answer for the caller, kept per registry version and reader: a large
+    registry takes a while to walk (50,000 products: tens of milliseconds a page)."""
+    key = (what, registry.digest, principal.role.value, principal.org)
+    found = _PER_READER.get(key)
     if found is None:
-        if len(_VISIBLE) > 64:
-            _VISIBLE.clear()
-        found = _VISIBLE[key] = sorted(
+        if len(_PER_READER) > 128:
+            _PER_READER.clear()
+        found = _PER_READER[key] = make()
+    return found
+
+
+def visible_products(principal: Principal, registry: RegistrySnapshot) -> list[RegisteredProduct]:
+    """The registered products the caller may see (GET /v1/products' rule, ``can_see``), by id."""
+    admitted(Reader, principal)
+    return _kept(
+        "products",
+        principal,
+        registry,
+        lambda: sorted(
             (p for p in registry.registry if registry.can_see(principal, p.product_id)),
             key=lambda p: p.product_id,
-        )
-    return found
+        ),
+    )
 
 
 def _filter_options(
     principal: Principal, runtime: Runtime, registry: RegistrySnapshot
 ) -> dict[str, Any]:
     visible = visible_products(principal, registry)
-    mahs = sorted({p.mah_id for p in visible if p.mah_id})
+    mahs = _kept(
+        "mahs", principal, registry, lambda: sorted({p.mah_id for p in visible if p.mah_id})
+    )
     return {
         "scopes": [s.name for s in runtime.scopes.all_scopes()],
         "pathways": [p.value for p in Pathway],
