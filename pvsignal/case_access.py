@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import orjson
-import pandas as pd
 
 from pvsignal.cases import UNKNOWN_PERIOD, province
 from pvsignal.store.series import SeriesStore, StoredCase
@@ -323,21 +323,29 @@ def case_breakdown(
     if access.owner is not None:
         raise ValueError(f"the place counts are not kept per owner ({access.owner!r})")
     names_institution = access.level is Level.full
-    counts = pd.DataFrame(
-        store.place_counts(scope), columns=["month", "region", "institution", "products", "n"]
-    )
-    # Rows share product lists (a scope's cases name a few thousand combinations): what each
-    # shows is worked out once per list, and the sums are pandas' (a row is a few bytes).
-    shown = {text: _pathways(access, text, pathway_of) for text in counts["products"].unique()}
-    counts["pathway"] = counts["products"].map(shown)
-    counts = counts[counts["pathway"].map(len) > 0]  # an MAH's: with one of its products
-    counts["region"] = counts["region"].replace("", UNKNOWN)
-    counts["institution"] = counts["institution"].replace("", UNKNOWN)
+    total: Counter[str] = Counter()
+    by_pathway: Counter[tuple[str, str]] = Counter()
+    by_region: Counter[tuple[str, str]] = Counter()
+    by_institution: Counter[tuple[str, str]] = Counter()
+    # Rows share product lists (a scope's cases name a few thousand combinations): the
+    # pathways each shows the reader are worked out once per list.
+    shown: dict[str, list[str]] = {}
+    for month, region, institution, products, n in store.place_counts(scope):
+        pathways = shown.get(products)
+        if pathways is None:
+            pathways = shown[products] = _pathways(access, products, pathway_of)
+        if not pathways:
+            continue  # counted with none of the MAH's products: not in its listing
+        total[month] += n
+        for pathway in pathways:
+            by_pathway[pathway, month] += n
+        by_region[region or UNKNOWN, month] += n
+        by_institution[institution or UNKNOWN, month] += n
     return CaseBreakdown(
-        {str(m): int(n) for m, n in counts.groupby("month")["n"].sum().items()},
-        _per_category(counts.explode("pathway"), "pathway"),
-        _per_category(counts, "region"),
-        _per_category(counts, "institution") if names_institution else None,
+        dict(total),
+        _per_category(by_pathway),
+        _per_category(by_region),
+        _per_category(by_institution) if names_institution else None,
     )
 
 
@@ -350,9 +358,9 @@ def _pathways(access: CaseAccess, products: str, pathway_of: dict[str, str]) -> 
     return sorted({pathway_of.get(p, UNREGISTERED) for p in mine})
 
 
-def _per_category(counts: pd.DataFrame, category: str) -> dict[str, dict[str, int]]:
-    """category -> month -> cases."""
+def _per_category(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    """category -> month -> cases, from (category, month) -> cases."""
     found: dict[str, dict[str, int]] = {}
-    for (name, month), n in counts.groupby([category, "month"])["n"].sum().items():
-        found.setdefault(str(name), {})[str(month)] = int(n)
+    for (category, month), n in counts.items():
+        found.setdefault(category, {})[month] = n
     return found

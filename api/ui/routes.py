@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import logging
 import re
 import threading
 from collections import Counter
@@ -51,6 +52,7 @@ from pvsignal.products import Pathway, RegisteredProduct
 from pvsignal.review import Status as ReviewState
 from pvsignal.store import SqlStore
 
+log = logging.getLogger("api.ui")
 router = APIRouter(prefix="/ui", include_in_schema=False, route_class=PageRoute)
 
 Text = Annotated[str | None, Query(max_length=500)]
@@ -647,26 +649,73 @@ def _case_breakdown(
     the store changed (its change token moved) the page shows the last count, with its time,
     while one recount per scope and reader runs beside it, so a page under a steady stream
     of batches is not recounted on every view."""
-    key = (
-        runtime.settings.store_url,  # one process may serve several stores (tests do)
-        scope,
-        registry.digest,
-        principal.role.value,
-        principal.org,
-    )
+    key = _breakdown_key(principal, runtime, registry, scope)
     token = store.change_token()
     found = _BREAKDOWNS.get(key)
     if found is None:
+        with _RECOUNTS_LOCK:
+            running = _RECOUNTS.get(key)  # the count started with the process (warm_overviews)
+        if running is not None:
+            running.join()
+            found = _BREAKDOWNS.get(key)
+    if found is None:
         found = _remember(key, _count(principal, runtime, registry, store, scope, token))
     elif found.token != token:
-        with _RECOUNTS_LOCK:
-            if key not in _RECOUNTS:
-                recount = threading.Thread(
-                    target=_recount, args=(key, principal, runtime, registry, scope), daemon=True
-                )
-                _RECOUNTS[key] = recount
-                recount.start()
+        _Recount(key, principal, runtime, registry, scope).start()
     return found
+
+
+def _breakdown_key(
+    principal: Principal, runtime: Runtime, registry: RegistrySnapshot, scope: str
+) -> tuple[Any, ...]:
+    """Whose breakdown: every reader who sees everything reads the same (case_access)."""
+    reader = ("everything",) if principal.sees_everything else (principal.role.value, principal.org)
+    # One process may serve several stores (tests do).
+    return (runtime.settings.store_url, scope, registry.digest, *reader)
+
+
+@dataclass(frozen=True)
+class _Recount:
+    """A count of a scope's breakdown for a reader, in a thread of its own."""
+
+    key: tuple[Any, ...]
+    principal: Principal
+    runtime: Runtime
+    registry: RegistrySnapshot
+    scope: str
+
+    def start(self) -> None:
+        """Start it, unless one is counting this breakdown already."""
+        with _RECOUNTS_LOCK:
+            if self.key not in _RECOUNTS:
+                thread = threading.Thread(target=self._run, daemon=True)
+                _RECOUNTS[self.key] = thread
+                thread.start()
+
+    def _run(self) -> None:
+        try:
+            with self.runtime.pool.store() as store:
+                token = store.change_token()  # read first: a change during the count moves it
+                counted = _count(
+                    self.principal, self.runtime, self.registry, store, self.scope, token
+                )
+                _remember(self.key, counted)
+        except Exception:  # the next view counts again (a store closed at shutdown, say)
+            log.exception("overview count failed", extra={"scope": self.scope})
+        finally:
+            with _RECOUNTS_LOCK:
+                _RECOUNTS.pop(self.key, None)
+
+
+def warm_overviews(runtime: Runtime) -> None:
+    """Count each scope's overview for the readers who see everything (regulators, admins)
+    beside the process's start, as its signal snapshots are built: a first view finds it
+    counted, or waits for what is left of the count."""
+    principal = Principal(Role.regulator, None, "overview at start")
+    registry = runtime.registry.current()
+    for scope in runtime.known_scopes:
+        key = _breakdown_key(principal, runtime, registry, scope)
+        _Recount(key, principal, runtime, registry, scope).start()
 
 
 def _count(
@@ -681,22 +730,6 @@ def _count(
     pathway_of = {p.product_id: p.pathway.value for p in registry.registry}
     counted = case_breakdown(store, access, scope, pathway_of)
     return Counted(token, counted, dt.datetime.now(dt.UTC))
-
-
-def _recount(
-    key: tuple[Any, ...],
-    principal: Principal,
-    runtime: Runtime,
-    registry: RegistrySnapshot,
-    scope: str,
-) -> None:
-    try:
-        with runtime.pool.store() as store:
-            token = store.change_token()  # read first: a change during the count moves it
-            _remember(key, _count(principal, runtime, registry, store, scope, token))
-    finally:
-        with _RECOUNTS_LOCK:
-            _RECOUNTS.pop(key, None)
 
 
 def _remember(key: tuple[Any, ...], counted: Counted) -> Counted:
