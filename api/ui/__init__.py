@@ -30,13 +30,18 @@ def mount_ui(app: FastAPI) -> None:
 
 def warm_ui(runtime: Runtime) -> None:
     """Beside the process's start: count the overviews of the readers who see everything
-    (routes.warm_overviews) and compile the templates."""
+    (routes.warm_overviews) while the templates are compiled; then the process is ready
+    (``runtime.warmed``, which /readyz waits for)."""
 
     def warm() -> None:
         try:
-            routes.warm_overviews(runtime)  # counts in threads of their own
+            counting = routes.warm_overviews(runtime)  # threads of their own
             compile_templates()
+            for count in counting:
+                count.join()
         except Exception:  # the pages do it on their first view instead
             logging.getLogger("api.ui").exception("dashboard warm-up failed")
+        finally:
+            runtime.warmed.set()
 
     threading.Thread(target=warm, name="ui-warm-up", daemon=True).start()

@@ -684,13 +684,14 @@ class _Recount:
     registry: RegistrySnapshot
     scope: str
 
-    def start(self) -> None:
-        """Start it, unless one is counting this breakdown already."""
+    def start(self) -> threading.Thread:
+        """Start it, unless one is counting this breakdown already; the thread counting it."""
         with _RECOUNTS_LOCK:
             if self.key not in _RECOUNTS:
                 thread = threading.Thread(target=self._run, daemon=True)
                 _RECOUNTS[self.key] = thread
                 thread.start()
+            return _RECOUNTS[self.key]
 
     def _run(self) -> None:
         try:
@@ -707,15 +708,17 @@ class _Recount:
                 _RECOUNTS.pop(self.key, None)
 
 
-def warm_overviews(runtime: Runtime) -> None:
+def warm_overviews(runtime: Runtime) -> list[threading.Thread]:
     """Count each scope's overview for the readers who see everything (regulators, admins)
     beside the process's start, as its signal snapshots are built: a first view finds it
-    counted, or waits for what is left of the count."""
+    counted, or waits for what is left of the count. Returns the threads counting."""
     principal = Principal(Role.regulator, None, "overview at start")
     registry = runtime.registry.current()
+    counting = []
     for scope in runtime.known_scopes:
         key = _breakdown_key(principal, runtime, registry, scope)
-        _Recount(key, principal, runtime, registry, scope).start()
+        counting.append(_Recount(key, principal, runtime, registry, scope).start())
+    return counting
 
 
 def _count(
