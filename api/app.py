@@ -45,7 +45,7 @@ from api.routes import (
     trends,
 )
 from api.runtime import LagProbe, build_runtime
-from api.ui import mount_ui
+from api.ui import mount_ui, warm_ui
 from pvsignal.exposures import Exposure
 from pvsignal.reports import Report
 from pvsignal.settings import Settings
@@ -75,6 +75,7 @@ def create_app(
         runtime = await asyncio.to_thread(build_runtime, settings, metrics, lag_probe)
         app.state.runtime = runtime
         runtime.start()
+        warm_ui(runtime)
         try:
             yield
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,9 @@ class Runtime:
     scheduler: DetectionScheduler | None = None
     lag_probe: LagProbe | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # Set once what the process prepares at start for its first pages is ready (api.ui.warm_ui):
+    # /readyz answers only then, so that no first user waits for it.
+    warmed: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         """Start the background loops on the running event loop."""

@@ -12,8 +12,9 @@ this process over 127.0.0.1 (wall time per request; loopback adds well under a m
    periods (overview and its reports by pathway, region and institution, a signal's trend,
    case series and rates panel), for a regulator and an MAH.
 
-The overview counts the scope's cases by pathway, region and institution on its first view
-(timed alone: ``once``); after a store change it shows that count while a recount runs beside it.
+The overview sums the scope's place counts (cases per month, region, institution and product
+list, kept at ingest) by pathway, region and institution on its first view (timed alone:
+``once``); after a store change it shows that count while a recount runs beside it.
 
 Each page is requested once to warm up, then ``--repeats`` times; p50 and p99 are printed.
 """
@@ -123,7 +124,7 @@ def with_cases(folder: Path, reports: int, repeats: int) -> None:
         pair = urlencode({"product_id": product_id, "pt": pt})
         v1 = f"/v1/signals/all/{product_id}/{pt}"
         print(" regulator:")
-        once("overview, first view (counts the cases)", client, "/ui/overview")
+        once("overview, first view (sums place counts)", client, "/ui/overview")
         report("overview", *timed(client, "/ui/overview", repeats))
         report(
             "signals, first page (25 rows)",
@@ -148,7 +149,7 @@ def with_cases(folder: Path, reports: int, repeats: int) -> None:
         if demo.mah_key:
             client = signed_in(server.base, demo.mah_key)
             print(" MAH:")
-            once("overview, first view (counts its cases)", client, "/ui/overview")
+            once("overview, first view (sums its place counts)", client, "/ui/overview")
             report("overview", *timed(client, "/ui/overview", repeats))
             report("alerts", *timed(client, "/ui/alerts", repeats))
             client.close()

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
+from pvsignal.cases import UNKNOWN_PERIOD, province
 from pvsignal.store.series import SeriesStore, StoredCase
 
 
@@ -80,7 +84,7 @@ class CaseAccess:
             "status": case.status,
             "received_month": None if case.received is None else case.received[:7],
             "country": report.get("country"),
-            "region": _province(report.get("region")),
+            "region": province(report.get("region")),
             "reporter_qualification": report.get("reporter_qualification"),
             "patient": {"age_group": age_group(patient), "sex": patient.get("sex")},
             "products": [
@@ -190,14 +194,6 @@ def age_group(patient: dict[str, Any]) -> str | None:
     return "adult" if age < 65 else "elderly"
 
 
-def _province(region: str | None) -> str | None:
-    """ISO 3166-2 subdivision (``CN-46``): China's subdivisions are provinces already; any
-    finer suffix (``CN-46-01``) is cut off."""
-    if not region:
-        return None
-    return "-".join(region.split("-")[:2])
-
-
 def _joined(items: Iterable[dict[str, Any]] | None, fields: tuple[str, ...]) -> str:
     """A list of records as one CSV cell: records joined by '; ', fields by '|'."""
     return "; ".join("|".join(_cell(item.get(name)) for name in fields) for item in items or [])
@@ -285,7 +281,7 @@ def _matches(case: StoredCase, query: CaseQuery, access: CaseAccess) -> bool:
     return access.owner is None or case.owner == access.owner
 
 
-UNKNOWN = "unknown"
+UNKNOWN = UNKNOWN_PERIOD  # a month, region or institution the report does not state
 UNREGISTERED = "unregistered"  # the pathway of a product the registry does not hold
 
 
@@ -310,46 +306,61 @@ class CaseBreakdown:
 def case_breakdown(
     store: SeriesStore, access: CaseAccess, scope: str, pathway_of: dict[str, str]
 ) -> CaseBreakdown:
-    """Count what ``/v1/cases?scope=`` lists for this reader, as it shows it: the same cases
-    (``case_series``) through the same mask (``mask``), so a breakdown can reveal
-    no case, and no field, the reader's listing would not. An MAH's cases are those counted
-    with its products, and their pathway is that of its own products among them."""
+    """Count what ``/v1/cases?scope=`` lists for this reader, as it shows it, from the
+    store's place counts (each case of the scope counted at ingest under its received month,
+    region, institution and the products it counts there): the cases ``case_series`` admits
+    (an MAH's: those counted with one of its products), by the fields ``mask`` shows at the
+    reader's level (no institution at the restricted level), so a breakdown can reveal no
+    case, and no field, the reader's listing would not. An MAH's pathways are those of its own
+    products among a case's.
+
+    Raises
+    ------
+    ValueError
+        For a reader limited to one owner's cases (a hospital, which has no overview): the
+        counts are not kept per owner.
+    """
+    if access.owner is not None:
+        raise ValueError(f"the place counts are not kept per owner ({access.owner!r})")
     names_institution = access.level is Level.full
-    total: dict[str, int] = {}
-    by_pathway: dict[str, dict[str, int]] = {}
-    by_region: dict[str, dict[str, int]] = {}
-    by_institution: dict[str, dict[str, int]] = {}
-    after: tuple[str, str] | None = None
-    while True:
-        cases, after = case_series(store, access, CaseQuery(scope), after=after, limit=1000)
-        for case in cases:
-            month, region, institution = _shown(access, access.mask(case))
-            _add(total, month)
-            products, _ = case.counted_in(scope) or ([], [])
-            if access.products is not None:
-                products = [p for p in products if p in access.products]
-            for pathway in {pathway_of.get(p, UNREGISTERED) for p in products}:
-                _add(by_pathway.setdefault(pathway, {}), month)
-            _add(by_region.setdefault(_province(region) or UNKNOWN, {}), month)
-            if names_institution:
-                _add(by_institution.setdefault(institution or UNKNOWN, {}), month)
-        if after is None:
-            break
+    total: Counter[str] = Counter()
+    by_pathway: Counter[tuple[str, str]] = Counter()
+    by_region: Counter[tuple[str, str]] = Counter()
+    by_institution: Counter[tuple[str, str]] = Counter()
+    # Rows share product lists (a scope's cases name a few thousand combinations): the
+    # pathways each shows the reader are worked out once per list.
+    shown: dict[str, list[str]] = {}
+    for month, region, institution, products, n in store.place_counts(scope):
+        pathways = shown.get(products)
+        if pathways is None:
+            pathways = shown[products] = _pathways(access, products, pathway_of)
+        if not pathways:
+            continue  # counted with none of the MAH's products: not in its listing
+        total[month] += n
+        for pathway in pathways:
+            by_pathway[pathway, month] += n
+        by_region[region or UNKNOWN, month] += n
+        by_institution[institution or UNKNOWN, month] += n
     return CaseBreakdown(
-        total, by_pathway, by_region, by_institution if names_institution else None
+        dict(total),
+        _per_category(by_pathway),
+        _per_category(by_region),
+        _per_category(by_institution) if names_institution else None,
     )
 
 
-def _shown(access: CaseAccess, masked: dict[str, Any]) -> tuple[str, str | None, str | None]:
-    """The received month, region and institution of a masked case (``mask``'s output, the
-    fields ``flat`` puts in its CSV row; the restricted level has no institution)."""
-    if access.level is Level.full:
-        report = masked["report"]
-        sender = report.get("sender") or {}
-        month = (masked["received"] or UNKNOWN)[:7]
-        return month, report.get("region"), sender.get("institution_id")
-    return masked["received_month"] or UNKNOWN, masked["region"], None
+def _pathways(access: CaseAccess, products: str, pathway_of: dict[str, str]) -> list[str]:
+    """The pathways a case counted with these products (a JSON array) shows the reader: of
+    its own products for an MAH (none: the case is not in its listing)."""
+    mine = orjson.loads(products)
+    if access.products is not None:
+        mine = [p for p in mine if p in access.products]
+    return sorted({pathway_of.get(p, UNREGISTERED) for p in mine})
 
 
-def _add(counts: dict[str, int], month: str) -> None:
-    counts[month] = counts.get(month, 0) + 1
+def _per_category(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    """category -> month -> cases, from (category, month) -> cases."""
+    found: dict[str, dict[str, int]] = {}
+    for (category, month), n in counts.items():
+        found.setdefault(category, {})[month] = n
+    return found

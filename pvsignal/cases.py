@@ -48,16 +48,27 @@ UNKNOWN_PERIOD = "unknown"
 
 class Contribution(NamedTuple):
     """What one case version adds to the counts: its stratum, its received month
-    (``YYYY-MM``, or ``UNKNOWN_PERIOD``), and per scope the counted products and events (the
-    pairs are their cross product). A named tuple: the bulk path makes one per report, and
-    tuples are the cheapest immutable records to build."""
+    (``YYYY-MM``, or ``UNKNOWN_PERIOD``), per scope the counted products and events (the
+    pairs are their cross product), and where it was reported (``place_of``: the province
+    and the sender institution its report states, "" where it states none). A named tuple:
+    the bulk path makes one per report, and tuples are the cheapest immutable records to build."""
 
     stratum: str
     scopes: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]
     period: str = UNKNOWN_PERIOD
+    region: str = ""
+    institution: str = ""
 
     def to_json(self) -> str:
-        return orjson.dumps({"s": self.stratum, "c": self.scopes, "p": self.period}).decode()
+        return orjson.dumps(
+            {
+                "s": self.stratum,
+                "c": self.scopes,
+                "p": self.period,
+                "r": self.region,
+                "i": self.institution,
+            }
+        ).decode()
 
     @classmethod
     def from_json(cls, text: str) -> Contribution:
@@ -66,7 +77,24 @@ class Contribution(NamedTuple):
             document["s"],
             tuple((s, tuple(p), tuple(e)) for s, p, e in document["c"]),
             document.get("p", UNKNOWN_PERIOD),  # stored before migration 8 backfilled it
+            document.get("r", ""),  # stored before migration 14 backfilled them
+            document.get("i", ""),
         )
+
+
+def province(region: str | None) -> str | None:
+    """ISO 3166-2 subdivision (``CN-46``): China's subdivisions are provinces already; any
+    finer suffix (``CN-46-01``) is cut off."""
+    if not region:
+        return None
+    return "-".join(region.split("-")[:2])
+
+
+def place_of(region: str | None, institution: str | None) -> tuple[str, str]:
+    """(province, institution) of a report as its stored document states them (region; C.3.2
+    sender organisation, its surrounding spaces dropped as validation drops them), "" for
+    what it does not state: the keys of the overview's counts by region and institution."""
+    return province(region) or "", (institution or "").strip()
 
 
 # The owner of cases whose source names no organisation (see pvsignal.ownership).
@@ -173,6 +201,12 @@ class Deltas:
     def total_periods(self) -> Counter[tuple[str, str, str]]:
         return self._net("total_periods")
 
+    @property
+    def places(self) -> Counter[tuple[str, str, str, str, str]]:
+        """Cases per (scope, period, region, institution, products): ``products`` the JSON
+        array of the products the case counts in the scope, sorted (the overview's counts)."""
+        return self._net("places")
+
     def _net(self, table: str) -> Counter:
         net = Counter(getattr(self._added, table))
         net.subtract(Counter(getattr(self._withdrawn, table)))
@@ -191,6 +225,7 @@ class _Keys:
         self.product_periods: list[tuple[str, str, str, str]] = []
         self.event_periods: list[tuple[str, str, str, str]] = []
         self.total_periods: list[tuple[str, str, str]] = []
+        self.places: list[tuple[str, str, str, str, str]] = []
 
     def append(self, contribution: Contribution) -> None:
         stratum, when = contribution.stratum, (contribution.period,)
@@ -205,6 +240,15 @@ class _Keys:
             self.product_periods.extend(product(where, products, strata, when))
             self.event_periods.extend(product(where, events, strata, when))
             self.pair_periods.extend(product(where, products, events, when))
+            self.places.append(
+                (
+                    scope,
+                    when[0],
+                    contribution.region,
+                    contribution.institution,
+                    orjson.dumps(sorted(products)).decode(),
+                )
+            )
 
 
 class Version(NamedTuple):

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import orjson
 from pydantic import ValidationError
 
-from pvsignal.cases import UNKNOWN_PERIOD, CaseBook, Contribution, Outcome, Version
+from pvsignal.cases import UNKNOWN_PERIOD, CaseBook, Contribution, Outcome, Version, place_of
 from pvsignal.errors import StaleOffsetsError
 from pvsignal.institutions import InstitutionRegistry
 from pvsignal.ownership import OwnerRule, SenderOwns, sender_organisation
@@ -271,7 +271,10 @@ class Ingestor:
         )
 
     def contribution(self, report: Report) -> Contribution:
-        """The counted products and events of the report, per scope it belongs to."""
+        """The counted products and events of the report, per scope it belongs to, and the
+        place it states (not its institution's region: the overview counts cases by the
+        region their listing shows)."""
+        place = place_of(report.region, sender_organisation(report))
         report = self._located(report)
         resolve, roles = self.registry.resolve, self._roles
         resolved = [resolve(entry) for entry in report.products if entry.role in roles]
@@ -293,7 +296,7 @@ class Ingestor:
                 if events is None:
                     events = events_at[level] = terms.keys(reactions, *level)
                 scopes.append((name, products, events))
-        return Contribution(stratum_of(report), tuple(scopes), period_of(report))
+        return Contribution(stratum_of(report), tuple(scopes), period_of(report), *place)
 
     def _located(self, report: Report) -> Report:
         """The report with its institution's region when it states none itself."""

@@ -25,14 +25,21 @@ def livez() -> Liveness:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    summary="The store answers (and, with Kafka, the consumers' offsets are known)",
+    summary="The store answers (and, with Kafka, the consumers' offsets are known), and the "
+    "start's warm-up is done",
     responses={503: {"description": "not ready"}},
 )
 async def readyz(runtime: RuntimeDep) -> Readiness:
     return await run_in_threadpool(_readiness, runtime)
 
 
+# How long a readiness check waits for the start's warm-up before it answers "not ready".
+WARM_UP_WAIT_SECONDS = 20.0
+
+
 def _readiness(runtime: Runtime) -> Readiness:
+    if not runtime.warmed.wait(WARM_UP_WAIT_SECONDS):
+        raise UnavailableError("the dashboard's first pages are being prepared")
     with runtime.pool.store() as store:
         if not store.ping():
             raise UnavailableError("the store does not answer")

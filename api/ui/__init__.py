@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 
+from api.runtime import Runtime
 from api.ui import routes, signin
+from api.ui.i18n import compile_templates
 
 STATIC = Path(__file__).parent / "static"
 
@@ -22,3 +26,22 @@ def mount_ui(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
         return RedirectResponse("/ui", status_code=307)
+
+
+def warm_ui(runtime: Runtime) -> None:
+    """Beside the process's start: count the overviews of the readers who see everything
+    (routes.warm_overviews) while the templates are compiled; then the process is ready
+    (``runtime.warmed``, which /readyz waits for)."""
+
+    def warm() -> None:
+        try:
+            counting = routes.warm_overviews(runtime)  # threads of their own
+            compile_templates()
+            for count in counting:
+                count.join()
+        except Exception:  # the pages do it on their first view instead
+            logging.getLogger("api.ui").exception("dashboard warm-up failed")
+        finally:
+            runtime.warmed.set()
+
+    threading.Thread(target=warm, name="ui-warm-up", daemon=True).start()

@@ -8,12 +8,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import logging
 import re
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, TypeVar, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query
@@ -51,6 +52,7 @@ from pvsignal.products import Pathway, RegisteredProduct
 from pvsignal.review import Status as ReviewState
 from pvsignal.store import SqlStore
 
+log = logging.getLogger("api.ui")
 router = APIRouter(prefix="/ui", include_in_schema=False, route_class=PageRoute)
 
 Text = Annotated[str | None, Query(max_length=500)]
@@ -267,31 +269,46 @@ def reports_per_month(store: SqlStore, scope: str) -> Counter[str]:
     return months
 
 
-_VISIBLE: dict[tuple[str, str, str | None], list[RegisteredProduct]] = {}
+_T = TypeVar("_T")
+_PER_READER: dict[tuple[str, str, str, str | None], Any] = {}
 SELECT_MOST = 300  # longer lists of choices are typed in, not picked from a select
 
 
-def visible_products(principal: Principal, registry: RegistrySnapshot) -> list[RegisteredProduct]:
-    """The registered products the caller may see (GET /v1/products' rule, ``can_see``), by
-    id; kept per registry version, since a large registry takes a while to walk."""
-    admitted(Reader, principal)
-    key = (registry.digest, principal.role.value, principal.org)
-    found = _VISIBLE.get(key)
+def _kept(
+    what: str, principal: Principal, registry: RegistrySnapshot, make: Callable[[], _T]
+) -> _T:
+    """``make()``'s answer for the caller, kept per registry version and reader: a large
+    registry takes a while to walk (50,000 products: tens of milliseconds a page)."""
+    key = (what, registry.digest, principal.role.value, principal.org)
+    found = _PER_READER.get(key)
     if found is None:
-        if len(_VISIBLE) > 64:
-            _VISIBLE.clear()
-        found = _VISIBLE[key] = sorted(
+        if len(_PER_READER) > 128:
+            _PER_READER.clear()
+        found = _PER_READER[key] = make()
+    return found
+
+
+def visible_products(principal: Principal, registry: RegistrySnapshot) -> list[RegisteredProduct]:
+    """The registered products the caller may see (GET /v1/products' rule, ``can_see``), by id."""
+    admitted(Reader, principal)
+    return _kept(
+        "products",
+        principal,
+        registry,
+        lambda: sorted(
             (p for p in registry.registry if registry.can_see(principal, p.product_id)),
             key=lambda p: p.product_id,
-        )
-    return found
+        ),
+    )
 
 
 def _filter_options(
     principal: Principal, runtime: Runtime, registry: RegistrySnapshot
 ) -> dict[str, Any]:
     visible = visible_products(principal, registry)
-    mahs = sorted({p.mah_id for p in visible if p.mah_id})
+    mahs = _kept(
+        "mahs", principal, registry, lambda: sorted({p.mah_id for p in visible if p.mah_id})
+    )
     return {
         "scopes": [s.name for s in runtime.scopes.all_scopes()],
         "pathways": [p.value for p in Pathway],
@@ -627,30 +644,81 @@ def _case_breakdown(
     scope: str,
 ) -> Counted:
     """The scope's cases per month by pathway, region and institution as the caller's case
-    listing shows them (pvsignal.case_access.case_breakdown). It reads every case of the
-    scope, so it is counted on the first view only; after the store changed (its change
-    token moved) the page shows the last count, with its time, while one recount per scope
-    and reader runs beside it: the page's time does not grow with the cases."""
-    key = (
-        runtime.settings.store_url,  # one process may serve several stores (tests do)
-        scope,
-        registry.digest,
-        principal.role.value,
-        principal.org,
-    )
+    listing shows them (pvsignal.case_access.case_breakdown, from the store's place counts:
+    a row per month, place and product list, not per case). Counted on the first view; after
+    the store changed (its change token moved) the page shows the last count, with its time,
+    while one recount per scope and reader runs beside it, so a page under a steady stream
+    of batches is not recounted on every view."""
+    key = _breakdown_key(principal, runtime, registry, scope)
     token = store.change_token()
     found = _BREAKDOWNS.get(key)
     if found is None:
+        with _RECOUNTS_LOCK:
+            running = _RECOUNTS.get(key)  # the count started with the process (warm_overviews)
+        if running is not None:
+            running.join()
+            found = _BREAKDOWNS.get(key)
+    if found is None:
         found = _remember(key, _count(principal, runtime, registry, store, scope, token))
     elif found.token != token:
-        with _RECOUNTS_LOCK:
-            if key not in _RECOUNTS:
-                recount = threading.Thread(
-                    target=_recount, args=(key, principal, runtime, registry, scope), daemon=True
-                )
-                _RECOUNTS[key] = recount
-                recount.start()
+        _Recount(key, principal, runtime, registry, scope).start()
     return found
+
+
+def _breakdown_key(
+    principal: Principal, runtime: Runtime, registry: RegistrySnapshot, scope: str
+) -> tuple[Any, ...]:
+    """Whose breakdown: every reader who sees everything reads the same (case_access)."""
+    reader = ("everything",) if principal.sees_everything else (principal.role.value, principal.org)
+    # One process may serve several stores (tests do).
+    return (runtime.settings.store_url, scope, registry.digest, *reader)
+
+
+@dataclass(frozen=True)
+class _Recount:
+    """A count of a scope's breakdown for a reader, in a thread of its own."""
+
+    key: tuple[Any, ...]
+    principal: Principal
+    runtime: Runtime
+    registry: RegistrySnapshot
+    scope: str
+
+    def start(self) -> threading.Thread:
+        """Start it, unless one is counting this breakdown already; the thread counting it."""
+        with _RECOUNTS_LOCK:
+            if self.key not in _RECOUNTS:
+                thread = threading.Thread(target=self._run, daemon=True)
+                _RECOUNTS[self.key] = thread
+                thread.start()
+            return _RECOUNTS[self.key]
+
+    def _run(self) -> None:
+        try:
+            with self.runtime.pool.store() as store:
+                token = store.change_token()  # read first: a change during the count moves it
+                counted = _count(
+                    self.principal, self.runtime, self.registry, store, self.scope, token
+                )
+                _remember(self.key, counted)
+        except Exception:  # the next view counts again (a store closed at shutdown, say)
+            log.exception("overview count failed", extra={"scope": self.scope})
+        finally:
+            with _RECOUNTS_LOCK:
+                _RECOUNTS.pop(self.key, None)
+
+
+def warm_overviews(runtime: Runtime) -> list[threading.Thread]:
+    """Count each scope's overview for the readers who see everything (regulators, admins)
+    beside the process's start, as its signal snapshots are built: a first view finds it
+    counted, or waits for what is left of the count. Returns the threads counting."""
+    principal = Principal(Role.regulator, None, "overview at start")
+    registry = runtime.registry.current()
+    counting = []
+    for scope in runtime.known_scopes:
+        key = _breakdown_key(principal, runtime, registry, scope)
+        counting.append(_Recount(key, principal, runtime, registry, scope).start())
+    return counting
 
 
 def _count(
@@ -665,22 +733,6 @@ def _count(
     pathway_of = {p.product_id: p.pathway.value for p in registry.registry}
     counted = case_breakdown(store, access, scope, pathway_of)
     return Counted(token, counted, dt.datetime.now(dt.UTC))
-
-
-def _recount(
-    key: tuple[Any, ...],
-    principal: Principal,
-    runtime: Runtime,
-    registry: RegistrySnapshot,
-    scope: str,
-) -> None:
-    try:
-        with runtime.pool.store() as store:
-            token = store.change_token()  # read first: a change during the count moves it
-            _remember(key, _count(principal, runtime, registry, store, scope, token))
-    finally:
-        with _RECOUNTS_LOCK:
-            _RECOUNTS.pop(key, None)
 
 
 def _remember(key: tuple[Any, ...], counted: Counted) -> Counted:
@@ -767,7 +819,12 @@ def overview_page(
             "counted_at": counted.at.isoformat(),
         },
         "fresh": fresh,
-        "by_pathway": sorted(Counter(p.pathway.value for p in visible).items()),
+        "by_pathway": _kept(
+            "pathways",
+            reader,
+            registry,
+            lambda: sorted(Counter(p.pathway.value for p in visible).items()),
+        ),
         "fit": fits[-1] if fits else None,
     }
     return render(request, "overview.html", context, user=user)

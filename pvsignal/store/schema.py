@@ -308,7 +308,22 @@ CREATE INDEX ended_sessions_expiry ON ended_sessions (expires_at);
 CREATE INDEX alerts_product ON alerts (product, alert_id)
 """
 
-MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13)
+# The dashboard's overview: a scope's cases per received month by where they were reported
+# (province-level region and sender institution, "" when the report states none) and by the
+# products they count there (a JSON array, sorted), kept by the same batch write as the other
+# counts. Which products a reader may see, and their pathways, are applied when it is read
+# (pvsignal.case_access.case_breakdown): nothing here depends on the registry. The counts of
+# existing cases, and the place in their contributions, are backfilled right after this
+# migration from their stored reports (see SqlStore._backfill_places), in the same transaction.
+_V14 = """
+CREATE TABLE place_counts (
+    scope TEXT NOT NULL, period TEXT NOT NULL, region TEXT NOT NULL, institution TEXT NOT NULL,
+    products TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (scope, period, region, institution, products)
+) {without_rowid}
+"""
+
+MIGRATIONS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14)
 
 
 def migrations(

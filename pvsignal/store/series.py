@@ -149,6 +149,16 @@ class SeriesStore:
                 found[(product, event)] = {period: int(a) for period, a in cursor.fetchall()}
         return found
 
+    def place_counts(self, scope: str) -> list[tuple[str, str, str, str, int]]:
+        """The scope's cases per (received month, region, institution, products they count
+        there as a JSON array), "" where a report states no region or institution (see
+        migration 14)."""
+        return self._query(
+            "SELECT period, region, institution, products, n FROM place_counts "
+            "WHERE scope = ? AND n <> 0",
+            (scope,),
+        )
+
     # -- scopes -----------------------------------------------------------------------------
 
     def scope_sizes(self) -> dict[str, tuple[int, int]]:

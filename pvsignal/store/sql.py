@@ -29,6 +29,7 @@ from pvsignal.cases import (
     Deltas,
     Status,
     Suspicion,
+    place_of,
 )
 from pvsignal.errors import InputError, LeaseLostError
 from pvsignal.institutions import Institution
@@ -298,6 +299,9 @@ _UPSERT_EVENT_PERIODS = _running_sum(
     "event_period_counts", ("scope", "event", "stratum", "period"), "n"
 )
 _UPSERT_TOTAL_PERIODS = _running_sum("total_period_counts", ("scope", "stratum", "period"), "n")
+_UPSERT_PLACES = _running_sum(
+    "place_counts", ("scope", "period", "region", "institution", "products"), "n"
+)
 _COUNT_TABLES = (
     "pair_counts",
     "product_counts",
@@ -307,6 +311,7 @@ _COUNT_TABLES = (
     "product_period_counts",
     "event_period_counts",
     "total_period_counts",
+    "place_counts",
 )
 _INSERT_VERSIONS = Rows(
     "case_versions",
@@ -423,6 +428,8 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
                     self._assign_owners(cursor)
                 if number == _PERIODS_MIGRATION:
                     self._backfill_periods(cursor)
+                if number == _PLACES_MIGRATION:
+                    self._backfill_places(cursor)
                 self._execute(cursor, "INSERT INTO schema_version (version) VALUES (?)", (number,))
 
     def _assign_owners(self, cursor: Any) -> None:
@@ -476,6 +483,29 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
         )
         run(cursor, _UPSERT_EVENT_PERIODS, [(*k, v) for k, v in deltas.event_periods.items() if v])
         run(cursor, _UPSERT_TOTAL_PERIODS, [(*k, v) for k, v in deltas.total_periods.items() if v])
+
+    def _backfill_places(self, cursor: Any) -> None:
+        """Migration 14 on a store with cases: the place each counting case's stored report
+        states, into its contribution, and the place counts of every such case."""
+        self._execute(
+            cursor,
+            "SELECT owner, case_id, contribution, report FROM cases "
+            "WHERE contribution IS NOT NULL AND report IS NOT NULL",
+        )
+        deltas, updates = Deltas(), []
+        for owner, case_id, contribution, report in cursor.fetchall():
+            document = orjson.loads(report)
+            sender = document.get("sender") or {}
+            place = place_of(document.get("region"), sender.get("institution_id"))
+            stored = Contribution.from_json(contribution)._replace(
+                region=place[0], institution=place[1]
+            )
+            deltas.add(stored, +1)
+            updates.append((stored.to_json(), owner, case_id))
+        self._executemany(
+            cursor, "UPDATE cases SET contribution = ? WHERE owner = ? AND case_id = ?", updates
+        )
+        self._write_rows(cursor, _UPSERT_PLACES, [(*k, v) for k, v in deltas.places.items() if v])
 
     def close(self) -> None:
         self._connection.close()
@@ -1089,6 +1119,7 @@ _INSERT_ALERT = Rows(
 
 _OWNERS_MIGRATION = 6
 _PERIODS_MIGRATION = 8
+_PLACES_MIGRATION = 14
 _RENAME_OWNER = (
     "UPDATE cases SET owner = ? WHERE owner = ?",
     "UPDATE cases SET duplicate_of_owner = ? WHERE duplicate_of_owner = ?",
@@ -1243,6 +1274,7 @@ class BatchSession:
         )
         run(cursor, _UPSERT_EVENT_PERIODS, [(*k, v) for k, v in deltas.event_periods.items() if v])
         run(cursor, _UPSERT_TOTAL_PERIODS, [(*k, v) for k, v in deltas.total_periods.items() if v])
+        run(cursor, _UPSERT_PLACES, [(*k, v) for k, v in deltas.places.items() if v])
         run(cursor, _INSERT_VERSIONS, [(*v, now) for v in batch.versions])
         run(
             cursor,

@@ -25,6 +25,7 @@ from pvsignal.simulate import SimulationConfig, simulate
 from pvsignal.store import open_store
 from pvsignal.store.schema import MIGRATIONS
 from pvsignal.store.sql import SqlStore
+from tests.support.contributions import drop_contribution_fields
 from tests.support.postgres import create_database
 
 PERIOD_TABLES = {
@@ -101,27 +102,16 @@ def _undo_migration_13(store: SqlStore, cursor) -> None:
 
 
 def _roll_back_to_version_7(store: SqlStore) -> None:
-    """Undo migrations 13 down to 8 on a store the engine wrote, as if it was made before them."""
+    """Undo migrations 14 down to 8 on a store the engine wrote, as if it was made before them
+    (migration 14 rewrites every contribution again when the store is opened)."""
     with store.write_transaction() as cursor:
+        store._execute(cursor, "DROP TABLE place_counts")
         _undo_migration_13(store, cursor)
         _undo_migration_12(store, cursor)
         for table in ADDED_BY_8_AND_9:
             store._execute(cursor, f"DROP TABLE {table}")
         store._execute(cursor, "ALTER TABLE cases DROP COLUMN received")
-        store._execute(
-            cursor, "SELECT owner, case_id, contribution FROM cases WHERE contribution IS NOT NULL"
-        )
-        undated = []
-        for owner, case_id, contribution in cursor.fetchall():
-            document = orjson.loads(contribution)
-            assert "p" in document  # the engine stores the month since migration 8
-            del document["p"]
-            undated.append((orjson.dumps(document).decode(), owner, case_id))
-        store._executemany(
-            cursor,
-            "UPDATE cases SET contribution = ? WHERE owner = ? AND case_id = ?",
-            undated,
-        )
+        drop_contribution_fields(store, cursor, "p")  # stored since migration 8
         store._execute(cursor, "DELETE FROM schema_version WHERE version >= 8")
 
 
