@@ -19,11 +19,10 @@ import pyarrow.csv as pa_csv
 from detectors.mgps import Hyperparameters
 from pvsignal.scoring import EXPORT_COLUMNS, PairCounts, ScoringConfig, score
 
-STATISTICS = EXPORT_COLUMNS[2:]
-
 if TYPE_CHECKING:
     from pvsignal.casetable import CodedPairs
 
+STATISTICS = EXPORT_COLUMNS[2:]  # every column of a pair but its labels
 # Pairs scored and written at a time: the export's memory follows this, not the scope's size.
 EXPORT_CHUNK = 50_000
 COUNT_COLUMNS = ("a", "n_product", "n_event", "n_total")
