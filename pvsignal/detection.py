@@ -68,6 +68,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from detectors.counting import distinct
 from detectors.mgps import Hyperparameters
 from detectors.mgps_fit import DEFAULT_STARTS, Fit, Squash, fit_hyperparameters
 from pvsignal import drift
@@ -92,7 +93,7 @@ from pvsignal.scoring import EXPORT_COLUMNS, ScoringConfig, score
 from pvsignal.signals import pair_table
 from pvsignal.store import SqlStore
 from pvsignal.store.access import PRODUCTS_WRITTEN
-from pvsignal.store.sql import CountsMark, Lease, StateRow
+from pvsignal.store.sql import CountsMark, Lease, StateColumns
 
 # The statistic whose level tracks each measure, and how to put it on a log2 scale.
 MEASURES: dict[str, tuple[str, str]] = {
@@ -632,7 +633,8 @@ class Detector:
             flags = np.asarray(stats[flag_column], dtype=bool)
             status = tracked.status[measure][within]
             # Only pairs that signal now or have an open state can change.
-            at = np.union1d(rows[flags], within[(status > NO_STATE) & (status < CLOSED)])
+            is_open = (status > NO_STATE) & (status < CLOSED)
+            at = distinct(np.concatenate((rows[flags], within[is_open])))
             row = row_of[at]
             candidates = Candidates(
                 flagged=_take(flags, row, False),
@@ -651,7 +653,7 @@ class Detector:
             moved = walked.transition > 0
             transitions[measure] = (at[moved], walked.transition[moved])
             points.append(at[walked.point])
-        changed = tracked.state_rows(
+        changed = tracked.state_columns(
             {
                 measure: tracked.after(measure, at, candidates, walked, now)
                 for measure, at, candidates, walked in updates
@@ -663,7 +665,7 @@ class Detector:
             row_of,
             stats,
             transitions,
-            np.unique(np.concatenate(points)),
+            distinct(np.concatenate(points)),
             registry,
             theta,
             now,
@@ -704,7 +706,7 @@ class Detector:
                 moves.setdefault(position, {})[measure] = TRANSITIONS[code]
         alerting = np.fromiter(moves, dtype=np.int64, count=len(moves))
         label = tracked.labels
-        recorded = row_of[np.union1d(points, alerting)]
+        recorded = row_of[distinct(np.concatenate((points, alerting)))]
         numbers = _statistics_rows(stats, recorded[recorded >= 0].tolist())
         history = sorted(
             (*label(p), numbers[row_of[p]]["a"], numbers[row_of[p]]) for p in points.tolist()
@@ -919,9 +921,9 @@ class _Tracked:
             getattr(self, name)[measure][at] = written[name]
         return written
 
-    def state_rows(self, written: dict[str, dict[str, np.ndarray]]) -> list[StateRow]:
+    def state_columns(self, written: dict[str, dict[str, np.ndarray]]) -> StateColumns:
         """Every measure's written states (measure -> :meth:`after`'s columns) as the store's
-        rows, in the order of its key (product, event, measure): upserted in that order they
+        columns, in the order of its key (product, event, measure): upserted in that order they
         touch each page of the table once. After a cold start the first run moves every
         ``new`` signal to ``ongoing``, about 10^5 rows at national scale."""
         names = np.array(list(written), dtype=object)
@@ -942,19 +944,16 @@ class _Tracked:
             )
         )
         statuses = np.array(STATUSES, dtype=object)
-        return list(
-            zip(
-                product_labels[products[order]].tolist(),
-                event_labels[events[order]].tolist(),
-                names[measure_code[order]].tolist(),
-                statuses[joined["status"][order] - 1].tolist(),
-                self.times(joined["since"][order]),
-                joined["reference"][order].tolist(),
-                joined["failures"][order].tolist(),
-                joined["last_a"][order].astype(np.int64).tolist(),
-                joined["last_level"][order].tolist(),
-                strict=True,
-            )
+        return StateColumns(
+            product_labels[products[order]].tolist(),
+            event_labels[events[order]].tolist(),
+            names[measure_code[order]].tolist(),
+            statuses[joined["status"][order] - 1].tolist(),
+            self.times(joined["since"][order]),
+            joined["reference"][order].tolist(),
+            joined["failures"][order].tolist(),
+            joined["last_a"][order].astype(np.int64).tolist(),
+            joined["last_level"][order].tolist(),
         )
 
     def labels(self, position: int) -> tuple[str, str]:

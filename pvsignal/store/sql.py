@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -51,6 +52,8 @@ from pvsignal.store.trail import TrailStore
 from pvsignal.terminology.store import TermStore
 
 _CHUNK = 5_000  # case ids per lookup query (SQLite allows 32,766 parameters)
+_SQLITE_VARIABLES = 32_766
+_ROWS_PER_STATEMENT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,27 +184,28 @@ def _fetched_ahead(cursor: Any, size: int) -> Iterator[list[Any]]:
         fetcher.join()
 
 
-# A signal state as write_detection writes it: product, event, measure, status, since,
-# reference, failures, last_a, last_level.
-StateRow = tuple[str, str, str, str, str, float, int, int, float | None]
+class StateColumns(NamedTuple):
+    """Signal states as write_detection writes them, column by column: lists of one length,
+    best in the table's key order (product, event, measure), which touches each page once."""
+
+    product: list[str]
+    event: list[str]
+    measure: list[str]
+    status: list[str]
+    since: list[str]
+    reference: list[float]
+    failures: list[int]
+    last_a: list[int]
+    last_level: list[float | None]
 
 
-def state_rows(states: dict[tuple[str, str, str], dict[str, Any]]) -> list[StateRow]:
-    """:data:`StateRow` s of states keyed by (product, event, measure)."""
-    return [
-        (
-            p,
-            e,
-            m,
-            s["status"],
-            s["since"],
-            s["reference"],
-            s["failures"],
-            s["last_a"],
-            s["last_level"],
-        )
-        for (p, e, m), s in states.items()
-    ]
+def state_columns(states: dict[tuple[str, str, str], dict[str, Any]]) -> StateColumns:
+    """:class:`StateColumns` of states keyed by (product, event, measure)."""
+    fields = ("status", "since", "reference", "failures", "last_a", "last_level")
+    return StateColumns(
+        *([key[k] for key in states] for k in range(3)),
+        *([state[name] for state in states.values()] for name in fields),
+    )
 
 
 def _joined_json(arrays: list[str]) -> list[Any]:
@@ -249,13 +253,38 @@ class Dialect:
         return f"{column} IN ({', '.join('?' * len(values))})", list(values)
 
     def write_rows(self, cursor: Any, spec: Rows, rows: list[Sequence[Any]]) -> None:
-        cursor.executemany(self.sql(spec.values_statement()), rows)
+        self._write_flat(cursor, spec, list(chain.from_iterable(rows)), len(rows))
+
+    def write_columns(self, cursor: Any, spec: Rows, columns: Sequence[list[Any]]) -> None:
+        """Rows given column by column: lists of plain Python values, all of one length."""
+        width, size = len(columns), len(columns[0])
+        flat: list[Any] = [None] * (width * size)
+        for k, column in enumerate(columns):
+            flat[k::width] = column
+        self._write_flat(cursor, spec, flat, size)
+
+    def _write_flat(self, cursor: Any, spec: Rows, flat: list[Any], size: int) -> None:
+        """Write ``size`` rows whose values follow each other in ``flat``. Many rows a
+        statement: executemany's cost per statement (reset, the Python loop) is most of a
+        row's; 64 rows each write 191k signal states in 0.45 s instead of 0.70 s."""
+        width = len(spec.columns)
+        per = max(1, min(_ROWS_PER_STATEMENT, _SQLITE_VARIABLES // width))
+        whole = size - size % per
+
+        def pieces(begin: int, end: int, rows: int) -> list[list[Any]]:
+            step = rows * width
+            return [flat[start : start + step] for start in range(begin * width, end * width, step)]
+
+        if whole:
+            cursor.executemany(self.sql(spec.values_statement(per)), pieces(0, whole, per))
+        if whole < size:
+            cursor.executemany(self.sql(spec.values_statement()), pieces(whole, size, 1))
 
 
 @dataclass(frozen=True)
 class Rows:
     """A write of many rows: ``INSERT INTO table (columns) ... [conflict]``, rendered by each
-    dialect (SQLite: executemany over one VALUES row; PostgreSQL: one statement over
+    dialect (SQLite: executemany over VALUES of 64 rows; PostgreSQL: one statement over
     ``unnest`` of one array per column — one round trip and one plan for the whole batch).
     ``types`` are the PostgreSQL types of the columns. The rows of one write must not repeat
     a conflict key (PostgreSQL refuses to update a row twice in one statement)."""
@@ -265,11 +294,12 @@ class Rows:
     types: tuple[str, ...]
     conflict: str = ""
 
-    def values_statement(self) -> str:
-        marks = ", ".join("?" * len(self.columns))
-        return (
-            f"INSERT INTO {self.table} ({', '.join(self.columns)}) VALUES ({marks}) {self.conflict}"
-        )
+    def values_statement(self, rows: int = 1) -> str:
+        """The INSERT of ``rows`` rows (in their order: a later row's conflict sees the
+        earlier ones)."""
+        marks = ", ".join([f"({', '.join('?' * len(self.columns))})"] * rows)
+        columns = ", ".join(self.columns)
+        return f"INSERT INTO {self.table} ({columns}) VALUES {marks} {self.conflict}"
 
 
 def _running_sum(table: str, key: tuple[str, ...], column: str, *, marked: bool = False) -> Rows:
@@ -407,6 +437,10 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
     def _write_rows(self, cursor: Any, spec: Rows, rows: list[Sequence[Any]]) -> None:
         if rows:
             self._dialect.write_rows(cursor, spec, rows)
+
+    def _write_columns(self, cursor: Any, spec: Rows, columns: Sequence[list[Any]]) -> None:
+        if columns[0]:
+            self._dialect.write_columns(cursor, spec, columns)
 
     def _query(self, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._transaction() as cursor:
@@ -870,7 +904,7 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
     def write_detection(
         self,
         scope: str,
-        states: dict[tuple[str, str, str], dict[str, Any]] | list[StateRow],
+        states: dict[tuple[str, str, str], dict[str, Any]] | StateColumns,
         history: list[tuple[str, str, int, dict[str, Any]]],
         alerts: list[dict[str, Any]],
         now: str,
@@ -884,14 +918,15 @@ class SqlStore(AccessStore, SeriesStore, TrailStore, TermStore, ExposureStore):
         A detection shard passes its ``lease``: the write is refused (LeaseLostError) unless
         the shard still holds it with that epoch. ``mark`` (setting name, value) is stored
         with the write: a detector keeping states in memory learns from it whether another
-        wrote since. ``states``: keyed by (product, event, measure), or as rows."""
-        rows = state_rows(states) if isinstance(states, dict) else states
+        wrote since. ``states``: keyed by (product, event, measure), or as columns."""
+        columns = state_columns(states) if isinstance(states, dict) else states
+        size = len(columns.product)
         with self._transaction(write=bool(alerts) or lease is not None) as cursor:
             if lease is not None:
                 self._check_lease(cursor, lease)
             if mark is not None:
                 self.set_setting(*mark)
-            self._write_rows(cursor, _UPSERT_SIGNAL, [(scope, *row, now) for row in rows])
+            self._write_columns(cursor, _UPSERT_SIGNAL, [[scope] * size, *columns, [now] * size])
             self._write_rows(
                 cursor,
                 _INSERT_HISTORY,
