@@ -152,12 +152,60 @@ def row_texts(statistics: dict[str, np.ndarray]) -> pa.Array:
 
 def csv_lines(product: pa.Array, event: pa.Array, texts: pa.Array, row: np.ndarray) -> pa.Buffer:
     """The CSV rows of pairs whose numbers are ``texts[row]`` (of :func:`row_texts`)."""
-    n = len(product)
+    return _back_to_back([product, ",", event, ",", texts.take(row)], len(product))
+
+
+# A pair in the JSON export's "pairs" list: indented by two a level, at the third level.
+_JSON_PAIR = ('    {\n      "product": ', ',\n      "event": ')
+_JSON_FLAG_TEXTS = pa.array(
+    [
+        "".join(
+            f'\n      "{name}": "{"true" if code >> (3 - k) & 1 else "false"}"'
+            + ("," if k < 3 else "\n    }")
+            for k, name in enumerate(FLAG_COLUMNS)
+        )
+        for code in range(16)
+    ]
+)
+
+
+def json_labels(labels: np.ndarray) -> pa.Array:
+    """Each label as orjson writes a string."""
+    return pa.array([orjson.dumps(label).decode() for label in labels.tolist()])
+
+
+def json_row_texts(statistics: dict[str, np.ndarray]) -> pa.Array:
+    """Each row's fields after its labels as :func:`write_json_chunks` lays them out (a comma,
+    then ``"a": ...`` to ``"signal_ebgm": ...`` and the closing brace), numbers as orjson
+    writes the export table's Python values (:func:`json_texts`)."""
+    n = np.asarray(statistics["a"]).size
+    parts: list[Any] = [","]
+    for name in _NUMBER_COLUMNS:
+        kind = np.int64 if name in COUNT_COLUMNS else np.float64
+        values = np.broadcast_to(statistics[name], (n,)).astype(kind)
+        parts += [f'\n      "{name}": ', json_texts(values)]
+    parts.append(_JSON_FLAG_TEXTS.take(flag_codes(statistics, n)))
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def json_elements(
+    product: pa.Array, event: pa.Array, texts: pa.Array, row: np.ndarray
+) -> pa.Buffer:
+    """The elements of the "pairs" list of pairs whose fields are ``texts[row]`` (of
+    :func:`json_row_texts`; labels of :func:`json_labels`), separated by ``,\\n``."""
+    start, between = _JSON_PAIR
+    parts = [start, product, between, event, texts.take(row), ",\n"]
+    return _back_to_back(parts, len(product), trailing=2)
+
+
+def _back_to_back(parts: list[Any], n: int, *, trailing: int = 0) -> pa.Buffer:
+    """The n texts of ``parts`` joined element-wise, back to back in one buffer, without the
+    last ``trailing`` bytes."""
     if n == 0:
         return pa.py_buffer(b"")
-    rows = pc.binary_join_element_wise(product, event, texts.take(row), ",")
+    rows = pc.binary_join_element_wise(*parts, "")
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset :]
-    return rows.buffers()[2][offsets[0] : offsets[n]]
+    return rows.buffers()[2][offsets[0] : offsets[n] - trailing]
 
 
 _COMMA = ord(",")
@@ -174,19 +222,8 @@ def number_texts(values: np.ndarray) -> pa.Array:
     nan and inf (orjson: ``null``). Those are Arrow's own cast, put in their places; the
     tests hold the rest to Arrow's cast, byte for byte, on random and edge values."""
     values = np.ascontiguousarray(values)
-    n = values.size
-    if n == 0:
-        return pa.array([], type=pa.string())
-    text = bytearray(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY))
-    text[-1] = _COMMA  # "[x,...,y]" -> "[x,...,y,": every number ends at a comma
-    commas = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == _COMMA)
-    if commas.size != n:
-        raise RuntimeError(f"orjson wrote {commas.size} numbers for {n}: {bytes(text[:80])!r}")
-    offsets = np.empty(n + 1, dtype=np.int32)
-    offsets[0] = 1
-    offsets[1:] = commas + 1
-    texts = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
-    if values.dtype.kind != "f":
+    texts = json_texts(values)
+    if values.dtype.kind != "f" or values.size == 0:
         return texts
     magnitude = np.abs(values)
     with np.errstate(invalid="ignore"):
@@ -201,6 +238,24 @@ def number_texts(values: np.ndarray) -> pa.Array:
     return pc.replace_with_mask(
         texts, pa.array(laid_out_apart), pc.binary_join_element_wise(arrow, ",", "")
     )
+
+
+def json_texts(values: np.ndarray) -> pa.Array:
+    """Each number as orjson writes it (of a Python float or int alike: nan and inf as
+    ``null``), followed by a comma."""
+    values = np.ascontiguousarray(values)
+    n = values.size
+    if n == 0:
+        return pa.array([], type=pa.string())
+    text = bytearray(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY))
+    text[-1] = _COMMA  # "[x,...,y]" -> "[x,...,y,": every number ends at a comma
+    commas = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == _COMMA)
+    if commas.size != n:
+        raise RuntimeError(f"orjson wrote {commas.size} numbers for {n}: {bytes(text[:80])!r}")
+    offsets = np.empty(n + 1, dtype=np.int32)
+    offsets[0] = 1
+    offsets[1:] = commas + 1
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
 
 
 def _distinct_rows(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -267,13 +322,21 @@ class PairExport:
     def write_json(self, head: dict[str, Any], sink: BinaryIO) -> dict[str, int]:
         """:func:`write_json_chunks` of every pair; how many pairs each measure flags."""
         signals = dict.fromkeys(FLAG_COLUMNS, 0)
-        write_json_chunks(head, self._tallied(self._table, signals), sink)
+        # Half the CSV's chunk: a pair's JSON text and its parts in the making are ~3x its CSV's
+        # (at 3.67M pairs: peak 0.83 GB with 50,000 pairs a chunk, 0.58 GB with 20,000).
+        pairs = max(1, EXPORT_CHUNK // 2)
+        write_json_chunks(head, self._tallied(self._json, signals, pairs), sink)
         return signals
 
     def _tallied(
-        self, write: Callable[[slice], tuple[dict[str, int], T]], signals: dict[str, int]
+        self,
+        write: Callable[[slice], tuple[dict[str, int], T]],
+        signals: dict[str, int],
+        pairs: int = 0,
     ) -> Iterator[T]:
-        parts = chunks_of(self.pairs.counts.a.size, self.config)
+        """The chunks ``write`` makes of every ``pairs`` pairs (0: EXPORT_CHUNK), in order;
+        each chunk's flag counts added to ``signals``."""
+        parts = chunks_of(self.pairs.counts.a.size, self.config, pairs)
         for counts, chunk in in_order(functools.partial(write, part) for part in parts):
             for name, count in counts.items():
                 signals[name] += count
@@ -291,24 +354,23 @@ class PairExport:
         return score_part(counts, first + part.start, self.theta, self.config), row
 
     @functools.cached_property
-    def _labels(self) -> tuple[pa.Array, pa.Array]:
-        return pa.array(self.pairs.products), pa.array(self.pairs.events)
-
-    @functools.cached_property
     def _quoted(self) -> tuple[pa.Array, pa.Array]:
         return quoted_labels(self.pairs.products), quoted_labels(self.pairs.events)
+
+    @functools.cached_property
+    def _json_labels(self) -> tuple[pa.Array, pa.Array]:
+        return json_labels(self.pairs.products), json_labels(self.pairs.events)
 
     def _csv(self, part: slice) -> tuple[dict[str, int], pa.Buffer]:
         statistics, row = self._part(part)
         product, event = self._part_labels(part, self._quoted)
         return flag_counts(statistics, row), csv_lines(product, event, row_texts(statistics), row)
 
-    def _table(self, part: slice) -> tuple[dict[str, int], pa.Table]:
+    def _json(self, part: slice) -> tuple[dict[str, int], pa.Buffer]:
         statistics, row = self._part(part)
-        product, event = self._part_labels(part, self._labels)
-        rows = (np.asarray(statistics["a"]).size,)
-        per_pair = {name: np.broadcast_to(values, rows)[row] for name, values in statistics.items()}
-        return flag_counts(statistics, row), export_table(product, event, per_pair)
+        product, event = self._part_labels(part, self._json_labels)
+        texts = json_row_texts(statistics)
+        return flag_counts(statistics, row), json_elements(product, event, texts, row)
 
     def _part_labels(
         self, part: slice, labels: tuple[pa.Array, pa.Array]
@@ -348,22 +410,19 @@ def in_order(jobs: Iterable[Callable[[], T]], *, workers: int = 2) -> Iterator[T
 _JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2
 
 
-def write_json_chunks(head: dict[str, Any], tables: Iterable[pa.Table], sink: BinaryIO) -> None:
+def write_json_chunks(head: dict[str, Any], chunks: Iterable[pa.Buffer], sink: BinaryIO) -> None:
     """``{**head, "pairs": [...]}`` indented by two, as orjson writes the whole document,
-    written one chunk of pairs at a time."""
-    rows = (row for table in tables for row in table.to_pylist())
-    first = next(rows, None)
+    written one chunk of pairs at a time (each chunk's elements from :func:`json_elements`)."""
+    elements = (chunk for chunk in chunks if chunk.size)
+    first = next(elements, None)
     if first is None:
         sink.write(orjson.dumps({**head, "pairs": []}, option=_JSON))
         return
     whole = orjson.dumps({**head, "pairs": [0]}, option=_JSON)
     opening, closing = whole.rsplit(b"\n    0\n", 1)
-    sink.write(opening + b"\n" + _json_row(first))
-    for row in rows:
-        sink.write(b",\n" + _json_row(row))
+    sink.write(opening + b"\n")
+    sink.write(first)
+    for chunk in elements:
+        sink.write(b",\n")
+        sink.write(chunk)
     sink.write(b"\n" + closing)
-
-
-def _json_row(row: dict[str, Any]) -> bytes:
-    """One pair as an element of the indented "pairs" list."""
-    return b"    " + orjson.dumps(row, option=_JSON).replace(b"\n", b"\n    ")

@@ -1,15 +1,17 @@
 """`number_texts` writes every number as Arrow's cast to text does (the text its CSV writer
-wrote before), byte for byte: random bit patterns, wide and narrow magnitudes, whole numbers,
+wrote before), and `json_texts` as orjson writes the Python number (the JSON export's text
+before), byte for byte: random bit patterns, wide and narrow magnitudes, whole numbers,
 subnormals, the neighbourhoods of powers of two and ten, and the layout boundaries."""
 
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pvsignal.export import number_texts
+from pvsignal.export import json_texts, number_texts
 
 RNG = np.random.default_rng(15)
 N = 200_000
@@ -67,3 +69,10 @@ def test_a_slice_of_a_larger_array_is_written_from_its_own_values():
 def test_no_number_is_no_text():
     assert len(number_texts(np.empty(0))) == 0
     assert pc.binary_length(number_texts(np.array([2.5]))).to_pylist() == [4]
+
+
+@pytest.mark.parametrize("name", sorted(FLOATS))
+def test_floats_are_written_as_orjson_writes_python_floats(name):
+    values = FLOATS[name]
+    expected = [orjson.dumps(value).decode() + "," for value in values.tolist()]
+    assert json_texts(values).to_pylist() == expected
