@@ -295,8 +295,7 @@ class Rows:
     conflict: str = ""
 
     def values_statement(self, rows: int = 1) -> str:
-        """The INSERT of ``rows`` rows (in their order: a later row's conflict sees the
-        earlier ones)."""
+        """The INSERT of ``rows`` rows."""
         marks = ", ".join([f"({', '.join('?' * len(self.columns))})"] * rows)
         columns = ", ".join(self.columns)
         return f"INSERT INTO {self.table} ({columns}) VALUES {marks} {self.conflict}"
