@@ -30,10 +30,10 @@ from api.pool import StorePool
 from detectors.mgps import Hyperparameters
 from pvsignal.casetable import CodedPairs
 from pvsignal.detection import MEASURES
-from pvsignal.export import STATISTICS, chunks_of, in_order, score_part
+from pvsignal.export import chunks_of, in_order, score_part
 from pvsignal.memory import release_freed_memory
 from pvsignal.scopes import ScopeConfig
-from pvsignal.scoring import ScoringConfig
+from pvsignal.scoring import STATISTICS, ScoringConfig
 from pvsignal.signals import coded_pairs, scope_prior
 from pvsignal.store import SqlStore
 

@@ -17,12 +17,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from detectors.mgps import Hyperparameters
-from pvsignal.scoring import EXPORT_COLUMNS, PairCounts, ScoringConfig, score
+from pvsignal.scoring import EXPORT_COLUMNS, STATISTICS, PairCounts, ScoringConfig, score
 
 if TYPE_CHECKING:
     from pvsignal.casetable import CodedPairs
 
-STATISTICS = EXPORT_COLUMNS[2:]  # every column of a pair but its labels
 # Pairs scored and written at a time: the export's memory follows this, not the scope's size.
 EXPORT_CHUNK = 50_000
 COUNT_COLUMNS = ("a", "n_product", "n_event", "n_total")
@@ -35,7 +34,7 @@ Labels = np.ndarray | pa.Array
 def export_table(product: Labels, event: Labels, statistics: dict[str, np.ndarray]) -> pa.Table:
     """The export as an Arrow table: counts as integers, flags as true/false, floats as is."""
     columns: dict[str, pa.Array] = {"product": _strings(product), "event": _strings(event)}
-    for name in EXPORT_COLUMNS[2:]:
+    for name in STATISTICS:
         values = statistics[name]
         if name in COUNT_COLUMNS:
             columns[name] = pa.array(np.asarray(values, dtype=np.int64))
@@ -109,7 +108,6 @@ _FLAG_TEXTS = pa.array(
 # What a pair's numbers are a function of: the statistics of pairs alike here are alike.
 _KEY_COLUMNS = ("a", "n_product", "n_event", "expected")
 _NUMBER_COLUMNS = EXPORT_COLUMNS[2:22]
-_SCORED_COLUMNS = tuple(name for name in STATISTICS if name not in COUNT_COLUMNS)
 
 
 def quoted_labels(labels: np.ndarray) -> pa.Array:
@@ -143,11 +141,15 @@ def flag_codes(statistics: dict[str, np.ndarray], n: int) -> np.ndarray:
 def row_texts(statistics: dict[str, np.ndarray]) -> pa.Array:
     """Each row's numbers and flags as written, after its labels: ``a,...,qn,flags\\n``."""
     n = np.asarray(statistics["a"]).size
-    texts = []
+    texts = [number_texts(values) for _, values in _numbers(statistics, n)]
+    return pc.binary_join_element_wise(*texts, _FLAG_TEXTS.take(flag_codes(statistics, n)), "")
+
+
+def _numbers(statistics: dict[str, np.ndarray], n: int) -> Iterator[tuple[str, np.ndarray]]:
+    """Each number column of n rows, as the export table types it (counts int64)."""
     for name in _NUMBER_COLUMNS:
         kind = np.int64 if name in COUNT_COLUMNS else np.float64
-        texts.append(number_texts(np.broadcast_to(statistics[name], (n,)).astype(kind)))
-    return pc.binary_join_element_wise(*texts, _FLAG_TEXTS.take(flag_codes(statistics, n)), "")
+        yield name, np.broadcast_to(statistics[name], (n,)).astype(kind)
 
 
 def csv_lines(product: pa.Array, event: pa.Array, texts: pa.Array, row: np.ndarray) -> pa.Buffer:
@@ -180,9 +182,7 @@ def json_row_texts(statistics: dict[str, np.ndarray]) -> pa.Array:
     writes the export table's Python values (:func:`json_texts`)."""
     n = np.asarray(statistics["a"]).size
     parts: list[Any] = [","]
-    for name in _NUMBER_COLUMNS:
-        kind = np.int64 if name in COUNT_COLUMNS else np.float64
-        values = np.broadcast_to(statistics[name], (n,)).astype(kind)
+    for name, values in _numbers(statistics, n):
         parts += [f'\n      "{name}": ', json_texts(values)]
     parts.append(_JSON_FLAG_TEXTS.take(flag_codes(statistics, n)))
     return pc.binary_join_element_wise(*parts, "")

@@ -43,6 +43,7 @@ EXPORT_COLUMNS = (
     "signal_ic",
     "signal_ebgm",
 )
+STATISTICS = EXPORT_COLUMNS[2:]  # every column of a pair but its labels
 
 
 @dataclass(frozen=True)

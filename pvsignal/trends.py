@@ -27,13 +27,12 @@ from detectors.mgps import Hyperparameters
 from detectors.table import expected as unstratified_expected
 from detectors.table import stratified_expected
 from pvsignal.cases import UNKNOWN_PERIOD
-from pvsignal.scoring import EXPORT_COLUMNS, PairCounts, ScoringConfig, score
+from pvsignal.scoring import STATISTICS, PairCounts, ScoringConfig, score
 from pvsignal.store.series import PeriodCounts
 
 Period = Literal["month", "quarter", "year"]
 PERIODS: tuple[Period, ...] = ("month", "quarter", "year")
 COUNTS = ("a", "n_product", "n_event", "n_total")
-STATISTICS = EXPORT_COLUMNS[2:]  # a, n_product, n_event, n_total, expected, the measures...
 _MONTHS_PER = {"month": 1, "quarter": 3, "year": 12}
 
 
